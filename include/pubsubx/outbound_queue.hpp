@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace pubsubx {
+
+// The encoded frames waiting to be written to one client, in one contiguous buffer so that a
+// small message costs a copy, not an allocation, and a whole backlog goes out in one write.
+// Bounded in bytes: making room drops the oldest whole frames. Frame boundaries are not stored:
+// a frame never contains the delimiter, so the buffer can be re-split when dropping.
+class OutboundQueue {
+  public:
+    explicit OutboundQueue(std::size_t max_bytes) : max_bytes_(max_bytes) {}
+
+    // Appends one encoded frame (delimiter included). Returns how many frames were dropped to
+    // make room; a frame larger than the whole bound is itself dropped and counted.
+    std::size_t push(std::string_view encoded_frame);
+    // Puts control frames before everything queued, whatever the bound (the RESTORED reply).
+    void push_front_unbounded(std::string_view encoded_frames);
+
+    bool empty() const { return bytes_.size() == head_; }
+    std::size_t size() const { return bytes_.size() - head_; }
+    // Number of whole frames queued (counts delimiters; not for hot paths).
+    std::size_t frame_count() const;
+
+    // Moves everything queued into `out` (cleared first). Buffers are swapped, not copied,
+    // so both sides keep their capacity for the next round.
+    void take_all(std::string& out);
+    void clear();
+    // Gives the buffer's memory back when it is empty and larger than an idle client needs.
+    void release_memory_if_empty();
+
+  private:
+    void drop_oldest_frame();
+
+    std::string bytes_;
+    std::size_t head_ = 0;  // bytes before head_ were dropped but not yet compacted away
+    std::size_t max_bytes_;
+};
+
+}  // namespace pubsubx

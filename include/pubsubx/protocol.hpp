@@ -1,0 +1,140 @@
+// The PubSubX wire protocol (docs/protocol.md): frame splitting, command parsing and frame
+// encoding. Pure functions and plain data: no sockets, no clock, no logging.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace pubsubx {
+
+// Every frame, in both directions, ends with these three bytes.
+inline constexpr std::string_view kDelimiter{"\n\nx"};
+
+// The original client refuses longer names; the server enforces the same bound.
+inline constexpr std::size_t kMaxNameLength = 64;
+
+// Server -> client control frames, exactly as the original server sends them.
+inline constexpr std::string_view kConnAccepted{"OK: Conn accepted"};
+inline constexpr std::string_view kNameTaken{"ERROR: Name already taken"};
+inline constexpr std::string_view kRestoredPrefix{"RESTORED "};
+
+// Position of the first delimiter in `bytes`, or npos. memchr finds candidate '\n' bytes at
+// memory speed; a frame rarely contains one.
+std::size_t find_delimiter(std::string_view bytes, std::size_t from = 0);
+
+// Cuts a TCP byte stream into frames. Frames complete within one read are handed out as views
+// into that read (no copy); only an incomplete tail is kept between reads.
+class FrameSplitter {
+  public:
+    enum class Status { ok, frame_too_long };
+
+    explicit FrameSplitter(std::size_t max_frame) : max_frame_(max_frame) {}
+
+    // Calls on_frame(std::string_view) for every frame completed by `bytes`, in order. The
+    // views are valid only during the call. Stops and returns frame_too_long when a frame
+    // (complete or not) exceeds max_frame bytes; the splitter is then unusable.
+    // on_frame may return false to stop early (the rest of `bytes` is discarded).
+    template <typename OnFrame>
+    Status feed(std::string_view bytes, OnFrame&& on_frame);
+
+    // Bytes of an incomplete frame held back for the next read.
+    std::size_t buffered() const { return tail_.size(); }
+    // Gives back the tail's memory; an idle connection then holds no buffer.
+    void release_memory_if_empty();
+
+  private:
+    // When a tail is held, the delimiter that completes it may start inside the tail.
+    // Returns how many bytes of `bytes` complete the frame including the delimiter, or 0.
+    std::size_t bytes_completing_tail(std::string_view bytes) const;
+    // An unfinished frame is too long once it cannot end within max_frame bytes, allowing
+    // for the first bytes of a delimiter at its end.
+    bool unfinished_too_long(std::string_view unfinished) const;
+
+    std::string tail_;
+    std::size_t max_frame_;
+};
+
+enum class CommandKind { connect, subscribe, unsubscribe, publish, disconnect, unknown };
+
+// One client -> server frame, parsed by the original server's rule: split on single spaces,
+// the first field is the command, the second the argument, the rest (bytes after the second
+// space) the data. `has_argument` is false when the second field is missing or empty, and such
+// a frame is not acted on. For CONNECT, `data` holds any extra fields (an old server ignores
+// them).
+struct Command {
+    CommandKind kind = CommandKind::unknown;
+    std::string_view argument;
+    std::string_view data;
+    bool has_argument = false;
+};
+
+Command parse_command(std::string_view frame);
+
+// A name the server accepts: 1..64 bytes, no space (a space would end the field anyway) and
+// no control byte, so that it prints safely in logs.
+bool is_valid_name(std::string_view name);
+
+// Appends `frame` and the delimiter to `out`.
+void append_frame(std::string& out, std::string_view frame);
+// Appends the delivery frame `<topic> <data>` to `out` without building it separately first.
+void append_message_frame(std::string& out, std::string_view topic, std::string_view data);
+
+// Server -> client frames, as a client sees them.
+enum class ServerFrameKind { accepted, restored, error, message };
+
+struct ServerFrame {
+    ServerFrameKind kind = ServerFrameKind::message;
+    std::string_view topic;  // message: the topic
+    std::string_view text;   // message: the data; restored: the name; error: the whole frame
+};
+
+// Note: the frame after `RESTORED` is the topic list, not a message; only the caller knows
+// that, so it must not pass that frame here.
+ServerFrame parse_server_frame(std::string_view frame);
+
+// ---------------------------------------------------------------------------------------------
+
+template <typename OnFrame>
+FrameSplitter::Status FrameSplitter::feed(std::string_view bytes, OnFrame&& on_frame) {
+    if (!tail_.empty()) {
+        const std::size_t used = bytes_completing_tail(bytes);
+        if (used == 0) {
+            tail_.append(bytes);
+            return unfinished_too_long(tail_) ? Status::frame_too_long : Status::ok;
+        }
+        // The delimiter may have started inside the tail; the frame ends where it starts.
+        tail_.append(bytes.substr(0, used));
+        tail_.resize(tail_.size() - kDelimiter.size());
+        if (tail_.size() > max_frame_) {
+            return Status::frame_too_long;
+        }
+        const bool go_on = on_frame(std::string_view{tail_});
+        tail_.clear();
+        if (!go_on) {
+            return Status::ok;
+        }
+        bytes.remove_prefix(used);
+    }
+    std::size_t start = 0;
+    for (;;) {
+        const std::size_t end = find_delimiter(bytes, start);
+        if (end == std::string_view::npos) {
+            break;
+        }
+        if (end - start > max_frame_) {
+            return Status::frame_too_long;
+        }
+        if (!on_frame(bytes.substr(start, end - start))) {
+            return Status::ok;
+        }
+        start = end + kDelimiter.size();
+    }
+    if (unfinished_too_long(bytes.substr(start))) {
+        return Status::frame_too_long;
+    }
+    tail_.assign(bytes.substr(start));
+    return Status::ok;
+}
+
+}  // namespace pubsubx

@@ -1,0 +1,48 @@
+// One client connection: reads frames into the broker core and writes what the core queued for
+// its client, with at most one write in flight that carries everything queued so far.
+#pragma once
+
+#include <asio/ip/tcp.hpp>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "pubsubx/broker.hpp"
+#include "pubsubx/protocol.hpp"
+
+namespace pubsubx::server {
+
+class Server;
+
+class Session final : public std::enable_shared_from_this<Session>, public Connection {
+  public:
+    Session(asio::ip::tcp::socket socket, Server& server);
+
+    void start();
+    void outbound_ready() override;
+
+  private:
+    void wait_readable();
+    void on_readable(const std::error_code& error);
+    void handle_bytes(std::string_view bytes);
+    void flush();
+    void on_written(const std::error_code& error);
+    // Stops reading, writes what is queued plus `error_frame` (if any), then closes.
+    void close_after_flush(std::string_view error_frame);
+    // The peer is gone or broken: its client becomes lost and the socket is closed now.
+    void lose(std::string_view why);
+    void close_socket();
+
+    asio::ip::tcp::socket socket_;
+    Server& server_;
+    FrameSplitter splitter_;
+    std::string writing_;  // the bytes of the write in flight
+    std::string control_;  // an error frame for a connection with no client attached
+    bool write_in_flight_ = false;
+    bool flush_posted_ = false;
+    bool closing_ = false;
+    bool closed_ = false;
+};
+
+}  // namespace pubsubx::server
