@@ -1,0 +1,99 @@
+// Helpers for tests against the real binaries over real loopback TCP: a child process whose
+// output is watched, and a plain blocking socket client that speaks frames.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pubsubx/protocol.hpp"
+
+namespace pubsubx::testing {
+
+using namespace std::chrono_literals;
+using Millis = std::chrono::milliseconds;
+
+// Path of a built binary, handed to the tests by meson through the environment.
+std::string binary_path(const char* environment_variable);
+
+// A child process with its stdout and stderr in one pipe (and optionally its stdin).
+class ChildProcess {
+public:
+    ChildProcess(const std::string& program, const std::vector<std::string>& args,
+                 bool pipe_stdin = false);
+    ~ChildProcess();
+    ChildProcess(const ChildProcess&) = delete;
+    ChildProcess& operator=(const ChildProcess&) = delete;
+
+    // Waits until the output contains `needle` (at or after `from`); true if it did in time.
+    bool wait_for_output(std::string_view needle, Millis timeout = 5000ms, std::size_t from = 0);
+    // Everything printed so far (reads what is ready without waiting).
+    const std::string& output();
+    void write_stdin(std::string_view text);
+    void close_stdin();
+    void send_signal(int signal);
+    // Waits for the process to end; returns its exit code, 128+N for signal N, or nullopt if
+    // it is still running after the timeout.
+    std::optional<int> wait_exit(Millis timeout = 5000ms);
+    pid_t pid() const { return pid_; }
+
+private:
+    // Reads what is available within `timeout`; false at end of output.
+    bool read_output(Millis timeout);
+
+    pid_t pid_ = -1;
+    int output_fd_ = -1;
+    int stdin_fd_ = -1;
+    std::string output_;
+    std::optional<int> exit_code_;
+};
+
+// pubsubx-server on an ephemeral loopback port.
+class ServerProcess : public ChildProcess {
+public:
+    explicit ServerProcess(std::vector<std::string> extra_args = {});
+    std::uint16_t port() const { return port_; }
+
+private:
+    std::uint16_t port_ = 0;
+};
+
+class TestClient {
+public:
+    explicit TestClient(std::uint16_t port);
+    ~TestClient();
+    TestClient(const TestClient&) = delete;
+    TestClient& operator=(const TestClient&) = delete;
+
+    void send_raw(std::string_view bytes);
+    void send_frame(std::string_view frame);
+    // The next frame from the server, or nullopt on timeout or end of stream.
+    std::optional<std::string> read_frame(Millis timeout = 3000ms);
+    // True when the server closes the connection within `timeout` (frames before that are
+    // collected and can still be read).
+    bool wait_closed(Millis timeout = 3000ms);
+    // Ends the connection without DISCONNECT: a FIN, or a reset when `reset` is set.
+    void drop(bool reset = false);
+    // Sends CONNECT and expects the accept reply.
+    void connect_as(std::string_view name);
+    // Proves that everything this client sent before was processed by the server: publishes a
+    // probe to a private topic it subscribes to and waits until it comes back.
+    void barrier();
+
+private:
+    bool receive(Millis timeout);
+
+    int fd_ = -1;
+    bool peer_closed_ = false;
+    FrameSplitter splitter_{1 << 24};
+    std::deque<std::string> frames_;
+    int barrier_count_ = 0;
+};
+
+}  // namespace pubsubx::testing
