@@ -82,8 +82,7 @@ TEST_CASE("an abruptly closed client gets its topics and missed messages back in
     }
     wait_lost(server, "sub");
     for (int i = 0; i < 100; ++i) {
-        pub.send_frame("PUBLISH " + std::string{i % 2 == 0 ? "a" : "b"} + " m" +
-                       std::to_string(i));
+        pub.send_frame("PUBLISH " + std::string{i % 2 == 0 ? "a" : "b"} + " m" + std::to_string(i));
     }
     pub.barrier();
     TestClient back{server.port()};
@@ -91,8 +90,7 @@ TEST_CASE("an abruptly closed client gets its topics and missed messages back in
     CHECK(back.read_frame() == "RESTORED sub");
     CHECK(back.read_frame() == "a b");
     for (int i = 0; i < 100; ++i) {
-        CHECK(back.read_frame() ==
-              std::string{i % 2 == 0 ? "a" : "b"} + " m" + std::to_string(i));
+        CHECK(back.read_frame() == std::string{i % 2 == 0 ? "a" : "b"} + " m" + std::to_string(i));
     }
     pub.send_frame("PUBLISH a live");
     CHECK(back.read_frame() == "a live");

@@ -141,7 +141,9 @@ void ChildProcess::close_stdin() {
     }
 }
 
-void ChildProcess::send_signal(int signal) { kill(pid_, signal); }
+void ChildProcess::send_signal(int signal) {
+    kill(pid_, signal);
+}
 
 std::optional<int> ChildProcess::wait_exit(Millis timeout) {
     if (exit_code_) {

@@ -24,7 +24,7 @@ std::string binary_path(const char* environment_variable);
 
 // A child process with its stdout and stderr in one pipe (and optionally its stdin).
 class ChildProcess {
-public:
+  public:
     ChildProcess(const std::string& program, const std::vector<std::string>& args,
                  bool pipe_stdin = false);
     ~ChildProcess();
@@ -43,7 +43,7 @@ public:
     std::optional<int> wait_exit(Millis timeout = 5000ms);
     pid_t pid() const { return pid_; }
 
-private:
+  private:
     // Reads what is available within `timeout`; false at end of output.
     bool read_output(Millis timeout);
 
@@ -56,16 +56,16 @@ private:
 
 // pubsubx-server on an ephemeral loopback port.
 class ServerProcess : public ChildProcess {
-public:
+  public:
     explicit ServerProcess(std::vector<std::string> extra_args = {});
     std::uint16_t port() const { return port_; }
 
-private:
+  private:
     std::uint16_t port_ = 0;
 };
 
 class TestClient {
-public:
+  public:
     explicit TestClient(std::uint16_t port);
     ~TestClient();
     TestClient(const TestClient&) = delete;
@@ -86,7 +86,7 @@ public:
     // probe to a private topic it subscribes to and waits until it comes back.
     void barrier();
 
-private:
+  private:
     bool receive(Millis timeout);
 
     int fd_ = -1;

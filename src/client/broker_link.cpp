@@ -1,0 +1,181 @@
+#include "broker_link.hpp"
+
+#include <asio/connect.hpp>
+#include <asio/write.hpp>
+
+namespace pubsubx::client {
+
+BrokerLink::BrokerLink(Strand strand, LinkListener& listener)
+    : strand_(strand), listener_(listener), resolver_(strand), socket_(strand) {}
+
+void BrokerLink::connect(const std::string& host, std::uint16_t port, const std::string& name) {
+    state_ = State::connecting;
+    const std::uint64_t generation = ++generation_;
+    resolver_.async_resolve(
+        host, std::to_string(port),
+        [this, generation, name](const std::error_code& error,
+                                 asio::ip::tcp::resolver::results_type endpoints) {
+            if (generation != generation_) {
+                return;
+            }
+            if (error) {
+                state_ = State::idle;
+                listener_.on_connect_failed(error.message());
+                return;
+            }
+            asio::async_connect(socket_, endpoints,
+                                [this, generation, name](const std::error_code& connect_error,
+                                                         const asio::ip::tcp::endpoint&) {
+                                    if (generation != generation_) {
+                                        return;
+                                    }
+                                    if (connect_error) {
+                                        state_ = State::idle;
+                                        std::error_code ignored;
+                                        socket_.close(ignored);
+                                        listener_.on_connect_failed(connect_error.message());
+                                        return;
+                                    }
+                                    std::error_code ignored;
+                                    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+                                    splitter_ = FrameSplitter{64 * 1024 * 1024};
+                                    awaiting_reply_ = true;
+                                    awaiting_topic_list_ = false;
+                                    send_frame("CONNECT " + name);
+                                    start_reading();
+                                });
+        });
+}
+
+void BrokerLink::start_reading() {
+    const std::uint64_t generation = generation_;
+    socket_.async_read_some(asio::buffer(read_buffer_),
+                            [this, generation](const std::error_code& error, std::size_t count) {
+                                if (generation != generation_ || state_ == State::idle) {
+                                    return;
+                                }
+                                if (error) {
+                                    finish(state_ == State::closing);
+                                    return;
+                                }
+                                splitter_.feed({read_buffer_.data(), count},
+                                               [&](std::string_view frame) {
+                                                   handle_frame(frame);
+                                                   return state_ != State::idle;
+                                               });
+                                if (state_ == State::idle || generation != generation_) {
+                                    return;
+                                }
+                                listener_.on_read_done();
+                                start_reading();
+                            });
+}
+
+void BrokerLink::handle_frame(std::string_view frame) {
+    if (awaiting_topic_list_) {
+        awaiting_topic_list_ = false;
+        std::vector<std::string> topics;
+        std::size_t start = 0;
+        while (start < frame.size()) {
+            std::size_t end = frame.find(' ', start);
+            end = end == std::string_view::npos ? frame.size() : end;
+            if (end > start) {
+                topics.emplace_back(frame.substr(start, end - start));
+            }
+            start = end + 1;
+        }
+        listener_.on_restored(std::move(topics));
+        return;
+    }
+    if (frame.empty()) {
+        return;
+    }
+    const ServerFrame parsed = parse_server_frame(frame);
+    if (awaiting_reply_) {
+        awaiting_reply_ = false;
+        switch (parsed.kind) {
+            case ServerFrameKind::accepted:
+                state_ = State::connected;
+                listener_.on_accepted();
+                return;
+            case ServerFrameKind::restored:
+                state_ = State::connected;
+                awaiting_topic_list_ = true;
+                return;
+            case ServerFrameKind::error:
+            case ServerFrameKind::message:
+                state_ = State::closing;  // the server closes after refusing
+                listener_.on_refused(frame);
+                abort();
+                return;
+        }
+    }
+    if (parsed.kind == ServerFrameKind::message) {
+        listener_.on_message(parsed.topic, parsed.text);
+    }
+}
+
+void BrokerLink::send_frame(std::string_view frame) {
+    append_frame(pending_, frame);
+    flush();
+}
+
+void BrokerLink::send_message(std::string_view topic, std::string_view data) {
+    pending_.append("PUBLISH ");
+    append_message_frame(pending_, topic, data);
+    flush();
+}
+
+void BrokerLink::flush() {
+    if (write_in_flight_ || pending_.empty() || !socket_.is_open()) {
+        return;
+    }
+    writing_.swap(pending_);
+    pending_.clear();
+    write_in_flight_ = true;
+    const std::uint64_t generation = generation_;
+    asio::async_write(socket_, asio::buffer(writing_),
+                      [this, generation](const std::error_code& error, std::size_t) {
+                          write_in_flight_ = false;
+                          writing_.clear();
+                          if (generation != generation_ || state_ == State::idle) {
+                              return;
+                          }
+                          if (error) {
+                              finish(state_ == State::closing);
+                              return;
+                          }
+                          if (!pending_.empty()) {
+                              flush();
+                          } else if (state_ == State::closing) {
+                              finish(true);
+                          }
+                      });
+}
+
+void BrokerLink::disconnect() {
+    if (state_ != State::connected) {
+        return;
+    }
+    send_frame("DISCONNECT");
+    state_ = State::closing;
+}
+
+void BrokerLink::abort() {
+    ++generation_;
+    resolver_.cancel();
+    std::error_code ignored;
+    socket_.close(ignored);
+    pending_.clear();
+    if (!write_in_flight_) {
+        writing_.clear();
+    }
+    state_ = State::idle;
+}
+
+void BrokerLink::finish(bool requested) {
+    abort();
+    listener_.on_closed(requested);
+}
+
+}  // namespace pubsubx::client

@@ -1,0 +1,78 @@
+// One client connection to a PubSubX broker, owned by a strand: connects, writes frames with
+// at most one write in flight, reads and splits the server's frames and reports them.
+#pragma once
+
+#include <array>
+#include <asio/ip/tcp.hpp>
+#include <asio/strand.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pubsubx/protocol.hpp"
+
+namespace pubsubx::client {
+
+using Strand = asio::strand<asio::any_io_executor>;
+
+// What the link reports; every call is made on the link's strand.
+class LinkListener {
+  public:
+    virtual void on_accepted() = 0;
+    virtual void on_restored(std::vector<std::string> topics) = 0;
+    // The server refused the CONNECT with an error frame (`ERROR: Name already taken`).
+    virtual void on_refused(std::string_view error_frame) = 0;
+    virtual void on_message(std::string_view topic, std::string_view data) = 0;
+    // All frames of one read were reported (a good moment to flush output).
+    virtual void on_read_done() {}
+    // The TCP connection could not be made.
+    virtual void on_connect_failed(std::string_view reason) = 0;
+    // The connection ended: `requested` when we closed it after DISCONNECT.
+    virtual void on_closed(bool requested) = 0;
+
+  protected:
+    ~LinkListener() = default;
+};
+
+class BrokerLink {
+  public:
+    BrokerLink(Strand strand, LinkListener& listener);
+
+    // Resolves and connects, then sends CONNECT <name>. The outcome is reported.
+    void connect(const std::string& host, std::uint16_t port, const std::string& name);
+    void send_frame(std::string_view frame);
+    void send_message(std::string_view topic, std::string_view data);
+    // Sends DISCONNECT, then closes once everything queued is written; on_closed(true).
+    void disconnect();
+    // Closes at once without DISCONNECT (the broker then keeps us as a lost client).
+    void abort();
+
+    bool connecting() const { return state_ == State::connecting; }
+    bool connected() const { return state_ == State::connected; }
+    bool idle() const { return state_ == State::idle; }
+
+  private:
+    enum class State { idle, connecting, connected, closing };
+
+    void start_reading();
+    void handle_frame(std::string_view frame);
+    void flush();
+    void finish(bool requested);
+
+    Strand strand_;
+    LinkListener& listener_;
+    asio::ip::tcp::resolver resolver_;
+    asio::ip::tcp::socket socket_;
+    State state_ = State::idle;
+    std::uint64_t generation_ = 0;  // handlers of an earlier connection ignore their results
+    FrameSplitter splitter_{64 * 1024 * 1024};
+    bool awaiting_topic_list_ = false;
+    bool awaiting_reply_ = false;
+    std::string pending_;  // frames queued while a write is in flight
+    std::string writing_;
+    bool write_in_flight_ = false;
+    std::array<char, 64 * 1024> read_buffer_{};
+};
+
+}  // namespace pubsubx::client

@@ -1,0 +1,49 @@
+// The interactive client: typed commands in, `INFO:`/`ERROR:` lines and messages out, in the
+// original PubSubX client's words. Lives on the runtime's strand.
+#pragma once
+
+#include <deque>
+#include <set>
+#include <string>
+
+#include "broker_link.hpp"
+#include "command.hpp"
+#include "runtime.hpp"
+
+namespace pubsubx::client {
+
+class InteractiveClient final : public LinkListener {
+  public:
+    InteractiveClient(Runtime& runtime, Console& console, std::string default_host);
+
+    // Both are called on the strand.
+    void submit_line(std::string line);
+    // End of input or an interrupt: disconnect if connected, then finish.
+    void end_of_input();
+
+    void on_accepted() override;
+    void on_restored(std::vector<std::string> topics) override;
+    void on_refused(std::string_view error_frame) override;
+    void on_message(std::string_view topic, std::string_view data) override;
+    void on_connect_failed(std::string_view reason) override;
+    void on_closed(bool requested) override;
+
+  private:
+    // Runs queued lines until one has to wait for the server (CONNECT, DISCONNECT).
+    void run_queued();
+    void execute(const UserCommand& command);
+    bool waiting_for_server() const { return !link_.idle() && !link_.connected(); }
+    void command_done();
+
+    Runtime& runtime_;
+    Console& console_;
+    std::string default_host_;
+    BrokerLink link_;
+    std::deque<std::string> lines_;
+    std::set<std::string> topics_;  // what we are subscribed to, for the INFO lines
+    std::string connect_target_;    // host:port of the CONNECT under way, for error lines
+    bool input_ended_ = false;
+    bool finished_ = false;
+};
+
+}  // namespace pubsubx::client

@@ -1,0 +1,110 @@
+// pubsubx-client: the interactive client (no subcommand) and the `pub`/`sub` one-liners.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <asio/post.hpp>
+
+#include "command.hpp"
+#include "interactive.hpp"
+#include "oneliners.hpp"
+#include "pubsubx/protocol.hpp"
+#include "pubsubx/version.hpp"
+#include "runtime.hpp"
+
+namespace {
+
+constexpr int kUsageError = 2;
+
+void add_endpoint_options(CLI::App& command, pubsubx::client::Endpoint& endpoint) {
+    command.add_option("-p,--port", endpoint.port, "Broker port")
+        ->required()
+        ->check(CLI::Range(1, 65535));
+    command.add_option("-H,--host", endpoint.host, "Broker host")->capture_default_str();
+    command
+        .add_option("-n,--name", endpoint.name,
+                    "Client name (default: a unique one); with a fixed name a restarted "
+                    "client gets the messages it missed")
+        ->check([](const std::string& name) {
+            return pubsubx::is_valid_name(name) ? std::string{}
+                                                : std::string{"a name is 1 to 64 bytes, no spaces"};
+        });
+}
+
+int run_interactive(const std::string& host, bool force_prompt) {
+    using namespace pubsubx::client;
+    auto runtime = std::make_shared<Runtime>();
+    Console console{force_prompt || isatty(STDIN_FILENO) == 1, false};
+    InteractiveClient client{*runtime, console, host};
+    runtime->on_interrupt([&client] { client.end_of_input(); });
+    runtime->read_stdin([&client](std::string line) { client.submit_line(std::move(line)); },
+                        [&client] { client.end_of_input(); });
+    asio::post(runtime->strand(), [&console] { console.prompt(); });
+    return runtime->run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "PubSubX client. Without a subcommand it reads commands from standard input "
+        "(type -h for the list); `pub` and `sub` are one-liners for scripts."};
+    app.set_version_flag("--version", std::string{"pubsubx-client "} + pubsubx::kVersion);
+    std::string host = "localhost";
+    bool force_prompt = false;
+    app.add_option("--host", host, "Host for CONNECT <port> <name>")->capture_default_str();
+    app.add_flag("--prompt", force_prompt, "Show the prompt even when input is not a terminal");
+
+    pubsubx::client::PublishOptions publish;
+    std::string message;
+    bool lines = false;
+    auto* pub = app.add_subcommand("pub", "Publish one message (-m) or each line of stdin (-l)");
+    add_endpoint_options(*pub, publish.endpoint);
+    pub->add_option("-t,--topic", publish.topic, "Topic")->required();
+    auto* message_option = pub->add_option("-m,--message", message, "The message");
+    auto* lines_option = pub->add_flag("-l,--lines", lines, "Publish each line of stdin");
+    message_option->excludes(lines_option);
+
+    pubsubx::client::SubscribeOptions subscribe;
+    std::uint64_t count = 0;
+    auto* sub = app.add_subcommand("sub", "Print the messages of one or more topics");
+    add_endpoint_options(*sub, subscribe.endpoint);
+    sub->add_option("-t,--topic", subscribe.topics, "Topic (repeat for more)")->required();
+    auto* count_option = sub->add_option("-C,--count", count, "Exit after this many messages")
+                             ->check(CLI::PositiveNumber);
+    sub->add_flag("-v,--verbose", subscribe.with_topic, "Print `topic data`");
+
+    try {
+        app.parse(argc, argv);
+        if (pub->parsed() && message_option->count() == 0 && !lines) {
+            throw CLI::ValidationError("pub needs -m MESSAGE or -l");
+        }
+        const auto no_space = [](const std::string& topic) {
+            return !topic.empty() && topic.find(' ') == std::string::npos;
+        };
+        if (pub->parsed() && !no_space(publish.topic)) {
+            throw CLI::ValidationError("a topic is not empty and has no spaces");
+        }
+        for (const std::string& topic : subscribe.topics) {
+            if (!no_space(topic)) {
+                throw CLI::ValidationError("a topic is not empty and has no spaces");
+            }
+        }
+    } catch (const CLI::ParseError& error) {
+        const int code = app.exit(error);
+        return code == 0 ? 0 : kUsageError;
+    }
+
+    if (pub->parsed()) {
+        if (message_option->count() > 0) {
+            publish.message = message;
+        }
+        return pubsubx::client::run_publish(publish);
+    }
+    if (sub->parsed()) {
+        if (count_option->count() > 0) {
+            subscribe.count = count;
+        }
+        return pubsubx::client::run_subscribe(subscribe);
+    }
+    return run_interactive(host, force_prompt);
+}

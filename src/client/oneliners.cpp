@@ -1,0 +1,169 @@
+#include "oneliners.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "pubsubx/protocol.hpp"
+
+namespace pubsubx::client {
+
+namespace {
+
+// Shared by pub and sub: connects, reports failures as `ERROR:` lines on stderr and ends the
+// runtime with exit code 1, or 0 after an orderly DISCONNECT.
+class OneShotClient : public LinkListener {
+  public:
+    OneShotClient(Runtime& runtime, const Endpoint& endpoint, std::string_view name_prefix)
+        : runtime_(runtime),
+          console_(false, true),
+          endpoint_(endpoint),
+          name_(endpoint.name.empty() ? generate_client_name(name_prefix) : endpoint.name),
+          link_(runtime.strand(), *this) {}
+
+    void start() {
+        runtime_.on_interrupt([this] { stop(); });
+        link_.connect(endpoint_.host, endpoint_.port, name_);
+    }
+
+    void on_refused(std::string_view error_frame) override { fail(error_frame); }
+    void on_connect_failed(std::string_view reason) override {
+        fail("ERROR: Cannot connect to " + endpoint_.host + ":" + std::to_string(endpoint_.port) +
+             ": " + std::string{reason});
+    }
+    void on_closed(bool requested) override {
+        if (requested) {
+            runtime_.finish(0);
+        } else {
+            fail("ERROR: Server shut the connection, all subscriptions are lost");
+        }
+    }
+
+  protected:
+    // Leaves cleanly when connected; otherwise ends now.
+    void stop() {
+        if (link_.connected()) {
+            link_.disconnect();
+        } else if (!link_.idle()) {
+            link_.abort();
+            runtime_.finish(0);
+        }
+    }
+    void fail(std::string_view error) {
+        console_.error_line(error);
+        link_.abort();
+        runtime_.finish(1);
+    }
+
+    Runtime& runtime_;
+    Console console_;
+    Endpoint endpoint_;
+    std::string name_;
+    BrokerLink link_;
+};
+
+class Publisher final : public OneShotClient {
+  public:
+    Publisher(Runtime& runtime, const PublishOptions& options)
+        : OneShotClient(runtime, options.endpoint, "pub"), options_(options) {}
+
+    void on_accepted() override { publish(); }
+    void on_restored(std::vector<std::string>) override { publish(); }
+    void on_message(std::string_view, std::string_view) override {}
+
+  private:
+    void publish() {
+        if (options_.message) {
+            link_.send_message(options_.topic, *options_.message);
+            link_.disconnect();
+            return;
+        }
+        runtime_.read_stdin(
+            [this](std::string line) {
+                if (link_.connected()) {
+                    link_.send_message(options_.topic, line);
+                }
+            },
+            [this] { stop(); });
+    }
+
+    const PublishOptions& options_;
+};
+
+class Subscriber final : public OneShotClient {
+  public:
+    Subscriber(Runtime& runtime, const SubscribeOptions& options)
+        : OneShotClient(runtime, options.endpoint, "sub"), options_(options) {}
+
+    void on_accepted() override { subscribe(); }
+    // The broker kept our subscriptions; subscribing again is harmless and covers new topics.
+    void on_restored(std::vector<std::string>) override { subscribe(); }
+
+    void on_message(std::string_view topic, std::string_view data) override {
+        if (done_) {
+            return;
+        }
+        if (options_.with_topic) {
+            std::fwrite(topic.data(), 1, topic.size(), stdout);
+            std::fputc(' ', stdout);
+        }
+        std::fwrite(data.data(), 1, data.size(), stdout);
+        std::fputc('\n', stdout);
+        if (options_.count && ++received_ >= *options_.count) {
+            done_ = true;
+            std::fflush(stdout);
+            stop();
+        }
+    }
+    void on_read_done() override { std::fflush(stdout); }
+
+  private:
+    void subscribe() {
+        for (const std::string& topic : options_.topics) {
+            link_.send_frame("SUBSCRIBE " + topic);
+        }
+    }
+
+    const SubscribeOptions& options_;
+    std::uint64_t received_ = 0;
+    bool done_ = false;
+};
+
+}  // namespace
+
+std::string generate_client_name(std::string_view prefix) {
+    char host[65] = {};
+    gethostname(host, sizeof host - 1);
+    std::random_device random;
+    char suffix[24];
+    std::snprintf(suffix, sizeof suffix, "-%d-%08x", static_cast<int>(getpid()), random());
+    std::string name{prefix};
+    name.append("-").append(host);
+    name.resize(
+        std::min<std::size_t>(name.size(), kMaxNameLength - std::string_view{suffix}.size()));
+    name.append(suffix);
+    for (char& c : name) {
+        if (c == ' ' || static_cast<unsigned char>(c) < 0x21) {
+            c = '_';
+        }
+    }
+    return name;
+}
+
+int run_publish(const PublishOptions& options) {
+    auto runtime = std::make_shared<Runtime>();
+    Publisher publisher{*runtime, options};
+    publisher.start();
+    return runtime->run();
+}
+
+int run_subscribe(const SubscribeOptions& options) {
+    auto runtime = std::make_shared<Runtime>();
+    Subscriber subscriber{*runtime, options};
+    subscriber.start();
+    return runtime->run();
+}
+
+}  // namespace pubsubx::client

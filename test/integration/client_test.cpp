@@ -1,0 +1,236 @@
+// pubsubx-client end to end: the real client binary driven through pipes against the real
+// server on an ephemeral port.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <string>
+
+#include "support.hpp"
+
+using namespace pubsubx::testing;
+
+namespace {
+
+constexpr std::string_view kPrompt = "Enter command or (-h): ";
+
+std::string client_path() {
+    return binary_path("PUBSUBX_CLIENT");
+}
+
+// The interactive client with the prompt forced on, as a person at a terminal sees it.
+class InteractiveClient : public ChildProcess {
+  public:
+    InteractiveClient() : ChildProcess(client_path(), {"--prompt"}, true) {}
+    // Types a line and waits for `expected` to appear after what was printed before.
+    bool type(std::string_view line, std::string_view expected) {
+        const std::size_t from = output().size();
+        write_stdin(std::string{line} + "\n");
+        return wait_for_output(expected, 5000ms, from);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("interactive session: connect, subscribe, receive, publish, disconnect") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    InteractiveClient client;
+    REQUIRE(client.wait_for_output(kPrompt));
+    CHECK(client.type("connect " + port + " alice",
+                      "INFO: Connection successfully established\n" + std::string{kPrompt}));
+    CHECK(client.type("SUBSCRIBE news", kPrompt));
+    REQUIRE(server.wait_for_output("Client 'alice' subscribed to 'news'"));
+    TestClient publisher{server.port()};
+    publisher.connect_as("bob");
+    publisher.send_frame("PUBLISH news a b c");
+    // On a fresh line below the prompt, and the prompt drawn again after it.
+    CHECK(client.wait_for_output(std::string{kPrompt} + "\nTopic: news  Data: a b c\n" +
+                                 std::string{kPrompt}));
+    publisher.send_frame("SUBSCRIBE echo");
+    publisher.barrier();
+    CHECK(client.type("publish echo  two  spaces", kPrompt));
+    CHECK(publisher.read_frame() == "echo  two  spaces");
+    CHECK(client.type("subscribe news", "INFO: Already subscribed to 'news'\n"));
+    CHECK(client.type("unsubscribe other", "INFO: Was not subscribed to 'other'\n"));
+    CHECK(client.type("DISCONNECT", "INFO: Disconnected\n"));
+    CHECK(server.wait_for_output("Client 'alice' removed (disconnected)"));
+    client.close_stdin();
+    CHECK(client.wait_exit() == 0);
+}
+
+TEST_CASE("interactive errors are explained in the original's words") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    InteractiveClient client;
+    CHECK(
+        client.type("PUBLISH t x", "ERROR: Not connected: only CONNECT <port> <name> is accepted"));
+    CHECK(client.type("SUBSCRIBE t", "ERROR: Not connected"));
+    CHECK(client.type("CONNECT 70000 a", "ERROR: Wrong port '70000'"));
+    CHECK(client.type("CONNECT " + port, "ERROR: Name is empty"));
+    CHECK(client.type("CONNECT " + port + " " + std::string(65, 'n'),
+                      "ERROR: Name must be 1 to 64 bytes"));
+    CHECK(client.type("dance", "ERROR: Unknown command 'dance', to see help enter -h"));
+    CHECK(client.type("-h", "PUBLISH <topic> <data>"));
+    CHECK(client.type("CONNECT " + port + " a", "INFO: Connection successfully established"));
+    CHECK(client.type("CONNECT " + port + " b", "ERROR: Already connected"));
+    CHECK(client.type("SUBSCRIBE", "ERROR: Topic is empty"));
+    CHECK(client.type("PUBLISH", "ERROR: Topic is empty"));
+}
+
+TEST_CASE("connection refused and name taken") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    TestClient holder{server.port()};
+    holder.connect_as("taken");
+    InteractiveClient client;
+    CHECK(client.type("CONNECT " + port + " taken", "ERROR: Name already taken\n"));
+    CHECK(client.type("CONNECT " + port + " free", "INFO: Connection successfully established"));
+
+    std::uint16_t closed_port = 0;
+    {
+        ServerProcess gone;
+        closed_port = gone.port();
+    }
+    InteractiveClient other;
+    CHECK(other.type("CONNECT " + std::to_string(closed_port) + " x",
+                     "ERROR: Cannot connect to localhost:" + std::to_string(closed_port) +
+                         ": Connection refused"));
+}
+
+TEST_CASE("the server going away is reported") {
+    ServerProcess server;
+    InteractiveClient client;
+    CHECK(client.type("CONNECT " + std::to_string(server.port()) + " a",
+                      "INFO: Connection successfully established"));
+    server.send_signal(SIGTERM);
+    CHECK(client.wait_for_output("ERROR: Server shut the connection, all subscriptions are lost"));
+}
+
+TEST_CASE("a killed client restores its subscriptions and missed messages") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    {
+        InteractiveClient first;
+        CHECK(
+            first.type("CONNECT " + port + " carol", "INFO: Connection successfully established"));
+        first.type("SUBSCRIBE a", kPrompt);
+        first.type("SUBSCRIBE b", kPrompt);
+        REQUIRE(server.wait_for_output("Client 'carol' subscribed to 'b'"));
+        first.send_signal(SIGKILL);
+        first.wait_exit();
+    }
+    REQUIRE(server.wait_for_output("Client 'carol' lost"));
+    TestClient publisher{server.port()};
+    publisher.connect_as("pub");
+    publisher.send_frame("PUBLISH a first");
+    publisher.send_frame("PUBLISH b second one");
+    publisher.barrier();
+    InteractiveClient again;
+    CHECK(again.type("connect " + port + " carol",
+                     "INFO: Connection restored\nINFO: Restored subscriptions: a b\n"));
+    CHECK(again.wait_for_output("Topic: a  Data: first\n"));
+    CHECK(again.wait_for_output("Topic: b  Data: second one\n"));
+    CHECK(again.type("SUBSCRIBE a", "INFO: Already subscribed to 'a'"));
+}
+
+TEST_CASE("a script of commands on stdin runs without prompts and exits") {
+    ServerProcess server;
+    TestClient sub{server.port()};
+    sub.connect_as("sub");
+    sub.send_frame("SUBSCRIBE t");
+    sub.barrier();
+    ChildProcess script{client_path(), {}, true};
+    script.write_stdin("connect " + std::to_string(server.port()) +
+                       " scripted\npublish t hi there\n");
+    script.close_stdin();
+    CHECK(script.wait_exit() == 0);
+    CHECK(sub.read_frame() == "t hi there");
+    CHECK(script.output().find(kPrompt) == std::string::npos);
+    CHECK(script.output() == "INFO: Connection successfully established\nINFO: Disconnected\n");
+}
+
+TEST_CASE("pub -l of 1,000 lines arrives complete and in order at sub -C 1000") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    ChildProcess sub{client_path(),
+                     {"sub", "-p", port, "-n", "reader", "-t", "lines", "-C", "1000"}};
+    REQUIRE(server.wait_for_output("Client 'reader' subscribed to 'lines'"));
+    ChildProcess pub{client_path(), {"pub", "-p", port, "-t", "lines", "-l"}, true};
+    std::string input;
+    std::string expected;
+    for (int i = 0; i < 1000; ++i) {
+        input += "line " + std::to_string(i) + " with  spaces\n";
+    }
+    expected = input;
+    pub.write_stdin(input);
+    pub.close_stdin();
+    CHECK(pub.wait_exit() == 0);
+    CHECK(sub.wait_exit(10000ms) == 0);
+    CHECK(sub.output() == expected);
+}
+
+TEST_CASE("sub -v prints the topic; pub -m publishes one message") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    ChildProcess sub{client_path(),
+                     {"sub", "-p", port, "-n", "s", "-t", "x", "-t", "y", "-C", "2", "-v"}};
+    REQUIRE(server.wait_for_output("Client 's' subscribed to 'y'"));
+    ChildProcess pub1{client_path(), {"pub", "-p", port, "-t", "x", "-m", "one"}};
+    CHECK(pub1.wait_exit() == 0);
+    ChildProcess pub2{client_path(), {"pub", "-H", "127.0.0.1", "-p", port, "-t", "y", "-m", ""}};
+    CHECK(pub2.wait_exit() == 0);
+    CHECK(sub.wait_exit() == 0);
+    CHECK(sub.output() == "x one\ny \n");
+}
+
+TEST_CASE("a killed sub with a fixed name gets the missed messages when started again") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    {
+        ChildProcess sub{client_path(), {"sub", "-p", port, "-n", "durable", "-t", "t"}};
+        REQUIRE(server.wait_for_output("Client 'durable' subscribed to 't'"));
+        sub.send_signal(SIGKILL);
+        sub.wait_exit();
+    }
+    REQUIRE(server.wait_for_output("Client 'durable' lost"));
+    for (const char* message : {"m1", "m2", "m3"}) {
+        ChildProcess pub{client_path(), {"pub", "-p", port, "-t", "t", "-m", message}};
+        CHECK(pub.wait_exit() == 0);
+    }
+    ChildProcess again{client_path(), {"sub", "-p", port, "-n", "durable", "-t", "t", "-C", "3"}};
+    CHECK(again.wait_exit() == 0);
+    CHECK(again.output() == "m1\nm2\nm3\n");
+}
+
+TEST_CASE("one-liner errors: usage exits 2, connection problems exit 1") {
+    const std::string client = client_path();
+    for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+             {"pub", "-t", "t", "-m", "x"},      // no port
+             {"pub", "-p", "12000", "-m", "x"},  // no topic
+             {"pub", "-p", "12000", "-t", "t"},  // neither -m nor -l
+             {"pub", "-p", "12000", "-t", "t", "-m", "x", "-l"},
+             {"sub", "-p", "99999", "-t", "t"},
+             {"sub", "-p", "12000", "-t", "t", "-n", "has space"},
+             {"sub", "-p", "12000", "-t", "t", "-C", "0"},
+             {"bogus"}}) {
+        ChildProcess run{client, args};
+        CAPTURE(args.front());
+        CHECK(run.wait_exit() == 2);
+    }
+    std::uint16_t closed_port = 0;
+    {
+        ServerProcess gone;
+        closed_port = gone.port();
+    }
+    ChildProcess refused{client, {"pub", "-p", std::to_string(closed_port), "-t", "t", "-m", "x"}};
+    CHECK(refused.wait_exit() == 1);
+    CHECK(refused.output().find("ERROR: Cannot connect to localhost:") != std::string::npos);
+
+    ServerProcess server;
+    TestClient holder{server.port()};
+    holder.connect_as("held");
+    ChildProcess taken{client,
+                       {"sub", "-p", std::to_string(server.port()), "-n", "held", "-t", "t"}};
+    CHECK(taken.wait_exit() == 1);
+    CHECK(taken.output() == "ERROR: Name already taken\n");
+}
