@@ -122,12 +122,10 @@ void Broker::attach(Connection& connection, Client& client) {
 void Broker::subscribe(Client& client, std::string_view topic_name) {
     auto found = topics_.find(topic_name);
     if (found == topics_.end()) {
-        auto topic = std::make_unique<Topic>();
-        topic->name.assign(topic_name);
-        const std::string_view key = topic->name;
-        found = topics_.emplace(key, std::move(topic)).first;
+        found = topics_.emplace(std::string{topic_name}, Topic{}).first;
+        found->second.name = found->first;
     }
-    Topic* const topic = found->second.get();
+    Topic* const topic = &found->second;
     if (std::find(client.topics_.begin(), client.topics_.end(), topic) != client.topics_.end()) {
         logger_.verbose("Client '", client.name(), "' is already subscribed to '", topic_name, "'");
         return;
@@ -139,7 +137,7 @@ void Broker::subscribe(Client& client, std::string_view topic_name) {
 
 void Broker::unsubscribe(Client& client, std::string_view topic_name) {
     const auto found = topics_.find(topic_name);
-    Topic* const topic = found == topics_.end() ? nullptr : found->second.get();
+    Topic* const topic = found == topics_.end() ? nullptr : &found->second;
     const auto in_client = std::find(client.topics_.begin(), client.topics_.end(), topic);
     if (topic == nullptr || in_client == client.topics_.end()) {
         logger_.verbose("Client '", client.name(), "' was not subscribed to '", topic_name, "'");
@@ -165,10 +163,10 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
     }
     encoded_.clear();
     append_message_frame(encoded_, topic_name, data);
-    for (Client* subscriber : found->second->subscribers) {
+    for (Client* subscriber : found->second.subscribers) {
         deliver(*subscriber, encoded_);
     }
-    stats_.delivered += found->second->subscribers.size();
+    stats_.delivered += found->second.subscribers.size();
 }
 
 void Broker::deliver(Client& client, std::string_view encoded_frame) {
@@ -251,7 +249,7 @@ void Broker::remove_client(Client& client, std::string_view reason) {
         auto& subscribers = topic->subscribers;
         subscribers.erase(std::find(subscribers.begin(), subscribers.end(), &client));
         if (subscribers.empty()) {
-            topics_.erase(std::string_view{topic->name});
+            topics_.erase(topics_.find(topic->name));
         }
     }
     if (client.connection_ != nullptr) {
@@ -268,7 +266,7 @@ const Client* Broker::find_client(std::string_view name) const {
 
 const Topic* Broker::find_topic(std::string_view name) const {
     const auto found = topics_.find(name);
-    return found == topics_.end() ? nullptr : found->second.get();
+    return found == topics_.end() ? nullptr : &found->second;
 }
 
 }  // namespace pubsubx

@@ -69,6 +69,13 @@ void OutboundQueue::release_memory_if_empty() {
     }
 }
 
+void OutboundQueue::release_all_memory_if_empty() {
+    if (empty() && bytes_.capacity() > std::string{}.capacity()) {
+        std::string{}.swap(bytes_);
+        head_ = 0;
+    }
+}
+
 void OutboundQueue::drop_oldest_frame() {
     const std::size_t end = find_delimiter(bytes_, head_);
     // Every queued frame ends with a delimiter, so one is always found while size() > 0.

@@ -82,8 +82,16 @@ class Client {
 };
 
 struct Topic {
-    std::string name;
+    std::string_view name;  // views the key of the broker's topic map, stable while it exists
     std::vector<Client*> subscribers;
+};
+
+// Lets the maps keyed by std::string be searched with a string_view, without a copy.
+struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const noexcept {
+        return std::hash<std::string_view>{}(text);
+    }
 };
 
 // What the server does after handing a frame to the core.
@@ -139,7 +147,8 @@ class Broker {
     BrokerConfig config_;
     Logger& logger_;
     std::unordered_map<std::string_view, std::unique_ptr<Client>> clients_;  // keys view names
-    std::unordered_map<std::string_view, std::unique_ptr<Topic>> topics_;
+    // Topics live in the map's nodes: one allocation per topic, and clients point at them.
+    std::unordered_map<std::string, Topic, StringHash, std::equal_to<>> topics_;
     std::deque<LostEntry> lost_fifo_;  // deadlines ascend: every loss gets the same timeout
     std::string encoded_;              // one publish's delivery frame, encoded once
     BrokerStats stats_;

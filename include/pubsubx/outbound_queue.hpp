@@ -32,6 +32,8 @@ class OutboundQueue {
     void clear();
     // Gives the buffer's memory back when it is empty and larger than an idle client needs.
     void release_memory_if_empty();
+    // Gives the buffer's memory back when it is empty, whatever its size (the client is idle).
+    void release_all_memory_if_empty();
 
   private:
     void drop_oldest_frame();

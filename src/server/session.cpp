@@ -8,8 +8,7 @@
 namespace pubsubx::server {
 
 namespace {
-// A write buffer larger than this is given back once drained, so that an idle connection
-// costs little memory after a burst.
+// A write buffer larger than this is given back once drained even when more follows.
 constexpr std::size_t kIdleWriteCapacity = 16 * 1024;
 }  // namespace
 
@@ -126,10 +125,15 @@ void Session::on_written(const std::error_code& error) {
         return;
     }
     writing_.clear();
-    if (writing_.capacity() > kIdleWriteCapacity) {
-        std::string{}.swap(writing_);
-    }
     flush();
+    if (!write_in_flight_ && (writing_.capacity() > kIdleWriteCapacity || client() == nullptr ||
+                              client()->outbound().empty())) {
+        // Going idle: an idle connection should hold no buffer (see docs/performance.md).
+        std::string{}.swap(writing_);
+        if (client() != nullptr) {
+            client()->outbound().release_all_memory_if_empty();
+        }
+    }
 }
 
 void Session::close_after_flush(std::string_view error_frame) {
