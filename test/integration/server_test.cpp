@@ -14,6 +14,17 @@ namespace {
 void wait_lost(ServerProcess& server, const std::string& name) {
     REQUIRE(server.wait_for_output("Client '" + name + "' lost"));
 }
+
+// A client `name` subscribed to `topic` whose connection then ends without DISCONNECT.
+void make_lost_subscriber(ServerProcess& server, const std::string& name,
+                          const std::string& topic) {
+    TestClient sub{server.port()};
+    sub.connect_as(name);
+    sub.send_frame("SUBSCRIBE " + topic);
+    sub.barrier();
+    sub.drop();
+    wait_lost(server, name);
+}
 }  // namespace
 
 TEST_CASE("two clients publish and subscribe") {
@@ -117,14 +128,7 @@ TEST_CASE("a client that vanishes mid-frame is lost, and the partial frame is di
 
 TEST_CASE("a lost client expires after --lost-timeout") {
     ServerProcess server{{"--lost-timeout", "0.2"}};
-    {
-        TestClient sub{server.port()};
-        sub.connect_as("sub");
-        sub.send_frame("SUBSCRIBE t");
-        sub.barrier();
-        sub.drop();
-    }
-    wait_lost(server, "sub");
+    make_lost_subscriber(server, "sub", "t");
     REQUIRE(server.wait_for_output("Client 'sub' removed (retention period of 0.2 s ended", 3s));
     TestClient again{server.port()};
     again.connect_as("sub");  // a new client: OK, not RESTORED
@@ -210,14 +214,7 @@ TEST_CASE("garbage from a connected client is ignored") {
 TEST_CASE("a full queue drops the oldest messages, logs it, and keeps the newest") {
     // Each delivery frame is "t " + 6 bytes + delimiter = 11 bytes: 10 fit in 110.
     ServerProcess server{{"--max-queue", "110"}};
-    {
-        TestClient sub{server.port()};
-        sub.connect_as("sub");
-        sub.send_frame("SUBSCRIBE t");
-        sub.barrier();
-        sub.drop();
-    }
-    wait_lost(server, "sub");
+    make_lost_subscriber(server, "sub", "t");
     TestClient pub{server.port()};
     pub.connect_as("pub");
     for (int i = 100000; i < 100030; ++i) {
