@@ -139,6 +139,9 @@ void BrokerLink::flush() {
                           write_in_flight_ = false;
                           writing_.clear();
                           if (generation != generation_ || state_ == State::idle) {
+                              // A write of an aborted connection ended: frames queued since for
+                              // a new connection waited on it and go out now.
+                              flush();
                               return;
                           }
                           if (error) {
