@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 
 #include "pubsubx/protocol.hpp"
 
@@ -12,6 +13,39 @@ namespace {
 constexpr std::string_view kExpectedConnect{"ERROR: Expected CONNECT <name> as the first frame"};
 constexpr std::string_view kInvalidName{
     "ERROR: Invalid name (1 to 64 bytes, no spaces or control characters)"};
+constexpr std::string_view kInvalidSecret{
+    "ERROR: Invalid secret (1 to 128 bytes, no spaces or control characters)"};
+constexpr std::string_view kSecretRequired{
+    "ERROR: Not authorized: this server requires CONNECT <name> <secret>"};
+
+// A wrong secret is answered after 100 ms, doubling with each further failure up to 5 s.
+constexpr auto kFirstRefusalDelay = std::chrono::milliseconds{100};
+constexpr auto kLongestRefusalDelay = std::chrono::seconds{5};
+
+// Compares every byte of `offered` whatever the contents, so the time taken does not tell an
+// attacker how much of a guess was right.
+bool secrets_match(std::string_view expected, std::string_view offered) {
+    if (expected.empty()) {
+        return false;
+    }
+    unsigned difference = expected.size() == offered.size() ? 0U : 1U;
+    for (std::size_t i = 0; i < offered.size(); ++i) {
+        difference |= static_cast<unsigned char>(offered[i]) ^
+                      static_cast<unsigned char>(expected[i % expected.size()]);
+    }
+    return difference == 0;
+}
+
+Clock::duration refusal_delay(std::uint32_t failed_attempts) {
+    const std::uint32_t doublings = std::min<std::uint32_t>(failed_attempts - 1, 6);
+    return std::min<Clock::duration>(kFirstRefusalDelay * (1U << doublings), kLongestRefusalDelay);
+}
+
+bool over_limit(std::size_t value, std::size_t limit) {
+    return limit != 0 && value > limit;
+}
+
+}  // namespace
 
 std::string seconds_text(Clock::duration duration) {
     const double seconds = std::chrono::duration<double>(duration).count();
@@ -20,7 +54,20 @@ std::string seconds_text(Clock::duration duration) {
     return text;
 }
 
-}  // namespace
+std::string describe(const BrokerStats& stats) {
+    return "published=" + std::to_string(stats.published) +
+           " delivered=" + std::to_string(stats.delivered) +
+           " dropped=" + std::to_string(stats.dropped) +
+           " dropped_global_cap=" + std::to_string(stats.dropped_global_cap) +
+           " lost=" + std::to_string(stats.clients_lost) +
+           " restored=" + std::to_string(stats.clients_restored) +
+           " expired=" + std::to_string(stats.clients_expired) +
+           " lost_evicted=" + std::to_string(stats.lost_clients_evicted) +
+           " slow_consumers_cut=" + std::to_string(stats.slow_consumers_cut) +
+           " taken_over=" + std::to_string(stats.sessions_taken_over) +
+           " auth_failures=" + std::to_string(stats.auth_failures) +
+           " topics_refused=" + std::to_string(stats.topics_refused);
+}
 
 Broker::Broker(BrokerConfig config, Logger& logger) : config_(config), logger_(logger) {}
 
@@ -37,17 +84,17 @@ FrameResult Broker::handle_frame(Connection& connection, std::string_view frame,
             logger_.error("Closing a connection whose first frame is not CONNECT <name>");
             return {FrameResult::Next::close, kExpectedConnect};
         }
-        return connect(connection, command.argument, now);
+        return connect(connection, command.argument, command.data, now);
     }
     switch (command.kind) {
         case CommandKind::publish:
             if (command.has_argument) {
-                publish(*client, command.argument, command.data);
+                publish(*client, command.argument, command.data, now);
             }
             break;
         case CommandKind::subscribe:
             if (command.has_argument) {
-                subscribe(*client, command.argument);
+                subscribe(*client, command.argument, now);
             }
             break;
         case CommandKind::unsubscribe:
@@ -67,36 +114,92 @@ FrameResult Broker::handle_frame(Connection& connection, std::string_view frame,
     return {};
 }
 
-FrameResult Broker::connect(Connection& connection, std::string_view name, TimePoint now) {
-    (void)now;
+FrameResult Broker::connect(Connection& connection, std::string_view name,
+                            std::string_view secret, TimePoint now) {
     if (!is_valid_name(name)) {
         logger_.error("Refused a CONNECT with an invalid name of ", name.size(), " bytes");
         return {FrameResult::Next::close, kInvalidName};
     }
+    if (!secret.empty() && !is_valid_secret(secret)) {
+        logger_.error("Refused CONNECT '", name, "': invalid secret");
+        return {FrameResult::Next::close, kInvalidSecret};
+    }
+    if (secret.empty() && config_.require_secret) {
+        ++stats_.auth_failures;
+        logger_.error("Refused CONNECT '", name, "' without a secret (--require-secret)");
+        return {FrameResult::Next::close, kSecretRequired};
+    }
     const auto found = clients_.find(name);
     if (found == clients_.end()) {
-        auto client = std::make_unique<Client>(std::string{name}, config_.max_queue_bytes);
-        Client& added = *client;
-        clients_.emplace(added.name(), std::move(client));
-        attach(connection, added);
-        std::string reply;
-        append_frame(reply, kConnAccepted);
-        deliver(added, reply);
-        logger_.info("Client '", added.name(), "' added");
+        add_client(connection, name, secret, now);
         return {};
     }
-    Client& existing = *found->second;
-    if (existing.connected()) {
-        logger_.error("Refused CONNECT '", name, "': the name is connected already");
+    return connect_existing(connection, *found->second, secret, now);
+}
+
+void Broker::add_client(Connection& connection, std::string_view name, std::string_view secret,
+                        TimePoint now) {
+    const std::size_t queue_bound = config_.max_queue_bytes == 0
+                                        ? std::numeric_limits<std::size_t>::max()
+                                        : config_.max_queue_bytes;
+    auto client = std::make_unique<Client>(std::string{name}, queue_bound);
+    Client& added = *client;
+    if (!secret.empty()) {
+        added.secret_ = std::make_unique<const std::string>(secret);
+    }
+    clients_.emplace(added.name(), std::move(client));
+    attach(connection, added);
+    std::string reply;
+    append_frame(reply, kConnAccepted);
+    deliver(added, reply, now);
+    logger_.info("Client '", added.name(), "' added", secret.empty() ? "" : " (with a secret)");
+}
+
+// The original rules, plus the secret extension: a client that has a secret is resumed, or
+// taken over from a half-open connection, only by a CONNECT with the same secret.
+FrameResult Broker::connect_existing(Connection& connection, Client& client,
+                                     std::string_view secret, TimePoint now) {
+    if (client.connected() && secret.empty()) {
+        logger_.error("Refused CONNECT '", client.name(), "': the name is connected already");
         return {FrameResult::Next::close, kNameTaken};
     }
-    restore(connection, existing);
+    if (client.secret_ != nullptr && !secrets_match(*client.secret_, secret)) {
+        return refuse_secret(client, secret.empty());
+    }
+    if (client.connected()) {
+        if (client.secret_ == nullptr) {
+            logger_.error("Refused CONNECT '", client.name(),
+                          "': the name is connected already and has no secret");
+            return {FrameResult::Next::close, kNameTaken};
+        }
+        take_over(connection, client, now);
+        return {};
+    }
+    if (client.secret_ == nullptr && !secret.empty()) {
+        client.secret_ = std::make_unique<const std::string>(secret);
+    }
+    --lost_count_;
+    restore(connection, client, now);
     return {};
 }
 
-void Broker::restore(Connection& connection, Client& client) {
+FrameResult Broker::refuse_secret(Client& client, bool secret_missing) {
+    ++stats_.auth_failures;
+    ++client.failed_attempts_;
+    const Clock::duration delay = refusal_delay(client.failed_attempts_);
+    logger_.error("Refused CONNECT '", client.name(), "': ",
+                  secret_missing ? "no secret given" : "wrong secret", " (",
+                  client.failed_attempts_, " failed attempt(s) since its last resume; answering after ",
+                  seconds_text(delay), ")");
+    return {FrameResult::Next::close, kNotAuthorized, delay};
+}
+
+void Broker::restore(Connection& connection, Client& client, TimePoint now) {
     ++client.loss_generation;  // its entry in the lost FIFO no longer expires it
     ++stats_.clients_restored;
+    client.failed_attempts_ = 0;
+    // A backlog that overflowed while lost gets a new grace period to be read.
+    client.overflow_since_ = now;
     std::string reply;
     reply.append(kRestoredPrefix).append(client.name()).append(kDelimiter);
     for (std::size_t i = 0; i < client.topics_.size(); ++i) {
@@ -108,10 +211,21 @@ void Broker::restore(Connection& connection, Client& client) {
     reply.append(kDelimiter);
     const std::size_t queued = client.outbound_.frame_count();
     client.outbound_.push_front_unbounded(reply);
+    total_queued_bytes_ += reply.size();
     attach(connection, client);
     connection.outbound_ready();
     logger_.info("Client '", client.name(), "' restored with ", client.topics_.size(),
                  " subscription(s) and ", queued, " queued message(s)");
+}
+
+void Broker::take_over(Connection& connection, Client& client, TimePoint now) {
+    Connection* const old = client.connection_;
+    detach(client);
+    ++stats_.sessions_taken_over;
+    logger_.info("Client '", client.name(),
+                 "' resumed with its secret while connected: closing its old connection");
+    old->close_requested("taken over by a new connection with the client's secret");
+    restore(connection, client, now);
 }
 
 void Broker::attach(Connection& connection, Client& client) {
@@ -119,17 +233,52 @@ void Broker::attach(Connection& connection, Client& client) {
     client.connection_ = &connection;
 }
 
-void Broker::subscribe(Client& client, std::string_view topic_name) {
+void Broker::detach(Client& client) {
+    if (client.connection_ != nullptr) {
+        client.connection_->client_ = nullptr;
+        client.connection_ = nullptr;
+    }
+}
+
+bool Broker::topic_allowed(Client& client, std::string_view topic_name, TimePoint now) {
+    if (!over_limit(topic_name.size(), config_.max_topic_length)) {
+        return true;
+    }
+    ++stats_.topics_refused;
+    logger_.error("Client '", client.name(), "' used a topic of ", topic_name.size(),
+                  " bytes (the limit is ", config_.max_topic_length, ")");
+    send_error(client,
+               "ERROR: Topic too long (the limit is " +
+                   std::to_string(config_.max_topic_length) + " bytes)",
+               now);
+    return false;
+}
+
+void Broker::subscribe(Client& client, std::string_view topic_name, TimePoint now) {
     auto found = topics_.find(topic_name);
+    if (found != topics_.end() && std::find(client.topics_.begin(), client.topics_.end(),
+                                            &found->second) != client.topics_.end()) {
+        logger_.verbose("Client '", client.name(), "' is already subscribed to '", topic_name, "'");
+        return;
+    }
+    if (!topic_allowed(client, topic_name, now)) {
+        return;
+    }
+    if (over_limit(client.topics_.size() + 1, config_.max_topics_per_client)) {
+        ++stats_.topics_refused;
+        logger_.error("Client '", client.name(), "' reached the limit of ",
+                      config_.max_topics_per_client, " subscriptions");
+        send_error(client,
+                   "ERROR: Too many subscriptions (the limit is " +
+                       std::to_string(config_.max_topics_per_client) + " per client)",
+                   now);
+        return;
+    }
     if (found == topics_.end()) {
         found = topics_.emplace(std::string{topic_name}, Topic{}).first;
         found->second.name = found->first;
     }
     Topic* const topic = &found->second;
-    if (std::find(client.topics_.begin(), client.topics_.end(), topic) != client.topics_.end()) {
-        logger_.verbose("Client '", client.name(), "' is already subscribed to '", topic_name, "'");
-        return;
-    }
     client.topics_.push_back(topic);
     topic->subscribers.push_back(&client);
     logger_.info("Client '", client.name(), "' subscribed to '", topic_name, "'");
@@ -152,35 +301,99 @@ void Broker::unsubscribe(Client& client, std::string_view topic_name) {
     }
 }
 
-void Broker::publish(Client& from, std::string_view topic_name, std::string_view data) {
+void Broker::publish(Client& from, std::string_view topic_name, std::string_view data,
+                     TimePoint now) {
     ++stats_.published;
     if (logger_.verbose_enabled()) {
         logger_.verbose("Client '", from.name(), "' published to '", topic_name, "': ", data);
     }
     const auto found = topics_.find(topic_name);
     if (found == topics_.end()) {
+        // Nobody can subscribe to an over-long topic; the publisher still hears why.
+        topic_allowed(from, topic_name, now);
         return;
     }
     encoded_.clear();
     append_message_frame(encoded_, topic_name, data);
     for (Client* subscriber : found->second.subscribers) {
-        deliver(*subscriber, encoded_);
+        deliver(*subscriber, encoded_, now);
     }
     stats_.delivered += found->second.subscribers.size();
+    // Cut off only now: losing a client may remove topics, which the loop above walks.
+    if (!slow_consumers_.empty()) {
+        cut_off_slow_consumers(now);
+    }
 }
 
-void Broker::deliver(Client& client, std::string_view encoded_frame) {
-    const bool was_empty = client.outbound_.empty();
-    if (const std::size_t dropped = client.outbound_.push(encoded_frame); dropped > 0) {
-        stats_.dropped += dropped;
-        if (client.dropped_in_episode == 0) {
-            logger_.error("Queue of client '", client.name(), "' is full (",
-                          config_.max_queue_bytes, " bytes): dropping its oldest messages");
-        }
-        client.dropped_in_episode += dropped;
+void Broker::deliver(Client& client, std::string_view encoded_frame, TimePoint now) {
+    OutboundQueue& queue = client.outbound_;
+    const bool was_empty = queue.empty();
+    const std::size_t before = queue.size();
+    std::size_t bound = queue.max_bytes();
+    bool capped_by_total = false;
+    if (config_.max_total_queue_bytes != 0) {
+        const std::size_t others = total_queued_bytes_ - before;
+        const std::size_t room =
+            config_.max_total_queue_bytes > others ? config_.max_total_queue_bytes - others : 0;
+        capped_by_total = room < bound;
+        bound = std::min(bound, room);
     }
-    if (was_empty && client.connection_ != nullptr && !client.outbound_.empty()) {
+    const std::size_t dropped = queue.push_within(encoded_frame, bound);
+    total_queued_bytes_ = total_queued_bytes_ - before + queue.size();
+    if (dropped > 0) {
+        count_drops(client, dropped, capped_by_total, now);
+    }
+    if (was_empty && client.connection_ != nullptr && !queue.empty()) {
         client.connection_->outbound_ready();
+    }
+}
+
+void Broker::count_drops(Client& client, std::size_t dropped, bool capped_by_total,
+                         TimePoint now) {
+    stats_.dropped += dropped;
+    if (capped_by_total) {
+        stats_.dropped_global_cap += dropped;
+        if (!global_cap_reached_) {
+            global_cap_reached_ = true;
+            logger_.error("Queued bytes of all clients reached the global cap (",
+                          config_.max_total_queue_bytes,
+                          " bytes): dropping the oldest messages of the clients that receive");
+        }
+    }
+    if (client.dropped_in_episode == 0) {
+        client.overflow_since_ = now;
+        logger_.error("Queue of client '", client.name(), "' is full at ",
+                      client.outbound_.size(), " bytes: dropping its oldest messages");
+    }
+    client.dropped_in_episode += dropped;
+    const bool grace_over = config_.slow_consumer_grace > Clock::duration::zero() &&
+                            now - client.overflow_since_ >= config_.slow_consumer_grace;
+    if (grace_over && client.connected()) {
+        slow_consumers_.push_back(&client);
+    }
+}
+
+void Broker::send_error(Client& client, std::string_view error_frame, TimePoint now) {
+    std::string encoded;
+    append_frame(encoded, error_frame);
+    deliver(client, encoded, now);
+}
+
+void Broker::cut_off_slow_consumers(TimePoint now) {
+    std::vector<Client*> clients;
+    clients.swap(slow_consumers_);
+    for (Client* client : clients) {
+        Connection* const connection = client->connection_;
+        if (connection == nullptr) {
+            continue;  // listed twice in one publish and already cut off
+        }
+        ++stats_.slow_consumers_cut;
+        logger_.error("Client '", client->name(), "' cut off: its queue has been full for ",
+                      seconds_text(now - client->overflow_since_),
+                      " (slow consumer); it is lost now and keeps its newest messages");
+        detach(*client);
+        connection->close_requested("slow consumer");
+        become_lost(*client, now);
     }
 }
 
@@ -191,6 +404,10 @@ void Broker::take_outbound(Connection& connection, std::string& out) {
         return;
     }
     client->outbound_.take_all(out);
+    total_queued_bytes_ -= out.size();
+    if (global_cap_reached_ && total_queued_bytes_ <= config_.max_total_queue_bytes / 2) {
+        global_cap_reached_ = false;
+    }
     if (client->dropped_in_episode > 0) {
         logger_.info("Client '", client->name(), "' caught up; ", client->dropped_in_episode,
                      " message(s) were dropped while its queue was full");
@@ -203,22 +420,30 @@ void Broker::connection_closed(Connection& connection, TimePoint now) {
     if (client == nullptr) {
         return;
     }
-    connection.client_ = nullptr;
-    client->connection_ = nullptr;
-    ++stats_.clients_lost;
-    if (config_.lost_timeout <= Clock::duration::zero()) {
-        remove_client(*client, "lost, and the retention period is 0");
-        return;
-    }
-    ++client->loss_generation;
-    lost_fifo_.push_back({client->name(), now + config_.lost_timeout, client->loss_generation});
-    client->outbound_.release_memory_if_empty();
-    logger_.info("Client '", client->name(), "' lost; keeping its ", client->topics_.size(),
-                 " subscription(s) and messages for ", seconds_text(config_.lost_timeout));
+    detach(*client);
+    become_lost(*client, now);
 }
 
-void Broker::expire_lost_clients(TimePoint now) {
-    while (!lost_fifo_.empty() && lost_fifo_.front().deadline <= now) {
+void Broker::become_lost(Client& client, TimePoint now) {
+    ++stats_.clients_lost;
+    ++lost_count_;
+    if (config_.lost_timeout <= Clock::duration::zero()) {
+        remove_client(client, "lost, and the retention period is 0");
+        return;
+    }
+    ++client.loss_generation;
+    lost_fifo_.push_back({client.name(), now + config_.lost_timeout, client.loss_generation});
+    client.outbound_.release_memory_if_empty();
+    logger_.info("Client '", client.name(), "' lost; keeping its ", client.topics_.size(),
+                 " subscription(s) and messages for ", seconds_text(config_.lost_timeout));
+    if (over_limit(lost_count_, config_.max_lost_clients)) {
+        remove_longest_lost();
+    }
+}
+
+// Takes the longest-lost client's entry off the FIFO (only if due by `due_by`, when given).
+Client* Broker::pop_longest_lost(std::optional<TimePoint> due_by) {
+    while (!lost_fifo_.empty() && (!due_by || lost_fifo_.front().deadline <= *due_by)) {
         const LostEntry entry = std::move(lost_fifo_.front());
         lost_fifo_.pop_front();
         const auto found = clients_.find(entry.name);
@@ -229,11 +454,30 @@ void Broker::expire_lost_clients(TimePoint now) {
         if (client.connected() || client.loss_generation != entry.generation) {
             continue;  // restored (and perhaps lost again) since this entry was made
         }
+        return &client;
+    }
+    return nullptr;
+}
+
+void Broker::remove_longest_lost() {
+    Client* const client = pop_longest_lost(std::nullopt);
+    if (client == nullptr) {
+        return;
+    }
+    ++stats_.lost_clients_evicted;
+    remove_client(*client, "more than " + std::to_string(config_.max_lost_clients) +
+                               " lost clients; the longest lost is removed first, " +
+                               std::to_string(client->outbound_.frame_count()) +
+                               " queued message(s) discarded");
+}
+
+void Broker::expire_lost_clients(TimePoint now) {
+    while (Client* const client = pop_longest_lost(now)) {
         ++stats_.clients_expired;
-        const std::size_t queued = client.outbound_.frame_count();
-        remove_client(client, "retention period of " + seconds_text(config_.lost_timeout) +
-                                  " ended, " + std::to_string(queued) +
-                                  " queued message(s) discarded");
+        const std::size_t queued = client->outbound_.frame_count();
+        remove_client(*client, "retention period of " + seconds_text(config_.lost_timeout) +
+                                   " ended, " + std::to_string(queued) +
+                                   " queued message(s) discarded");
     }
 }
 
@@ -252,9 +496,12 @@ void Broker::remove_client(Client& client, std::string_view reason) {
             topics_.erase(topics_.find(topic->name));
         }
     }
-    if (client.connection_ != nullptr) {
-        client.connection_->client_ = nullptr;
+    if (client.connected()) {
+        detach(client);
+    } else {
+        --lost_count_;
     }
+    total_queued_bytes_ -= client.outbound_.size();
     logger_.info("Client '", client.name(), "' removed (", reason, ")");
     clients_.erase(std::string_view{client.name()});
 }

@@ -101,14 +101,25 @@ Command parse_command(std::string_view frame) {
     return command;
 }
 
-bool is_valid_name(std::string_view name) {
-    if (name.empty() || name.size() > kMaxNameLength) {
+namespace {
+// One protocol field that prints safely in a log: no space, no control byte.
+bool is_printable_field(std::string_view field, std::size_t max_length) {
+    if (field.empty() || field.size() > max_length) {
         return false;
     }
-    return std::none_of(name.begin(), name.end(), [](char c) {
+    return std::none_of(field.begin(), field.end(), [](char c) {
         const auto byte = static_cast<unsigned char>(c);
         return byte <= 0x20 || byte == 0x7f;
     });
+}
+}  // namespace
+
+bool is_valid_name(std::string_view name) {
+    return is_printable_field(name, kMaxNameLength);
+}
+
+bool is_valid_secret(std::string_view secret) {
+    return is_printable_field(secret, kMaxSecretLength);
 }
 
 void append_frame(std::string& out, std::string_view frame) {

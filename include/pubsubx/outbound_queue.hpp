@@ -17,10 +17,13 @@ class OutboundQueue {
 
     // Appends one encoded frame (delimiter included). Returns how many frames were dropped to
     // make room; a frame larger than the whole bound is itself dropped and counted.
-    std::size_t push(std::string_view encoded_frame);
+    std::size_t push(std::string_view encoded_frame) { return push_within(encoded_frame, max_bytes_); }
+    // The same with a tighter bound for this push (the broker's global cap leaves less room).
+    std::size_t push_within(std::string_view encoded_frame, std::size_t bound);
     // Puts control frames before everything queued, whatever the bound (the RESTORED reply).
     void push_front_unbounded(std::string_view encoded_frames);
 
+    std::size_t max_bytes() const { return max_bytes_; }
     bool empty() const { return bytes_.size() == head_; }
     std::size_t size() const { return bytes_.size() - head_; }
     // Number of whole frames queued (counts delimiters; not for hot paths).

@@ -14,10 +14,15 @@ inline constexpr std::string_view kDelimiter{"\n\nx"};
 // The original client refuses longer names; the server enforces the same bound.
 inline constexpr std::size_t kMaxNameLength = 64;
 
+// A session-resume secret (the extension `CONNECT <name> <secret>`, docs/protocol.md).
+inline constexpr std::size_t kMaxSecretLength = 128;
+
 // Server -> client control frames, exactly as the original server sends them.
 inline constexpr std::string_view kConnAccepted{"OK: Conn accepted"};
 inline constexpr std::string_view kNameTaken{"ERROR: Name already taken"};
 inline constexpr std::string_view kRestoredPrefix{"RESTORED "};
+// Extension: the answer to a CONNECT whose secret does not match the client's.
+inline constexpr std::string_view kNotAuthorized{"ERROR: Not authorized"};
 
 // Position of the first delimiter in `bytes`, or npos. memchr finds candidate '\n' bytes at
 // memory speed; a frame rarely contains one.
@@ -74,6 +79,9 @@ Command parse_command(std::string_view frame);
 // A name the server accepts: 1..64 bytes, no space (a space would end the field anyway) and
 // no control byte, so that it prints safely in logs.
 bool is_valid_name(std::string_view name);
+
+// A secret the server accepts: 1..128 bytes, same characters as a name (it is one field).
+bool is_valid_secret(std::string_view secret);
 
 // Appends `frame` and the delimiter to `out`.
 void append_frame(std::string& out, std::string_view frame);

@@ -1,7 +1,10 @@
 #include "server.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <string>
 
+#include "pubsubx/protocol.hpp"
 #include "session.hpp"
 
 namespace pubsubx::server {
@@ -9,6 +12,23 @@ namespace pubsubx::server {
 namespace {
 // After a failed accept (out of file descriptors, say), wait a little instead of spinning.
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds{100};
+constexpr std::string_view kServerFull{"ERROR: Server is full, try again later"};
+
+// Deadlines are checked at a quarter of the shortest one: a connection overruns its deadline
+// by at most that much. Bounded so that short test timeouts work and long ones still sweep.
+Clock::duration sweep_period(const ServerOptions& options) {
+    Clock::duration shortest = Clock::duration::max();
+    for (const Clock::duration timeout : {options.connect_timeout, options.write_timeout}) {
+        if (timeout > Clock::duration::zero()) {
+            shortest = std::min(shortest, timeout);
+        }
+    }
+    if (shortest == Clock::duration::max()) {
+        return Clock::duration::zero();  // no deadline to check
+    }
+    return std::clamp<Clock::duration>(shortest / 4, std::chrono::milliseconds{10},
+                                       std::chrono::seconds{1});
+}
 }  // namespace
 
 Server::Server(asio::io_context& io, const ServerOptions& options, Broker& broker, Logger& logger)
@@ -17,7 +37,9 @@ Server::Server(asio::io_context& io, const ServerOptions& options, Broker& broke
       logger_(logger),
       acceptor_(io),
       accept_retry_timer_(io),
-      expiry_timer_(io) {
+      expiry_timer_(io),
+      sweep_timer_(io),
+      sweep_period_(sweep_period(options)) {
     const asio::ip::tcp::endpoint endpoint{asio::ip::make_address(options.bind_address),
                                            options.port};
     acceptor_.open(endpoint.protocol());
@@ -26,8 +48,16 @@ Server::Server(asio::io_context& io, const ServerOptions& options, Broker& broke
     acceptor_.listen(asio::socket_base::max_listen_connections);
 }
 
+Server::~Server() {
+    // Sessions still owned by pending handlers are destroyed with the io_context, after this.
+    for (Session* session = first_session_; session != nullptr; session = session->next_session_) {
+        session->listed_ = false;
+    }
+}
+
 void Server::start() {
     accept_next();
+    start_deadline_sweep();
 }
 
 void Server::stop() {
@@ -35,6 +65,34 @@ void Server::stop() {
     acceptor_.close(ignored);
     accept_retry_timer_.cancel();
     expiry_timer_.cancel();
+    sweep_timer_.cancel();
+}
+
+void Server::add_session(Session& session) {
+    session.next_session_ = first_session_;
+    if (first_session_ != nullptr) {
+        first_session_->previous_session_ = &session;
+    }
+    first_session_ = &session;
+    session.listed_ = true;
+    ++session_count_;
+}
+
+void Server::remove_session(Session& session) {
+    if (session.previous_session_ != nullptr) {
+        session.previous_session_->next_session_ = session.next_session_;
+    } else {
+        first_session_ = session.next_session_;
+    }
+    if (session.next_session_ != nullptr) {
+        session.next_session_->previous_session_ = session.previous_session_;
+    }
+    session.listed_ = false;
+    --session_count_;
+    if (refusing_connections_ && session_count_ < options_.max_connections) {
+        refusing_connections_ = false;
+        logger_.info("Accepting connections again (", session_count_, " open)");
+    }
 }
 
 void Server::accept_next() {
@@ -52,9 +110,57 @@ void Server::accept_next() {
             });
             return;
         }
-        std::make_shared<Session>(std::move(socket), *this)->start();
+        on_accepted(std::move(socket));
         accept_next();
     });
+}
+
+void Server::on_accepted(asio::ip::tcp::socket socket) {
+    if (options_.max_connections != 0 && session_count_ >= options_.max_connections) {
+        refuse_connection(socket);
+        return;
+    }
+    ++stats_.connections_accepted;
+    std::make_shared<Session>(std::move(socket), *this)->start();
+}
+
+void Server::refuse_connection(asio::ip::tcp::socket& socket) {
+    ++stats_.connections_refused;
+    if (!refusing_connections_) {
+        refusing_connections_ = true;
+        logger_.error("Refusing connections: ", session_count_, " are open (--max-connections ",
+                      options_.max_connections, ")");
+    }
+    // Best effort and without waiting: a fresh socket's send buffer takes this short frame.
+    std::string reply;
+    append_frame(reply, kServerFull);
+    std::error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.write_some(asio::buffer(reply), ignored);
+    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+}
+
+void Server::start_deadline_sweep() {
+    if (sweep_period_ == Clock::duration::zero()) {
+        return;
+    }
+    sweep_timer_.expires_after(sweep_period_);
+    sweep_timer_.async_wait([this](const std::error_code& error) {
+        if (!error) {
+            sweep_deadlines();
+            start_deadline_sweep();
+        }
+    });
+}
+
+void Server::sweep_deadlines() {
+    const TimePoint now = Clock::now();
+    // check_deadlines may close a session but never destroys it here: its pending handlers own
+    // it until they run, so the list stays intact while it is walked.
+    for (Session* session = first_session_; session != nullptr; session = session->next_session_) {
+        session->check_deadlines(now);
+    }
 }
 
 void Server::schedule_expiry() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
@@ -16,16 +17,37 @@
 
 namespace pubsubx::server {
 
+class Session;
+
+// The connection-level limits (docs/robustness.md). For each of them 0 means "no limit".
 struct ServerOptions {
     std::string bind_address = "127.0.0.1";
     std::uint16_t port = 12000;
     std::size_t max_frame = 1024 * 1024;
+    std::size_t max_connections = 65'536;
+    // A connection that has not sent a valid CONNECT by then is closed (slowloris).
+    Clock::duration connect_timeout = std::chrono::seconds{10};
+    // A write the peer has not taken within this time means it stopped reading: it is lost.
+    Clock::duration write_timeout = std::chrono::seconds{30};
+    // TCP keepalive: idle seconds before the first probe (3 probes, idle/3 apart).
+    int keepalive_idle_seconds = 60;
+};
+
+struct ServerStats {
+    std::uint64_t connections_accepted = 0;
+    std::uint64_t connections_refused = 0;  // over max_connections
+    std::uint64_t connect_timeouts = 0;
+    std::uint64_t write_timeouts = 0;
+    std::uint64_t frames_too_long = 0;
 };
 
 class Server {
   public:
     // Binds and listens at once; throws std::system_error when it cannot (port in use, ...).
     Server(asio::io_context& io, const ServerOptions& options, Broker& broker, Logger& logger);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
 
     asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
     void start();
@@ -33,15 +55,29 @@ class Server {
 
     Broker& broker() { return broker_; }
     Logger& logger() { return logger_; }
+    const ServerOptions& options() const { return options_; }
+    ServerStats& stats() { return stats_; }
     std::size_t max_frame() const { return options_.max_frame; }
+    std::size_t session_count() const { return session_count_; }
     // Idle sessions own no read buffer: they wait for readability, then read into this one.
     std::span<char> read_buffer() { return read_buffer_; }
     // A client may have become lost: make sure the expiry timer is armed for the earliest.
     void schedule_expiry();
 
+    // Every live session is in one intrusive list, so the deadline sweep can visit them and
+    // the connection limit can count them without a container node per connection.
+    void add_session(Session& session);
+    void remove_session(Session& session);
+
   private:
     void accept_next();
+    void on_accepted(asio::ip::tcp::socket socket);
+    void refuse_connection(asio::ip::tcp::socket& socket);
     void on_expiry_timer();
+    // Connect and write deadlines are checked by one periodic sweep over all sessions instead
+    // of a timer per session: a timer would cost every idle connection memory.
+    void start_deadline_sweep();
+    void sweep_deadlines();
 
     ServerOptions options_;
     Broker& broker_;
@@ -49,8 +85,14 @@ class Server {
     asio::ip::tcp::acceptor acceptor_;
     asio::steady_timer accept_retry_timer_;
     asio::steady_timer expiry_timer_;
+    asio::steady_timer sweep_timer_;
+    Clock::duration sweep_period_{};
     bool expiry_armed_ = false;
     TimePoint expiry_armed_for_{};
+    Session* first_session_ = nullptr;
+    std::size_t session_count_ = 0;
+    bool refusing_connections_ = false;  // for one log line per episode
+    ServerStats stats_;
     std::array<char, 64 * 1024> read_buffer_{};
 };
 

@@ -1,6 +1,12 @@
 #include "session.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 
 #include "server.hpp"
@@ -13,14 +19,43 @@ constexpr std::size_t kIdleWriteCapacity = 16 * 1024;
 }  // namespace
 
 Session::Session(asio::ip::tcp::socket socket, Server& server)
-    : socket_(std::move(socket)), server_(server), splitter_(server.max_frame()) {}
+    : socket_(std::move(socket)),
+      server_(server),
+      splitter_(server.max_frame()),
+      accepted_at_(Clock::now()) {
+    server_.add_session(*this);
+}
+
+Session::~Session() {
+    if (listed_) {
+        server_.remove_session(*this);
+    }
+}
 
 void Session::start() {
     std::error_code ignored;
     socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+    enable_keepalive();
     // Reads happen only after readiness, straight into the server's shared buffer.
     socket_.non_blocking(true, ignored);
     wait_readable();
+}
+
+// The kernel probes a connection that has been silent for the idle time, so a peer that
+// vanished (power loss, a cut cable: no FIN, no RST) is found and its client becomes lost.
+void Session::enable_keepalive() {
+    const int idle = server_.options().keepalive_idle_seconds;
+    if (idle <= 0) {
+        return;
+    }
+    const int interval = std::max(1, idle / 3);
+    const int probes = 3;
+    std::error_code ignored;
+    socket_.set_option(asio::socket_base::keep_alive(true), ignored);
+    const int fd = socket_.native_handle();
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
 }
 
 void Session::wait_readable() {
@@ -61,12 +96,18 @@ void Session::handle_bytes(std::string_view bytes) {
     const auto status = splitter_.feed(bytes, [&](std::string_view frame) {
         const FrameResult result = broker.handle_frame(*this, frame, now);
         if (result.next == FrameResult::Next::close) {
-            close_after_flush(result.error_frame);
+            if (result.close_delay > Clock::duration::zero()) {
+                close_after_delay(result.error_frame, result.close_delay);
+            } else {
+                close_after_flush(result.error_frame);
+            }
             return false;
         }
-        return true;
+        // The core may have closed this very connection (a slow consumer publishing).
+        return !closed_;
     });
     if (status == FrameSplitter::Status::frame_too_long) {
+        ++server_.stats().frames_too_long;
         const std::string name = client() != nullptr ? client()->name() : std::string{"(pending)"};
         server_.logger().error("Closing client '", name, "': a frame exceeds ", server_.max_frame(),
                                " bytes");
@@ -109,6 +150,7 @@ void Session::flush() {
         return;
     }
     write_in_flight_ = true;
+    write_started_ = Clock::now();
     asio::async_write(socket_, asio::buffer(writing_),
                       [self = shared_from_this()](const std::error_code& error, std::size_t) {
                           self->on_written(error);
@@ -142,6 +184,43 @@ void Session::close_after_flush(std::string_view error_frame) {
         append_frame(control_, error_frame);
     }
     flush();
+}
+
+void Session::close_after_delay(std::string_view error_frame, Clock::duration delay) {
+    closing_ = true;  // reads no more; the connection waits only for the timer
+    auto timer = std::make_shared<asio::steady_timer>(socket_.get_executor(), delay);
+    timer->async_wait([self = shared_from_this(), timer, frame = std::string{error_frame}](
+                          const std::error_code&) { self->close_after_flush(frame); });
+}
+
+void Session::close_requested(std::string_view reason) {
+    server_.logger().verbose("Closing a connection: ", reason);
+    close_socket();
+}
+
+void Session::check_deadlines(TimePoint now) {
+    if (closed_) {
+        return;
+    }
+    const ServerOptions& options = server_.options();
+    const bool pending = client() == nullptr && !closing_;
+    if (pending && options.connect_timeout > Clock::duration::zero() &&
+        now - accepted_at_ >= options.connect_timeout) {
+        ++server_.stats().connect_timeouts;
+        server_.logger().error("Closing a connection that sent no valid CONNECT within ",
+                               seconds_text(options.connect_timeout));
+        close_after_flush("ERROR: No CONNECT <name> received within " +
+                          seconds_text(options.connect_timeout));
+        return;
+    }
+    if (write_in_flight_ && options.write_timeout > Clock::duration::zero() &&
+        now - write_started_ >= options.write_timeout) {
+        ++server_.stats().write_timeouts;
+        const std::string name = client() != nullptr ? client()->name() : std::string{"(pending)"};
+        server_.logger().error("Client '", name, "' stopped reading: a write is pending for ",
+                               seconds_text(now - write_started_), "; closing its connection");
+        lose("write timeout");
+    }
 }
 
 void Session::lose(std::string_view why) {

@@ -18,11 +18,20 @@ class Server;
 class Session final : public std::enable_shared_from_this<Session>, public Connection {
   public:
     Session(asio::ip::tcp::socket socket, Server& server);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
 
     void start();
     void outbound_ready() override;
+    void close_requested(std::string_view reason) override;
+    // Closes the connection if it overran the connect or the write deadline.
+    void check_deadlines(TimePoint now);
 
   private:
+    friend class Server;  // links sessions into its list
+
+    void enable_keepalive();
     void wait_readable();
     void on_readable(const std::error_code& error);
     void handle_bytes(std::string_view bytes);
@@ -30,6 +39,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     void on_written(const std::error_code& error);
     // Stops reading, writes what is queued plus `error_frame` (if any), then closes.
     void close_after_flush(std::string_view error_frame);
+    // The same after `delay` (a refused secret is answered slowly).
+    void close_after_delay(std::string_view error_frame, Clock::duration delay);
     // The peer is gone or broken: its client becomes lost and the socket is closed now.
     void lose(std::string_view why);
     void close_socket();
@@ -39,6 +50,11 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     FrameSplitter splitter_;
     std::string writing_;  // the bytes of the write in flight
     std::string control_;  // an error frame for a connection with no client attached
+    TimePoint accepted_at_;
+    TimePoint write_started_{};
+    Session* previous_session_ = nullptr;
+    Session* next_session_ = nullptr;
+    bool listed_ = false;  // in the server's list (the server may be destroyed first)
     bool write_in_flight_ = false;
     bool flush_posted_ = false;
     bool closing_ = false;

@@ -221,7 +221,7 @@ TEST_CASE("a full queue drops the oldest messages, logs it, and keeps the newest
         pub.send_frame("PUBLISH t " + std::to_string(i));
     }
     pub.barrier();
-    CHECK(server.wait_for_output("ERROR: Queue of client 'sub' is full (110 bytes)"));
+    CHECK(server.wait_for_output("ERROR: Queue of client 'sub' is full at 110 bytes"));
     TestClient back{server.port()};
     back.send_frame("CONNECT sub");
     CHECK(back.read_frame() == "RESTORED sub");

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@ class FakeConnection final : public Connection {
   public:
     explicit FakeConnection(Broker& broker) : broker_(broker) {}
     void outbound_ready() override { ++ready_calls; }
+    void close_requested(std::string_view reason) override { close_reason = reason; }
 
     FrameResult send(std::string_view frame, TimePoint now = TimePoint{}) {
         return broker_.handle_frame(*this, frame, now);
@@ -36,6 +38,7 @@ class FakeConnection final : public Connection {
     void lose(TimePoint now) { broker_.connection_closed(*this, now); }
 
     int ready_calls = 0;
+    std::string close_reason;  // set when the core asked to close this connection
 
   private:
     Broker& broker_;
@@ -259,4 +262,322 @@ TEST_CASE_FIXTURE(Fixture, "the delivery frame is the same bytes for every subsc
         CHECK(sub->received() == Frames{"t x"});
     }
     CHECK(broker.stats().delivered == 5);
+}
+
+namespace {
+
+// A broker with one changed setting; the rest as in Fixture.
+struct LimitFixture {
+    Logger logger{LogLevel::quiet, std::tmpfile()};
+    BrokerConfig config = [] {
+        BrokerConfig c;
+        c.lost_timeout = 10s;
+        c.max_queue_bytes = 1024;
+        return c;
+    }();
+    std::optional<Broker> broker;
+    TimePoint t0{};
+
+    Broker& make() { return broker.emplace(config, logger); }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(Fixture, "a client with a secret is restored only with the same secret") {
+    FakeConnection pub{broker}, sub{broker};
+    pub.send("CONNECT pub");
+    sub.send("CONNECT sub s3cret");
+    sub.send("SUBSCRIBE t");
+    sub.received();
+    sub.lose(t0);
+    pub.send("PUBLISH t kept");
+
+    FakeConnection thief{broker};
+    const FrameResult wrong = thief.send("CONNECT sub guess");
+    CHECK(wrong.next == FrameResult::Next::close);
+    CHECK(wrong.error_frame == "ERROR: Not authorized");
+    CHECK(wrong.close_delay == 100ms);
+    FakeConnection thief2{broker};
+    CHECK(thief2.send("CONNECT sub").error_frame == "ERROR: Not authorized");
+    FakeConnection thief3{broker};
+    CHECK(thief3.send("CONNECT sub s3cre").close_delay == 400ms);  // slower each time
+    CHECK(thief3.client() == nullptr);
+    CHECK(broker.stats().auth_failures == 3);
+
+    // The failures neither consumed nor wiped the queue.
+    FakeConnection owner{broker};
+    CHECK(owner.send("CONNECT sub s3cret").next == FrameResult::Next::read_more);
+    CHECK(owner.received() == Frames{"RESTORED sub", "t", "t kept"});
+}
+
+TEST_CASE_FIXTURE(Fixture, "refusals slow down to at most five seconds") {
+    FakeConnection c{broker};
+    c.send("CONNECT c right");
+    c.lose(t0);
+    Clock::duration last{};
+    for (int i = 0; i < 12; ++i) {
+        FakeConnection guess{broker};
+        last = guess.send("CONNECT c wrong" + std::to_string(i)).close_delay;
+    }
+    CHECK(last == 5s);
+    FakeConnection owner{broker};
+    owner.send("CONNECT c right");
+    owner.lose(t0);
+    FakeConnection after{broker};
+    CHECK(after.send("CONNECT c wrong").close_delay == 100ms);  // a resume resets the count
+}
+
+TEST_CASE_FIXTURE(Fixture, "the right secret takes over a half-open connection") {
+    FakeConnection pub{broker}, old{broker};
+    pub.send("CONNECT pub");
+    old.send("CONNECT sub key");
+    old.send("SUBSCRIBE t");
+    old.received();
+    pub.send("PUBLISH t unread");
+
+    FakeConnection no_secret{broker};
+    CHECK(no_secret.send("CONNECT sub").error_frame == "ERROR: Name already taken");
+    FakeConnection wrong{broker};
+    CHECK(wrong.send("CONNECT sub nope").error_frame == "ERROR: Not authorized");
+    CHECK(old.close_reason.empty());
+
+    FakeConnection fresh{broker};
+    CHECK(fresh.send("CONNECT sub key").next == FrameResult::Next::read_more);
+    CHECK_FALSE(old.close_reason.empty());
+    CHECK(old.client() == nullptr);
+    CHECK(fresh.received() == Frames{"RESTORED sub", "t", "t unread"});
+    CHECK(broker.stats().sessions_taken_over == 1);
+    old.lose(t0);  // the old socket closing afterwards changes nothing
+    CHECK(broker.find_client("sub")->connected());
+}
+
+TEST_CASE_FIXTURE(Fixture, "without a secret the original rules stand") {
+    FakeConnection first{broker};
+    first.send("CONNECT alice");
+    first.received();
+    FakeConnection with_secret{broker};
+    CHECK(with_secret.send("CONNECT alice anything").error_frame == "ERROR: Name already taken");
+    first.lose(t0);
+    FakeConnection anyone{broker};
+    anyone.send("CONNECT alice");
+    CHECK(anyone.received() == Frames{"RESTORED alice", ""});
+    // A resume with a secret protects the client from then on.
+    anyone.lose(t0);
+    FakeConnection claims{broker};
+    claims.send("CONNECT alice mine");
+    claims.lose(t0);
+    FakeConnection other{broker};
+    CHECK(other.send("CONNECT alice").error_frame == "ERROR: Not authorized");
+}
+
+TEST_CASE_FIXTURE(Fixture, "an invalid secret is refused") {
+    FakeConnection c{broker};
+    const FrameResult result = c.send("CONNECT c two words");
+    CHECK(result.next == FrameResult::Next::close);
+    CHECK(result.error_frame.starts_with("ERROR: Invalid secret"));
+    FakeConnection d{broker};
+    CHECK(d.send("CONNECT d " + std::string(129, 's')).next == FrameResult::Next::close);
+    FakeConnection e{broker};
+    CHECK(e.send("CONNECT e " + std::string(128, 's')).next == FrameResult::Next::read_more);
+    CHECK(broker.client_count() == 1);
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "require_secret refuses a CONNECT without one") {
+    config.require_secret = true;
+    Broker& b = make();
+    FakeConnection plain{b}, with{b};
+    const FrameResult refused = plain.send("CONNECT plain");
+    CHECK(refused.next == FrameResult::Next::close);
+    CHECK(refused.error_frame.starts_with("ERROR: Not authorized"));
+    CHECK(with.send("CONNECT with key").next == FrameResult::Next::read_more);
+    CHECK(b.client_count() == 1);
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "a topic over the length limit is refused with an error") {
+    config.max_topic_length = 8;
+    Broker& b = make();
+    FakeConnection c{b};
+    c.send("CONNECT c");
+    c.received();
+    c.send("SUBSCRIBE " + std::string(9, 't'));
+    c.send("PUBLISH " + std::string(9, 't') + " x");
+    c.send("SUBSCRIBE " + std::string(8, 't'));
+    CHECK(c.received() == Frames{"ERROR: Topic too long (the limit is 8 bytes)",
+                                 "ERROR: Topic too long (the limit is 8 bytes)"});
+    CHECK(b.topic_count() == 1);
+    CHECK(b.stats().topics_refused == 2);
+    CHECK(c.client() != nullptr);  // the connection goes on
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "subscriptions per client are limited; 0 means no limit") {
+    SUBCASE("limit 2") {
+        config.max_topics_per_client = 2;
+        Broker& b = make();
+        FakeConnection c{b};
+        c.send("CONNECT c");
+        c.received();
+        c.send("SUBSCRIBE a");
+        c.send("SUBSCRIBE b");
+        c.send("SUBSCRIBE b");  // already subscribed: not an error
+        c.send("SUBSCRIBE c");
+        CHECK(c.received() == Frames{"ERROR: Too many subscriptions (the limit is 2 per client)"});
+        CHECK(c.client()->topics().size() == 2);
+        c.send("UNSUBSCRIBE a");
+        c.send("SUBSCRIBE c");
+        CHECK(c.received().empty());
+    }
+    SUBCASE("no limit") {
+        config.max_topics_per_client = 0;
+        config.max_topic_length = 0;
+        Broker& b = make();
+        FakeConnection c{b};
+        c.send("CONNECT c");
+        for (int i = 0; i < 20'000; ++i) {
+            c.send("SUBSCRIBE " + std::to_string(i) + std::string(1100, 'x'));
+        }
+        CHECK(b.topic_count() == 20'000);
+    }
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "beyond the lost-client limit the longest lost is removed") {
+    config.max_lost_clients = 2;
+    Broker& b = make();
+    for (const char* name : {"a", "b", "c"}) {
+        FakeConnection c{b};
+        c.send(std::string{"CONNECT "} + name);
+        c.lose(t0);
+    }
+    CHECK(b.find_client("a") == nullptr);
+    CHECK(b.find_client("b") != nullptr);
+    CHECK(b.find_client("c") != nullptr);
+    CHECK(b.lost_client_count() == 2);
+    CHECK(b.stats().lost_clients_evicted == 1);
+    // A restored client no longer counts; its stale FIFO entry does not evict anyone.
+    FakeConnection back{b};
+    back.send("CONNECT b");
+    FakeConnection d{b};
+    d.send("CONNECT d");
+    d.lose(t0);
+    CHECK(b.find_client("c") != nullptr);
+    CHECK(b.lost_client_count() == 2);
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "the global cap bounds all queues together") {
+    config.max_queue_bytes = 0;  // no per-client bound: only the global one
+    config.max_total_queue_bytes = 1000;
+    Broker& b = make();
+    FakeConnection pub{b};
+    pub.send("CONNECT pub");
+    pub.received();
+    for (const char* name : {"x", "y"}) {
+        FakeConnection sub{b};
+        sub.send(std::string{"CONNECT "} + name);
+        sub.send("SUBSCRIBE t");
+        sub.received();
+        sub.lose(t0);
+    }
+    const std::string payload(95, 'p');  // 100 bytes per frame with "t " and the delimiter
+    for (int i = 0; i < 10; ++i) {
+        pub.send("PUBLISH t " + std::to_string(i) + payload.substr(1));
+    }
+    CHECK(b.total_queued_bytes() <= 1000);
+    CHECK(b.stats().delivered == 20);
+    CHECK(b.stats().dropped == 10);
+    CHECK(b.stats().dropped_global_cap == 10);
+    FakeConnection back{b};
+    back.send("CONNECT y");
+    const Frames frames = back.received();
+    REQUIRE(frames.size() >= 3);
+    CHECK(frames.back() == "t 9" + payload.substr(1));  // the newest is kept
+    CHECK(b.total_queued_bytes() <= 1000);
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "the global cap: 0 means no limit") {
+    config.max_queue_bytes = 0;
+    config.max_total_queue_bytes = 0;
+    Broker& b = make();
+    FakeConnection pub{b}, sub{b};
+    pub.send("CONNECT pub");
+    sub.send("CONNECT sub");
+    sub.send("SUBSCRIBE t");
+    sub.lose(t0);
+    for (int i = 0; i < 2000; ++i) {
+        pub.send("PUBLISH t " + std::string(1000, 'p'));
+    }
+    CHECK(b.stats().dropped == 0);
+    CHECK(b.total_queued_bytes() > 2'000'000);
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "a consumer whose queue stays full past the grace is cut off") {
+    config.slow_consumer_grace = 2s;
+    Broker& b = make();
+    FakeConnection pub{b}, slow{b};
+    pub.send("CONNECT pub");
+    slow.send("CONNECT slow");
+    slow.send("SUBSCRIBE t");
+    slow.received();
+    const std::string payload(95, 'p');
+    for (int i = 0; i < 11; ++i) {  // the 11th overflows at t0
+        pub.send("PUBLISH t " + payload, t0);
+    }
+    pub.send("PUBLISH t " + payload, t0 + 1s);
+    CHECK(slow.close_reason.empty());
+    CHECK(b.find_client("slow")->connected());
+    pub.send("PUBLISH t newest" + payload, t0 + 2s);
+    CHECK(slow.close_reason == "slow consumer");
+    CHECK(slow.client() == nullptr);
+    CHECK(b.stats().slow_consumers_cut == 1);
+    CHECK(b.lost_client_count() == 1);
+    FakeConnection back{b};
+    back.send("CONNECT slow", t0 + 3s);
+    const Frames frames = back.received();
+    REQUIRE(frames.size() == 12);
+    CHECK(frames.back() == "t newest" + payload);  // it kept its newest messages
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "a consumer that catches up starts a new grace period") {
+    config.slow_consumer_grace = 2s;
+    Broker& b = make();
+    FakeConnection pub{b}, sub{b};
+    pub.send("CONNECT pub");
+    sub.send("CONNECT sub");
+    sub.send("SUBSCRIBE t");
+    const std::string payload(95, 'p');
+    for (int i = 0; i < 12; ++i) {
+        pub.send("PUBLISH t " + payload, t0);
+    }
+    sub.received();  // the whole queue was written out
+    for (int i = 0; i < 12; ++i) {
+        pub.send("PUBLISH t " + payload, t0 + 3s);
+    }
+    CHECK(sub.close_reason.empty());
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "a grace of 0 never cuts a consumer off") {
+    config.slow_consumer_grace = 0s;
+    Broker& b = make();
+    FakeConnection pub{b}, sub{b};
+    pub.send("CONNECT pub");
+    sub.send("CONNECT sub");
+    sub.send("SUBSCRIBE t");
+    for (int i = 0; i < 100; ++i) {
+        pub.send("PUBLISH t " + std::string(100, 'p'), t0 + std::chrono::seconds{i});
+    }
+    CHECK(sub.close_reason.empty());
+    CHECK(b.stats().dropped > 0);
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "a slow consumer that publishes is cut off safely") {
+    config.slow_consumer_grace = 1s;
+    config.lost_timeout = 0s;  // cut off, then removed at once with its topics
+    Broker& b = make();
+    FakeConnection me{b};
+    me.send("CONNECT me");
+    me.send("SUBSCRIBE t");
+    for (int i = 0; i < 20; ++i) {
+        me.send("PUBLISH t " + std::string(100, 'p'), t0 + std::chrono::seconds{i});
+    }
+    CHECK(me.close_reason == "slow consumer");
+    CHECK(b.find_client("me") == nullptr);
+    CHECK(b.topic_count() == 0);
 }
