@@ -8,12 +8,14 @@ namespace pubsubx::client {
 BrokerLink::BrokerLink(Strand strand, LinkListener& listener)
     : strand_(strand), listener_(listener), resolver_(strand), socket_(strand) {}
 
-void BrokerLink::connect(const std::string& host, std::uint16_t port, const std::string& name) {
+void BrokerLink::connect(const std::string& host, std::uint16_t port, const std::string& name,
+                         const std::string& secret) {
     state_ = State::connecting;
+    const std::string connect_frame = "CONNECT " + name + (secret.empty() ? "" : " " + secret);
     const std::uint64_t generation = ++generation_;
     resolver_.async_resolve(
         host, std::to_string(port),
-        [this, generation, name](const std::error_code& error,
+        [this, generation, connect_frame](const std::error_code& error,
                                  asio::ip::tcp::resolver::results_type endpoints) {
             if (generation != generation_) {
                 return;
@@ -24,7 +26,7 @@ void BrokerLink::connect(const std::string& host, std::uint16_t port, const std:
                 return;
             }
             asio::async_connect(socket_, endpoints,
-                                [this, generation, name](const std::error_code& connect_error,
+                                [this, generation, connect_frame](const std::error_code& connect_error,
                                                          const asio::ip::tcp::endpoint&) {
                                     if (generation != generation_) {
                                         return;
@@ -41,7 +43,7 @@ void BrokerLink::connect(const std::string& host, std::uint16_t port, const std:
                                     splitter_ = FrameSplitter{64 * 1024 * 1024};
                                     awaiting_reply_ = true;
                                     awaiting_topic_list_ = false;
-                                    send_frame("CONNECT " + name);
+                                    send_frame(connect_frame);
                                     start_reading();
                                 });
         });

@@ -39,8 +39,10 @@ class BrokerLink {
   public:
     BrokerLink(Strand strand, LinkListener& listener);
 
-    // Resolves and connects, then sends CONNECT <name>. The outcome is reported.
-    void connect(const std::string& host, std::uint16_t port, const std::string& name);
+    // Resolves and connects, then sends CONNECT <name> (with the session-resume secret when
+    // one is given). The outcome is reported.
+    void connect(const std::string& host, std::uint16_t port, const std::string& name,
+                 const std::string& secret = {});
     void send_frame(std::string_view frame);
     void send_message(std::string_view topic, std::string_view data);
     // Sends DISCONNECT, then closes once everything queued is written; on_closed(true).

@@ -13,6 +13,9 @@ const char* const kHelpText =
     "  CONNECT <port> <name>      connect to the broker on localhost:<port> as <name>\n"
     "  CONNECT <host>:<port> <name>\n"
     "                             connect to another host\n"
+    "  CONNECT <port> <name> <secret>\n"
+    "                             connect with a secret: only a CONNECT with the same\n"
+    "                             secret can resume this session later\n"
     "  DISCONNECT                 leave; the broker forgets your subscriptions\n"
     "  PUBLISH <topic> <data>     publish <data> (spaces allowed) on <topic>\n"
     "  SUBSCRIBE <topic>          receive the messages published on <topic>\n"
@@ -82,10 +85,15 @@ UserCommand parse_connect(std::string_view rest) {
     if (!is_valid_name(name)) {
         return invalid("ERROR: Name must be 1 to 64 bytes without control characters");
     }
+    const std::string_view secret = next_word(rest);
+    if (!secret.empty() && !is_valid_secret(secret)) {
+        return invalid("ERROR: A secret is 1 to 128 bytes without control characters");
+    }
     if (!next_word(rest).empty()) {
-        return invalid("ERROR: Usage: CONNECT <port> <name> (a name has no spaces)");
+        return invalid("ERROR: Usage: CONNECT <port> <name> [<secret>] (no spaces in either)");
     }
     command.name.assign(name);
+    command.secret.assign(secret);
     return command;
 }
 

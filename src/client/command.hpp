@@ -23,6 +23,7 @@ struct UserCommand {
     std::string host;  // connect: empty means the default host
     std::uint16_t port = 0;
     std::string name;
+    std::string secret;  // connect: the optional session-resume secret
     std::string topic;
     std::string data;   // publish: everything after the topic and one space
     std::string error;  // invalid: the complete `ERROR: ...` line to print

@@ -7,10 +7,12 @@ constexpr std::string_view kNotConnected =
     "ERROR: Not connected: only CONNECT <port> <name> is accepted (see -h)";
 }
 
-InteractiveClient::InteractiveClient(Runtime& runtime, Console& console, std::string default_host)
+InteractiveClient::InteractiveClient(Runtime& runtime, Console& console, std::string default_host,
+                                     std::string default_secret)
     : runtime_(runtime),
       console_(console),
       default_host_(std::move(default_host)),
+      default_secret_(std::move(default_secret)),
       link_(runtime.strand(), *this) {}
 
 void InteractiveClient::submit_line(std::string line) {
@@ -72,7 +74,8 @@ void InteractiveClient::execute(const UserCommand& command) {
             }
             const std::string host = command.host.empty() ? default_host_ : command.host;
             connect_target_ = host + ":" + std::to_string(command.port);
-            link_.connect(host, command.port, command.name);
+            link_.connect(host, command.port, command.name,
+                          command.secret.empty() ? default_secret_ : command.secret);
             return;
         }
         default:

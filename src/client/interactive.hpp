@@ -14,7 +14,8 @@ namespace pubsubx::client {
 
 class InteractiveClient final : public LinkListener {
   public:
-    InteractiveClient(Runtime& runtime, Console& console, std::string default_host);
+    InteractiveClient(Runtime& runtime, Console& console, std::string default_host,
+                      std::string default_secret = {});
 
     // Both are called on the strand.
     void submit_line(std::string line);
@@ -38,6 +39,7 @@ class InteractiveClient final : public LinkListener {
     Runtime& runtime_;
     Console& console_;
     std::string default_host_;
+    std::string default_secret_;  // --secret: sent by a CONNECT that names none
     BrokerLink link_;
     std::deque<std::string> lines_;
     std::set<std::string> topics_;  // what we are subscribed to, for the INFO lines

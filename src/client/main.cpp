@@ -15,6 +15,12 @@ namespace {
 
 constexpr int kUsageError = 2;
 
+std::string check_secret(const std::string& secret) {
+    return pubsubx::is_valid_secret(secret)
+               ? std::string{}
+               : std::string{"a secret is 1 to 128 bytes, no spaces or control characters"};
+}
+
 void add_endpoint_options(CLI::App& command, pubsubx::client::Endpoint& endpoint) {
     command.add_option("-p,--port", endpoint.port, "Broker port")
         ->required()
@@ -28,13 +34,18 @@ void add_endpoint_options(CLI::App& command, pubsubx::client::Endpoint& endpoint
             return pubsubx::is_valid_name(name) ? std::string{}
                                                 : std::string{"a name is 1 to 64 bytes, no spaces"};
         });
+    command
+        .add_option("-s,--secret", endpoint.secret,
+                    "Session-resume secret: only a client with the same secret can resume "
+                    "this name's session")
+        ->check(check_secret);
 }
 
-int run_interactive(const std::string& host, bool force_prompt) {
+int run_interactive(const std::string& host, const std::string& secret, bool force_prompt) {
     using namespace pubsubx::client;
     auto runtime = std::make_shared<Runtime>();
     Console console{force_prompt || isatty(STDIN_FILENO) == 1, false};
-    InteractiveClient client{*runtime, console, host};
+    InteractiveClient client{*runtime, console, host, secret};
     runtime->on_interrupt([&client] { client.end_of_input(); });
     runtime->read_stdin([&client](std::string line) { client.submit_line(std::move(line)); },
                         [&client] { client.end_of_input(); });
@@ -52,6 +63,11 @@ int main(int argc, char** argv) {
     std::string host = "localhost";
     bool force_prompt = false;
     app.add_option("--host", host, "Host for CONNECT <port> <name>")->capture_default_str();
+    std::string secret;
+    app.add_option("--secret", secret,
+                   "Secret sent with every CONNECT that names none (CONNECT <port> <name> "
+                   "<secret>); only the same secret can resume the session")
+        ->check(check_secret);
     app.add_flag("--prompt", force_prompt, "Show the prompt even when input is not a terminal");
 
     pubsubx::client::PublishOptions publish;
@@ -106,5 +122,5 @@ int main(int argc, char** argv) {
         }
         return pubsubx::client::run_subscribe(subscribe);
     }
-    return run_interactive(host, force_prompt);
+    return run_interactive(host, secret, force_prompt);
 }

@@ -25,7 +25,7 @@ class OneShotClient : public LinkListener {
 
     void start() {
         runtime_.on_interrupt([this] { stop(); });
-        link_.connect(endpoint_.host, endpoint_.port, name_);
+        link_.connect(endpoint_.host, endpoint_.port, name_, endpoint_.secret);
     }
 
     void on_refused(std::string_view error_frame) override { fail(error_frame); }

@@ -15,7 +15,8 @@ namespace pubsubx::client {
 struct Endpoint {
     std::string host = "localhost";
     std::uint16_t port = 12000;
-    std::string name;  // empty: a unique one is made up
+    std::string name;    // empty: a unique one is made up
+    std::string secret;  // empty: none (anyone with the name may resume the session)
 };
 
 struct PublishOptions {

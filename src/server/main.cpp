@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <string>
 #include <optional>
 #include <system_error>
 
@@ -17,11 +19,28 @@ namespace {
 
 struct CommandLine {
     pubsubx::server::ServerOptions server;
+    pubsubx::BrokerConfig broker;
     double lost_timeout_seconds = 60.0;
-    std::size_t max_queue_bytes = 1024 * 1024;
+    double slow_consumer_grace_seconds = 10.0;
+    double connect_timeout_seconds = 10.0;
+    double write_timeout_seconds = 30.0;
     bool verbose = false;
     bool quiet = false;
 };
+
+pubsubx::Clock::duration seconds(double count) {
+    return std::chrono::duration_cast<pubsubx::Clock::duration>(
+        std::chrono::duration<double>(count));
+}
+
+void add_seconds(CLI::App& app, const std::string& name, double& value, const std::string& help) {
+    app.add_option(name, value, help)->check(CLI::NonNegativeNumber)->capture_default_str();
+}
+
+void add_limit(CLI::App& app, const std::string& name, std::size_t& value,
+               const std::string& help) {
+    app.add_option(name, value, help + " (0: no limit)")->capture_default_str();
+}
 
 void define_options(CLI::App& app, CommandLine& line) {
     app.add_option("port", line.server.port, "TCP port to listen on (0: any free port)")
@@ -30,21 +49,59 @@ void define_options(CLI::App& app, CommandLine& line) {
     app.add_option("--bind", line.server.bind_address,
                    "Address to listen on (0.0.0.0 or :: accepts remote clients)")
         ->capture_default_str();
-    app.add_option("--lost-timeout", line.lost_timeout_seconds,
-                   "Seconds a lost client's subscriptions and messages are kept (0: none)")
-        ->check(CLI::NonNegativeNumber)
+    add_seconds(app, "--lost-timeout", line.lost_timeout_seconds,
+                "Seconds a lost client's subscriptions and messages are kept (0: none)");
+    add_limit(app, "--max-queue", line.broker.max_queue_bytes,
+              "Bytes queued per client; when full, the oldest messages are dropped");
+    add_limit(app, "--max-total-queue", line.broker.max_total_queue_bytes,
+              "Bytes queued for all clients together; when reached, the receiving client's "
+              "oldest messages are dropped");
+    add_limit(app, "--max-frame", line.server.max_frame,
+              "Largest frame accepted, in bytes; a longer one closes the connection");
+    add_limit(app, "--max-connections", line.server.max_connections,
+              "Open connections; beyond it a new one gets 'ERROR: Server is full' and is closed");
+    add_limit(app, "--max-topics", line.broker.max_topics_per_client,
+              "Subscriptions per client; beyond it SUBSCRIBE gets an error frame");
+    add_limit(app, "--max-topic-length", line.broker.max_topic_length,
+              "Bytes in a topic name; a longer one gets an error frame");
+    add_limit(app, "--max-lost-clients", line.broker.max_lost_clients,
+              "Lost clients kept at once; beyond it the longest-lost one is removed");
+    add_seconds(app, "--slow-consumer-grace", line.slow_consumer_grace_seconds,
+                "Seconds a connected client's queue may overflow before it is cut off and "
+                "becomes lost (0: never)");
+    add_seconds(app, "--connect-timeout", line.connect_timeout_seconds,
+                "Seconds a new connection has to send CONNECT (0: no limit)");
+    add_seconds(app, "--write-timeout", line.write_timeout_seconds,
+                "Seconds a write may wait for a peer that stopped reading before its "
+                "connection is closed and its client lost (0: no limit)");
+    app.add_option("--keepalive", line.server.keepalive_idle_seconds,
+                   "Idle seconds before TCP keepalive probes a silent connection (0: off)")
+        ->check(CLI::Range(0, 32767))
         ->capture_default_str();
-    app.add_option("--max-queue", line.max_queue_bytes,
-                   "Bytes queued per client; when full, the oldest messages are dropped")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--max-frame", line.server.max_frame,
-                   "Largest frame accepted, in bytes; a longer one closes the connection")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
+    app.add_flag("--require-secret", line.broker.require_secret,
+                 "Refuse CONNECTs without a session-resume secret (CONNECT <name> <secret>)");
     auto* verbose = app.add_flag("-v,--verbose", line.verbose, "Log every message");
     app.add_flag("-q,--quiet", line.quiet, "Log errors only")->excludes(verbose);
     app.set_version_flag("--version", std::string{"pubsubx-server "} + pubsubx::kVersion);
+}
+
+// The options in seconds become durations, and a 0 frame limit means none.
+void apply_durations(CommandLine& line) {
+    line.broker.lost_timeout = seconds(line.lost_timeout_seconds);
+    line.broker.slow_consumer_grace = seconds(line.slow_consumer_grace_seconds);
+    line.server.connect_timeout = seconds(line.connect_timeout_seconds);
+    line.server.write_timeout = seconds(line.write_timeout_seconds);
+    if (line.server.max_frame == 0) {
+        line.server.max_frame = std::numeric_limits<std::size_t>::max();
+    }
+}
+
+std::string server_stats_text(const pubsubx::server::ServerStats& stats) {
+    return "connections_accepted=" + std::to_string(stats.connections_accepted) +
+           " connections_refused=" + std::to_string(stats.connections_refused) +
+           " connect_timeouts=" + std::to_string(stats.connect_timeouts) +
+           " write_timeouts=" + std::to_string(stats.write_timeouts) +
+           " frames_too_long=" + std::to_string(stats.frames_too_long);
 }
 
 pubsubx::LogLevel log_level(const CommandLine& line) {
@@ -71,12 +128,9 @@ int main(int argc, char** argv) {
     define_options(app, line);
     CLI11_PARSE(app, argc, argv);
 
+    apply_durations(line);
     pubsubx::Logger logger{log_level(line)};
-    pubsubx::BrokerConfig config;
-    config.lost_timeout = std::chrono::duration_cast<pubsubx::Clock::duration>(
-        std::chrono::duration<double>(line.lost_timeout_seconds));
-    config.max_queue_bytes = line.max_queue_bytes;
-    pubsubx::Broker broker{config, logger};
+    pubsubx::Broker broker{line.broker, logger};
 
     // The io_context is destroyed before the broker: sessions still owned by its handlers
     // never outlive the core.
@@ -100,7 +154,8 @@ int main(int argc, char** argv) {
     asio::signal_set signals{io, SIGINT, SIGTERM};
     signals.async_wait([&](const std::error_code& wait_error, int) {
         if (!wait_error) {
-            logger.info("Shutting down");
+            logger.info("Shutting down; ", pubsubx::describe(broker.stats()), " ",
+                        server_stats_text(server->stats()));
             server->stop();
             io.stop();
         }

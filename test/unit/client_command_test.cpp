@@ -26,6 +26,14 @@ TEST_CASE("CONNECT takes host:port too") {
     CHECK(v6.port == 4000);
 }
 
+TEST_CASE("CONNECT takes an optional secret") {
+    const UserCommand with = parse_user_command("CONNECT 4000 bob s3cret");
+    CHECK(with.kind == CommandKind::connect);
+    CHECK(with.name == "bob");
+    CHECK(with.secret == "s3cret");
+    CHECK(parse_user_command("CONNECT 4000 bob").secret.empty());
+}
+
 TEST_CASE("PUBLISH keeps the data as typed") {
     const UserCommand publish = parse_user_command("PUBLISH news hello  big world ");
     CHECK(publish.kind == CommandKind::publish);
@@ -37,7 +45,7 @@ TEST_CASE("PUBLISH keeps the data as typed") {
 
 TEST_CASE("bad commands are explained") {
     struct Row {
-        std::string_view line;
+        std::string line;
         std::string_view error_start;
     };
     const Row rows[] = {
@@ -46,7 +54,8 @@ TEST_CASE("bad commands are explained") {
         {"CONNECT 0 alice", "ERROR: Wrong port '0'"},
         {"CONNECT 65536 alice", "ERROR: Wrong port '65536'"},
         {"CONNECT 12000", "ERROR: Name is empty"},
-        {"CONNECT 12000 a b", "ERROR: Usage: CONNECT <port> <name>"},
+        {"CONNECT 12000 a b c", "ERROR: Usage: CONNECT <port> <name> [<secret>]"},
+        {"CONNECT 12000 a " + std::string(129, 's'), "ERROR: A secret is 1 to 128 bytes"},
         {"PUBLISH", "ERROR: Topic is empty"},
         {"SUBSCRIBE", "ERROR: Topic is empty"},
         {"SUBSCRIBE a b", "ERROR: A topic has no spaces"},
