@@ -66,7 +66,9 @@ class ServerProcess : public ChildProcess {
 
 class TestClient {
   public:
-    explicit TestClient(std::uint16_t port);
+    // `receive_buffer` > 0 shrinks the socket's receive buffer, so that a client that does not
+    // read stalls the server's writes quickly.
+    explicit TestClient(std::uint16_t port, int receive_buffer = 0);
     ~TestClient();
     TestClient(const TestClient&) = delete;
     TestClient& operator=(const TestClient&) = delete;
@@ -85,6 +87,7 @@ class TestClient {
     // Proves that everything this client sent before was processed by the server: publishes a
     // probe to a private topic it subscribes to and waits until it comes back.
     void barrier();
+    std::uint16_t local_port() const;
 
   private:
     bool receive(Millis timeout);

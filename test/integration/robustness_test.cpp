@@ -1,0 +1,334 @@
+// Hostile and broken peers against the real server, one test per row of docs/robustness.md:
+// each limit is hit over real loopback TCP, and the test checks the error frame the peer gets,
+// the server's log line, and that other clients are untouched.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace pubsubx::testing;
+
+namespace {
+
+// A connected client that can still publish and receive proves the server is fine.
+void check_server_serves(ServerProcess& server) {
+    TestClient probe{server.port()};
+    probe.connect_as("probe-" + std::to_string(probe.local_port()));
+    probe.barrier();
+}
+
+// The kernel's keepalive timer state ("tr" in /proc/net/tcp: 2 means keepalive) of the
+// server's end of the connection from `client_port` to `server_port`, or -1 if not found.
+int server_socket_timer(std::uint16_t server_port, std::uint16_t client_port) {
+    std::ifstream table{"/proc/net/tcp"};
+    std::string line;
+    std::getline(table, line);  // header
+    while (std::getline(table, line)) {
+        std::istringstream fields{line};
+        std::string slot, local, remote, state, queues, timer;
+        fields >> slot >> local >> remote >> state >> queues >> timer;
+        const auto port_of = [](const std::string& address) {
+            return std::stoi(address.substr(address.find(':') + 1), nullptr, 16);
+        };
+        if (port_of(local) == server_port && port_of(remote) == client_port) {
+            return std::stoi(timer.substr(0, timer.find(':')), nullptr, 16);
+        }
+    }
+    return -1;
+}
+
+// Fills a non-reading subscriber's path: `count` messages of `size` bytes on topic t.
+void publish_bulk(TestClient& publisher, int count, std::size_t size) {
+    const std::string frame = "PUBLISH t " + std::string(size, 'b') + "\n\nx";
+    std::string batch;
+    for (int i = 0; i < count; ++i) {
+        batch += frame;
+    }
+    publisher.send_raw(batch);
+}
+
+}  // namespace
+
+TEST_CASE("a connection that sends no CONNECT is closed after --connect-timeout") {
+    ServerProcess server{{"--connect-timeout", "0.3"}};
+    TestClient silent{server.port()};
+    TestClient partial{server.port()};
+    partial.send_raw("CONNECT sl");  // a slowloris: a frame that never ends
+    TestClient named{server.port()};
+    named.connect_as("named");
+    CHECK(silent.read_frame(2000ms) == "ERROR: No CONNECT <name> received within 0.3 s");
+    CHECK(silent.wait_closed());
+    CHECK(partial.read_frame(2000ms) == "ERROR: No CONNECT <name> received within 0.3 s");
+    CHECK(partial.wait_closed());
+    CHECK(server.wait_for_output("ERROR: Closing a connection that sent no valid CONNECT within"));
+    named.barrier();  // a connected client is not subject to the deadline
+    check_server_serves(server);
+}
+
+TEST_CASE("--connect-timeout 0 lets a pending connection wait") {
+    ServerProcess server{{"--connect-timeout", "0", "--write-timeout", "0.05"}};
+    TestClient silent{server.port()};
+    CHECK_FALSE(silent.wait_closed(400ms));
+    silent.connect_as("late");
+}
+
+TEST_CASE("connections beyond --max-connections get an error and are closed") {
+    ServerProcess server{{"--max-connections", "2"}};
+    auto first = std::make_unique<TestClient>(server.port());
+    TestClient second{server.port()};
+    first->connect_as("first");
+    second.connect_as("second");
+    TestClient third{server.port()};
+    CHECK(third.read_frame() == "ERROR: Server is full, try again later");
+    CHECK(third.wait_closed());
+    CHECK(server.wait_for_output("ERROR: Refusing connections: 2 are open (--max-connections 2)"));
+    first->send_frame("DISCONNECT");
+    CHECK(first->wait_closed());
+    first.reset();
+    CHECK(server.wait_for_output("INFO: Accepting connections again"));
+    TestClient fourth{server.port()};
+    fourth.connect_as("fourth");
+    fourth.barrier();
+}
+
+TEST_CASE("--max-connections 0 means no limit") {
+    ServerProcess server{{"--max-connections", "0"}};
+    std::vector<std::unique_ptr<TestClient>> clients;
+    for (int i = 0; i < 50; ++i) {
+        clients.push_back(std::make_unique<TestClient>(server.port()));
+        clients.back()->connect_as("c" + std::to_string(i));
+    }
+    clients.back()->barrier();
+}
+
+TEST_CASE("a topic over --max-topic-length gets an error; the connection goes on") {
+    ServerProcess server{{"--max-topic-length", "8"}};
+    TestClient c{server.port()};
+    c.connect_as("c");
+    c.send_frame("SUBSCRIBE " + std::string(9, 't'));
+    CHECK(c.read_frame() == "ERROR: Topic too long (the limit is 8 bytes)");
+    c.send_frame("PUBLISH " + std::string(9, 't') + " data");
+    CHECK(c.read_frame() == "ERROR: Topic too long (the limit is 8 bytes)");
+    CHECK(server.wait_for_output("ERROR: Client 'c' used a topic of 9 bytes (the limit is 8)"));
+    c.send_frame("SUBSCRIBE " + std::string(8, 't'));
+    c.send_frame("PUBLISH " + std::string(8, 't') + " fits");
+    CHECK(c.read_frame() == std::string(8, 't') + " fits");
+}
+
+TEST_CASE("subscriptions beyond --max-topics get an error; 0 means no limit") {
+    SUBCASE("limit 2") {
+        ServerProcess server{{"--max-topics", "2"}};
+        TestClient c{server.port()};
+        c.connect_as("c");
+        c.send_frame("SUBSCRIBE a");
+        c.send_frame("SUBSCRIBE b");
+        c.send_frame("SUBSCRIBE c");
+        CHECK(c.read_frame() == "ERROR: Too many subscriptions (the limit is 2 per client)");
+        CHECK(server.wait_for_output("ERROR: Client 'c' reached the limit of 2 subscriptions"));
+        c.send_frame("PUBLISH b still subscribed");
+        CHECK(c.read_frame() == "b still subscribed");
+        check_server_serves(server);
+    }
+    SUBCASE("no limit") {
+        ServerProcess server{{"--max-topics", "0", "--quiet"}};
+        TestClient c{server.port()};
+        c.connect_as("c");
+        std::string frames;
+        for (int i = 0; i < 20'000; ++i) {  // twice the default limit
+            frames += "SUBSCRIBE t" + std::to_string(i) + "\n\nx";
+        }
+        c.send_raw(frames);
+        c.send_frame("PUBLISH t19999 last");
+        CHECK(c.read_frame() == "t19999 last");
+    }
+}
+
+TEST_CASE("beyond --max-lost-clients the longest-lost client is removed") {
+    ServerProcess server{{"--max-lost-clients", "1"}};
+    for (const char* name : {"old", "new"}) {
+        TestClient c{server.port()};
+        c.connect_as(name);
+        c.barrier();
+        c.drop();
+        REQUIRE(server.wait_for_output(std::string{"Client '"} + name + "' lost"));
+    }
+    CHECK(server.wait_for_output("Client 'old' removed (more than 1 lost clients"));
+    TestClient back_new{server.port()};
+    back_new.send_frame("CONNECT new");
+    CHECK(back_new.read_frame() == "RESTORED new");
+    TestClient back_old{server.port()};
+    back_old.send_frame("CONNECT old");
+    CHECK(back_old.read_frame() == "OK: Conn accepted");
+}
+
+TEST_CASE("--max-total-queue bounds the bytes queued for all clients together") {
+    // Two lost subscribers, 100-byte frames, room for 10 in all (minus the publisher's own
+    // accept reply, which it has read).
+    ServerProcess server{{"--max-total-queue", "1000", "--max-queue", "0"}};
+    for (const char* name : {"x", "y"}) {
+        TestClient sub{server.port()};
+        sub.connect_as(name);
+        sub.send_frame("SUBSCRIBE t");
+        sub.barrier();
+        sub.drop();
+        REQUIRE(server.wait_for_output(std::string{"Client '"} + name + "' lost"));
+    }
+    TestClient pub{server.port()};
+    pub.connect_as("pub");
+    for (int i = 0; i < 10; ++i) {
+        pub.send_frame("PUBLISH t " + std::to_string(i) + std::string(94, 'p'));
+    }
+    // No barrier here: its probe would find no room under the cap either.
+    CHECK(server.wait_for_output("ERROR: Queued bytes of all clients reached the global cap (1000"));
+    TestClient y{server.port()};
+    y.send_frame("CONNECT y");
+    CHECK(y.read_frame() == "RESTORED y");
+    CHECK(y.read_frame() == "t");
+    std::string last;
+    while (auto frame = y.read_frame(300ms)) {
+        last = *frame;
+    }
+    CHECK(last == "t 9" + std::string(94, 'p'));  // the newest message is kept
+}
+
+TEST_CASE("a consumer whose queue overflows past --slow-consumer-grace is cut off") {
+    ServerProcess server{{"--max-queue", "100000", "--slow-consumer-grace", "0.2",
+                          "--write-timeout", "0"}};
+    TestClient slow{server.port(), 4096};
+    slow.connect_as("slow");
+    slow.send_frame("SUBSCRIBE t");
+    slow.barrier();
+    TestClient pub{server.port()};
+    pub.connect_as("pub");
+    bool cut = false;
+    for (int round = 0; round < 100 && !cut; ++round) {
+        publish_bulk(pub, 100, 1000);
+        cut = server.wait_for_output("ERROR: Client 'slow' cut off", 50ms);
+    }
+    CHECK(cut);
+    CHECK(server.wait_for_output("' lost; keeping its 1 subscription(s)"));
+    pub.barrier();  // the publisher was never stalled
+    check_server_serves(server);
+    slow.drop(true);
+    TestClient back{server.port()};
+    back.send_frame("CONNECT slow");
+    CHECK(back.read_frame() == "RESTORED slow");
+}
+
+TEST_CASE("a peer that stops reading is lost after --write-timeout") {
+    ServerProcess server{{"--write-timeout", "0.3", "--slow-consumer-grace", "0"}};
+    TestClient stalled{server.port(), 4096};
+    stalled.connect_as("stalled");
+    stalled.send_frame("SUBSCRIBE t");
+    stalled.barrier();
+    TestClient pub{server.port()};
+    pub.connect_as("pub");
+    publish_bulk(pub, 300, 60'000);  // far more than the socket buffers hold
+    CHECK(server.wait_for_output("ERROR: Client 'stalled' stopped reading: a write is pending for",
+                                 5000ms));
+    CHECK(server.wait_for_output("Client 'stalled' lost"));
+    pub.barrier();
+}
+
+TEST_CASE("a wrong secret gets 'Not authorized' and leaves the lost client's queue intact") {
+    ServerProcess server;
+    TestClient sub{server.port()};
+    sub.send_frame("CONNECT sub k3y");
+    CHECK(sub.read_frame() == "OK: Conn accepted");
+    sub.send_frame("SUBSCRIBE t");
+    sub.barrier();
+    sub.drop();
+    REQUIRE(server.wait_for_output("Client 'sub' lost"));
+    TestClient pub{server.port()};
+    pub.connect_as("pub");
+    pub.send_frame("PUBLISH t for the owner only");
+    pub.barrier();
+
+    TestClient thief{server.port()};
+    thief.send_frame("CONNECT sub guess");
+    CHECK(thief.read_frame() == "ERROR: Not authorized");
+    CHECK(thief.wait_closed());
+    TestClient no_secret{server.port()};
+    no_secret.send_frame("CONNECT sub");
+    CHECK(no_secret.read_frame() == "ERROR: Not authorized");
+    CHECK(server.wait_for_output("ERROR: Refused CONNECT 'sub': wrong secret (1 failed attempt"));
+    CHECK(server.wait_for_output("ERROR: Refused CONNECT 'sub': no secret given (2 failed"));
+
+    TestClient owner{server.port()};
+    owner.send_frame("CONNECT sub k3y");
+    CHECK(owner.read_frame() == "RESTORED sub");
+    CHECK(owner.read_frame() == "t");
+    CHECK(owner.read_frame() == "t for the owner only");
+}
+
+TEST_CASE("the right secret takes over a half-open connection; no secret keeps the old rule") {
+    ServerProcess server;
+    TestClient half_open{server.port()};  // the peer vanished, but no FIN or RST arrived
+    half_open.send_frame("CONNECT sub k3y");
+    CHECK(half_open.read_frame() == "OK: Conn accepted");
+    half_open.send_frame("SUBSCRIBE t");
+    half_open.barrier();
+
+    TestClient plain{server.port()};
+    plain.send_frame("CONNECT sub");
+    CHECK(plain.read_frame() == "ERROR: Name already taken");
+
+    TestClient owner{server.port()};
+    owner.send_frame("CONNECT sub k3y");
+    CHECK(owner.read_frame() == "RESTORED sub");
+    CHECK(owner.read_frame() == "t");
+    CHECK(half_open.wait_closed());
+    CHECK(server.wait_for_output("resumed with its secret while connected"));
+    TestClient pub{server.port()};
+    pub.connect_as("pub");
+    pub.send_frame("PUBLISH t to the new connection");
+    CHECK(owner.read_frame() == "t to the new connection");
+}
+
+TEST_CASE("--require-secret refuses a CONNECT without one; an invalid secret is refused") {
+    ServerProcess server{{"--require-secret"}};
+    TestClient plain{server.port()};
+    plain.send_frame("CONNECT plain");
+    CHECK(plain.read_frame() ==
+          "ERROR: Not authorized: this server requires CONNECT <name> <secret>");
+    CHECK(plain.wait_closed());
+    TestClient spaced{server.port()};
+    spaced.send_frame("CONNECT spaced two words");
+    CHECK(spaced.read_frame() ==
+          "ERROR: Invalid secret (1 to 128 bytes, no spaces or control characters)");
+    CHECK(spaced.wait_closed());
+    TestClient good{server.port()};
+    good.send_frame("CONNECT good s3cret");
+    CHECK(good.read_frame() == "OK: Conn accepted");
+}
+
+TEST_CASE("TCP keepalive is on for every connection; --keepalive 0 turns it off") {
+    for (const char* idle : {"60", "0"}) {
+        CAPTURE(idle);
+        ServerProcess server{{"--keepalive", idle}};
+        TestClient c{server.port()};
+        c.connect_as("c");
+        c.barrier();
+        const int expected_timer = std::string{idle} == "0" ? 0 : 2;
+        CHECK(server_socket_timer(server.port(), c.local_port()) == expected_timer);
+    }
+}
+
+TEST_CASE("the shutdown line has every counter") {
+    ServerProcess server;
+    TestClient c{server.port()};
+    c.connect_as("c");
+    c.barrier();
+    server.send_signal(SIGTERM);
+    CHECK(server.wait_exit() == 0);
+    CHECK(server.output().find("INFO: Shutting down; published=1 delivered=1 dropped=0") !=
+          std::string::npos);
+    CHECK(server.output().find("connections_accepted=1 connections_refused=0") !=
+          std::string::npos);
+}
