@@ -20,7 +20,12 @@ std::string client_path() {
 // The interactive client with the prompt forced on, as a person at a terminal sees it.
 class InteractiveClient : public ChildProcess {
   public:
-    InteractiveClient() : ChildProcess(client_path(), {"--prompt"}, true) {}
+    static std::vector<std::string> with_prompt(std::vector<std::string> args) {
+        args.insert(args.begin(), "--prompt");
+        return args;
+    }
+    explicit InteractiveClient(std::vector<std::string> extra_args = {})
+        : ChildProcess(client_path(), with_prompt(std::move(extra_args)), true) {}
     // Types a line and waits for `expected` to appear after what was printed before.
     bool type(std::string_view line, std::string_view expected) {
         const std::size_t from = output().size();
@@ -233,4 +238,32 @@ TEST_CASE("one-liner errors: usage exits 2, connection problems exit 1") {
                        {"sub", "-p", std::to_string(server.port()), "-n", "held", "-t", "t"}};
     CHECK(taken.wait_exit() == 1);
     CHECK(taken.output() == "ERROR: Name already taken\n");
+}
+
+TEST_CASE("a session started with a secret resumes only with it") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    {
+        InteractiveClient first;
+        CHECK(first.type("CONNECT " + port + " dave s3cret",
+                         "INFO: Connection successfully established"));
+        first.type("SUBSCRIBE t", kPrompt);
+        REQUIRE(server.wait_for_output("Client 'dave' subscribed to 't'"));
+        first.send_signal(SIGKILL);
+        first.wait_exit();
+    }
+    REQUIRE(server.wait_for_output("Client 'dave' lost"));
+    ChildProcess pub{client_path(), {"pub", "-p", port, "-t", "t", "-m", "private"}};
+    CHECK(pub.wait_exit() == 0);
+
+    ChildProcess thief{client_path(), {"sub", "-p", port, "-n", "dave", "-t", "t"}};
+    CHECK(thief.wait_exit() == 1);
+    CHECK(thief.output() == "ERROR: Not authorized\n");
+    ChildProcess guess{client_path(), {"sub", "-p", port, "-n", "dave", "-s", "guess", "-t", "t"}};
+    CHECK(guess.wait_exit() == 1);
+
+    InteractiveClient owner{{"--secret", "s3cret"}};
+    CHECK(owner.type("CONNECT " + port + " dave",
+                     "INFO: Connection restored\nINFO: Restored subscriptions: t\n"));
+    CHECK(owner.wait_for_output("Topic: t  Data: private\n"));
 }
