@@ -74,6 +74,16 @@ Broker::Broker(BrokerConfig config, Logger& logger) : config_(config), logger_(l
 Broker::~Broker() = default;
 
 FrameResult Broker::handle_frame(Connection& connection, std::string_view frame, TimePoint now) {
+    const FrameResult result = act_on_frame(connection, frame, now);
+    // Cut off only now, never while a fan-out walks a topic's subscribers: losing a client may
+    // remove topics and (with the lost-client cap) other clients.
+    if (!slow_consumers_.empty()) {
+        cut_off_slow_consumers(now);
+    }
+    return result;
+}
+
+FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame, TimePoint now) {
     if (frame.empty()) {
         return {};  // the protocol says empty frames are ignored
     }
@@ -319,10 +329,6 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
         deliver(*subscriber, encoded_, now);
     }
     stats_.delivered += found->second.subscribers.size();
-    // Cut off only now: losing a client may remove topics, which the loop above walks.
-    if (!slow_consumers_.empty()) {
-        cut_off_slow_consumers(now);
-    }
 }
 
 void Broker::deliver(Client& client, std::string_view encoded_frame, TimePoint now) {
@@ -368,7 +374,9 @@ void Broker::count_drops(Client& client, std::size_t dropped, bool capped_by_tot
     client.dropped_in_episode += dropped;
     const bool grace_over = config_.slow_consumer_grace > Clock::duration::zero() &&
                             now - client.overflow_since_ >= config_.slow_consumer_grace;
-    if (grace_over && client.connected()) {
+    if (grace_over && client.connected() &&
+        std::find(slow_consumers_.begin(), slow_consumers_.end(), &client) ==
+            slow_consumers_.end()) {
         slow_consumers_.push_back(&client);
     }
 }
@@ -385,7 +393,7 @@ void Broker::cut_off_slow_consumers(TimePoint now) {
     for (Client* client : clients) {
         Connection* const connection = client->connection_;
         if (connection == nullptr) {
-            continue;  // listed twice in one publish and already cut off
+            continue;  // listed while connected; checked again in case that changed
         }
         ++stats_.slow_consumers_cut;
         logger_.error("Client '", client->name(), "' cut off: its queue has been full for ",
@@ -509,6 +517,46 @@ void Broker::remove_client(Client& client, std::string_view reason) {
 const Client* Broker::find_client(std::string_view name) const {
     const auto found = clients_.find(name);
     return found == clients_.end() ? nullptr : found->second.get();
+}
+
+std::string Broker::check_consistency() const {
+    std::size_t queued = 0, lost = 0;
+    for (const auto& [name, client] : clients_) {
+        if (name != client->name()) {
+            return "client map key differs from the name '" + client->name() + "'";
+        }
+        queued += client->outbound_.size();
+        if (client->connection_ == nullptr) {
+            ++lost;
+        } else if (client->connection_->client_ != client.get()) {
+            return "client '" + client->name() + "' and its connection disagree";
+        }
+        for (const Topic* topic : client->topics_) {
+            const auto& subscribers = topic->subscribers;
+            if (std::count(subscribers.begin(), subscribers.end(), client.get()) != 1) {
+                return "client '" + client->name() + "' is not once among its topic's subscribers";
+            }
+        }
+    }
+    for (const auto& [name, topic] : topics_) {
+        if (topic.subscribers.empty() || topic.name != name) {
+            return "topic '" + name + "' is empty or misnamed";
+        }
+        for (const Client* subscriber : topic.subscribers) {
+            const auto& topics = subscriber->topics_;
+            if (std::count(topics.begin(), topics.end(), &topic) != 1) {
+                return "a subscriber of '" + name + "' does not list it once";
+            }
+        }
+    }
+    if (queued != total_queued_bytes_) {
+        return "total queued bytes " + std::to_string(total_queued_bytes_) + " != " +
+               std::to_string(queued);
+    }
+    if (lost != lost_count_) {
+        return "lost count " + std::to_string(lost_count_) + " != " + std::to_string(lost);
+    }
+    return {};
 }
 
 const Topic* Broker::find_topic(std::string_view name) const {

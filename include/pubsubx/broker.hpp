@@ -155,6 +155,9 @@ class Broker {
     std::size_t total_queued_bytes() const { return total_queued_bytes_; }
     std::size_t lost_client_count() const { return lost_count_; }
     const Client* find_client(std::string_view name) const;
+    // Walks every structure and returns a description of the first broken invariant (the
+    // fuzzer and the tests call it), or an empty string. O(everything): not for the server.
+    std::string check_consistency() const;
     const Topic* find_topic(std::string_view name) const;
     std::size_t client_count() const { return clients_.size(); }
     std::size_t topic_count() const { return topics_.size(); }
@@ -168,6 +171,7 @@ class Broker {
         std::uint64_t generation;
     };
 
+    FrameResult act_on_frame(Connection& connection, std::string_view frame, TimePoint now);
     FrameResult connect(Connection& connection, std::string_view name, std::string_view secret,
                         TimePoint now);
     void add_client(Connection& connection, std::string_view name, std::string_view secret,
