@@ -101,7 +101,8 @@ std::string server_stats_text(const pubsubx::server::ServerStats& stats) {
            " connections_refused=" + std::to_string(stats.connections_refused) +
            " connect_timeouts=" + std::to_string(stats.connect_timeouts) +
            " write_timeouts=" + std::to_string(stats.write_timeouts) +
-           " frames_too_long=" + std::to_string(stats.frames_too_long);
+           " frames_too_long=" + std::to_string(stats.frames_too_long) +
+           " frames_unsent_at_close=" + std::to_string(stats.frames_unsent_at_close);
 }
 
 pubsubx::LogLevel log_level(const CommandLine& line) {

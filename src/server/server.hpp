@@ -39,6 +39,9 @@ struct ServerStats {
     std::uint64_t connect_timeouts = 0;
     std::uint64_t write_timeouts = 0;
     std::uint64_t frames_too_long = 0;
+    // Frames (whole or partly written) of writes cut short by a closing connection: with the
+    // core's drop counters they explain every message a client never received.
+    std::uint64_t frames_unsent_at_close = 0;
 };
 
 class Server {

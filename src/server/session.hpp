@@ -36,7 +36,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     void on_readable(const std::error_code& error);
     void handle_bytes(std::string_view bytes);
     void flush();
-    void on_written(const std::error_code& error);
+    void on_written(const std::error_code& error, std::size_t written);
     // Stops reading, writes what is queued plus `error_frame` (if any), then closes.
     void close_after_flush(std::string_view error_frame);
     // The same after `delay` (a refused secret is answered slowly).
