@@ -124,8 +124,8 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
     return {};
 }
 
-FrameResult Broker::connect(Connection& connection, std::string_view name,
-                            std::string_view secret, TimePoint now) {
+FrameResult Broker::connect(Connection& connection, std::string_view name, std::string_view secret,
+                            TimePoint now) {
     if (!is_valid_name(name)) {
         logger_.error("Refused a CONNECT with an invalid name of ", name.size(), " bytes");
         return {FrameResult::Next::close, kInvalidName};
@@ -197,10 +197,10 @@ FrameResult Broker::refuse_secret(Client& client, bool secret_missing) {
     ++stats_.auth_failures;
     ++client.failed_attempts_;
     const Clock::duration delay = refusal_delay(client.failed_attempts_);
-    logger_.error("Refused CONNECT '", client.name(), "': ",
-                  secret_missing ? "no secret given" : "wrong secret", " (",
-                  client.failed_attempts_, " failed attempt(s) since its last resume; answering after ",
-                  seconds_text(delay), ")");
+    logger_.error(
+        "Refused CONNECT '", client.name(),
+        "': ", secret_missing ? "no secret given" : "wrong secret", " (", client.failed_attempts_,
+        " failed attempt(s) since its last resume; answering after ", seconds_text(delay), ")");
     return {FrameResult::Next::close, kNotAuthorized, delay};
 }
 
@@ -258,8 +258,8 @@ bool Broker::topic_allowed(Client& client, std::string_view topic_name, TimePoin
     logger_.error("Client '", client.name(), "' used a topic of ", topic_name.size(),
                   " bytes (the limit is ", config_.max_topic_length, ")");
     send_error(client,
-               "ERROR: Topic too long (the limit is " +
-                   std::to_string(config_.max_topic_length) + " bytes)",
+               "ERROR: Topic too long (the limit is " + std::to_string(config_.max_topic_length) +
+                   " bytes)",
                now);
     return false;
 }
@@ -354,8 +354,7 @@ void Broker::deliver(Client& client, std::string_view encoded_frame, TimePoint n
     }
 }
 
-void Broker::count_drops(Client& client, std::size_t dropped, bool capped_by_total,
-                         TimePoint now) {
+void Broker::count_drops(Client& client, std::size_t dropped, bool capped_by_total, TimePoint now) {
     stats_.dropped += dropped;
     if (capped_by_total) {
         stats_.dropped_global_cap += dropped;
@@ -368,8 +367,8 @@ void Broker::count_drops(Client& client, std::size_t dropped, bool capped_by_tot
     }
     if (client.dropped_in_episode == 0) {
         client.overflow_since_ = now;
-        logger_.error("Queue of client '", client.name(), "' is full at ",
-                      client.outbound_.size(), " bytes: dropping its oldest messages");
+        logger_.error("Queue of client '", client.name(), "' is full at ", client.outbound_.size(),
+                      " bytes: dropping its oldest messages");
     }
     client.dropped_in_episode += dropped;
     const bool grace_over = config_.slow_consumer_grace > Clock::duration::zero() &&
@@ -550,8 +549,8 @@ std::string Broker::check_consistency() const {
         }
     }
     if (queued != total_queued_bytes_) {
-        return "total queued bytes " + std::to_string(total_queued_bytes_) + " != " +
-               std::to_string(queued);
+        return "total queued bytes " + std::to_string(total_queued_bytes_) +
+               " != " + std::to_string(queued);
     }
     if (lost != lost_count_) {
         return "lost count " + std::to_string(lost_count_) + " != " + std::to_string(lost);

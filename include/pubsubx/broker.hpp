@@ -26,7 +26,7 @@ using TimePoint = Clock::time_point;
 struct BrokerConfig {
     // How long a lost client's subscriptions and queue are kept; zero keeps nothing.
     Clock::duration lost_timeout = std::chrono::seconds{60};
-    std::size_t max_queue_bytes = 1024 * 1024;        // per client; the oldest are dropped
+    std::size_t max_queue_bytes = 1024 * 1024;               // per client; the oldest are dropped
     std::size_t max_total_queue_bytes = 1024 * 1024 * 1024;  // over all clients
     std::size_t max_topics_per_client = 10'000;
     std::size_t max_topic_length = 1024;
@@ -40,8 +40,8 @@ struct BrokerConfig {
 
 struct BrokerStats {
     std::uint64_t published = 0;
-    std::uint64_t delivered = 0;          // messages put into subscribers' queues
-    std::uint64_t dropped = 0;            // frames dropped from full queues, for any reason
+    std::uint64_t delivered = 0;           // messages put into subscribers' queues
+    std::uint64_t dropped = 0;             // frames dropped from full queues, for any reason
     std::uint64_t dropped_global_cap = 0;  // of those, dropped because of the global cap
     std::uint64_t clients_lost = 0;
     std::uint64_t clients_restored = 0;
@@ -97,9 +97,9 @@ class Client {
     std::vector<Topic*> topics_;  // in subscription order: the order RESTORED lists them
     OutboundQueue outbound_;
     std::unique_ptr<const std::string> secret_;  // null: anyone may resume this client
-    std::uint64_t loss_generation = 0;  // matches the lost-FIFO entry that may expire it
+    std::uint64_t loss_generation = 0;           // matches the lost-FIFO entry that may expire it
     std::uint64_t dropped_in_episode = 0;
-    TimePoint overflow_since_{};  // when the current run of drops began
+    TimePoint overflow_since_{};         // when the current run of drops began
     std::uint32_t failed_attempts_ = 0;  // CONNECTs with a wrong secret since the last success
 };
 
@@ -204,9 +204,9 @@ class Broker {
     std::deque<LostEntry> lost_fifo_;  // deadlines ascend: every loss gets the same timeout
     std::size_t lost_count_ = 0;       // clients lost now (the FIFO also has stale entries)
     std::size_t total_queued_bytes_ = 0;
-    bool global_cap_reached_ = false;     // for one log line per episode
+    bool global_cap_reached_ = false;      // for one log line per episode
     std::vector<Client*> slow_consumers_;  // found during a fan-out, cut off after it
-    std::string encoded_;                 // one publish's delivery frame, encoded once
+    std::string encoded_;                  // one publish's delivery frame, encoded once
     BrokerStats stats_;
 };
 

@@ -17,7 +17,9 @@ class OutboundQueue {
 
     // Appends one encoded frame (delimiter included). Returns how many frames were dropped to
     // make room; a frame larger than the whole bound is itself dropped and counted.
-    std::size_t push(std::string_view encoded_frame) { return push_within(encoded_frame, max_bytes_); }
+    std::size_t push(std::string_view encoded_frame) {
+        return push_within(encoded_frame, max_bytes_);
+    }
     // The same with a tighter bound for this push (the broker's global cap leaves less room).
     std::size_t push_within(std::string_view encoded_frame, std::size_t bound);
     // Puts control frames before everything queued, whatever the bound (the RESTORED reply).

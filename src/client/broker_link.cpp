@@ -16,7 +16,7 @@ void BrokerLink::connect(const std::string& host, std::uint16_t port, const std:
     resolver_.async_resolve(
         host, std::to_string(port),
         [this, generation, connect_frame](const std::error_code& error,
-                                 asio::ip::tcp::resolver::results_type endpoints) {
+                                          asio::ip::tcp::resolver::results_type endpoints) {
             if (generation != generation_) {
                 return;
             }
@@ -25,27 +25,28 @@ void BrokerLink::connect(const std::string& host, std::uint16_t port, const std:
                 listener_.on_connect_failed(error.message());
                 return;
             }
-            asio::async_connect(socket_, endpoints,
-                                [this, generation, connect_frame](const std::error_code& connect_error,
-                                                         const asio::ip::tcp::endpoint&) {
-                                    if (generation != generation_) {
-                                        return;
-                                    }
-                                    if (connect_error) {
-                                        state_ = State::idle;
-                                        std::error_code ignored;
-                                        socket_.close(ignored);
-                                        listener_.on_connect_failed(connect_error.message());
-                                        return;
-                                    }
-                                    std::error_code ignored;
-                                    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
-                                    splitter_ = FrameSplitter{64 * 1024 * 1024};
-                                    awaiting_reply_ = true;
-                                    awaiting_topic_list_ = false;
-                                    send_frame(connect_frame);
-                                    start_reading();
-                                });
+            asio::async_connect(
+                socket_, endpoints,
+                [this, generation, connect_frame](const std::error_code& connect_error,
+                                                  const asio::ip::tcp::endpoint&) {
+                    if (generation != generation_) {
+                        return;
+                    }
+                    if (connect_error) {
+                        state_ = State::idle;
+                        std::error_code ignored;
+                        socket_.close(ignored);
+                        listener_.on_connect_failed(connect_error.message());
+                        return;
+                    }
+                    std::error_code ignored;
+                    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+                    splitter_ = FrameSplitter{64 * 1024 * 1024};
+                    awaiting_reply_ = true;
+                    awaiting_topic_list_ = false;
+                    send_frame(connect_frame);
+                    start_reading();
+                });
         });
 }
 

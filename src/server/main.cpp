@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <string>
 #include <optional>
+#include <string>
 #include <system_error>
 
 #include "pubsubx/broker.hpp"

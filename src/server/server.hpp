@@ -3,10 +3,10 @@
 #pragma once
 
 #include <array>
-#include <chrono>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>

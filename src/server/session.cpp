@@ -151,11 +151,11 @@ void Session::flush() {
     }
     write_in_flight_ = true;
     write_started_ = Clock::now();
-    asio::async_write(socket_, asio::buffer(writing_),
-                      [self = shared_from_this()](const std::error_code& error,
-                                                  std::size_t written) {
-                          self->on_written(error, written);
-                      });
+    asio::async_write(
+        socket_, asio::buffer(writing_),
+        [self = shared_from_this()](const std::error_code& error, std::size_t written) {
+            self->on_written(error, written);
+        });
 }
 
 void Session::on_written(const std::error_code& error, std::size_t written) {
@@ -163,7 +163,8 @@ void Session::on_written(const std::error_code& error, std::size_t written) {
     if (error) {
         // Every frame whose delimiter did not get out whole, even by a byte, was not received.
         const std::string_view all{writing_};
-        const std::size_t from = written >= kDelimiter.size() - 1 ? written - (kDelimiter.size() - 1) : 0;
+        const std::size_t from =
+            written >= kDelimiter.size() - 1 ? written - (kDelimiter.size() - 1) : 0;
         std::size_t frames = 0;
         for (std::size_t at = find_delimiter(all, from); at != std::string_view::npos;
              at = find_delimiter(all, at + kDelimiter.size())) {

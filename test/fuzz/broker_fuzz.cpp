@@ -27,11 +27,22 @@ constexpr std::size_t kMaxFrame = 512;
 
 // Frames that a random byte stream would rarely spell, so the fuzzer reaches deep states fast.
 constexpr std::array<std::string_view, 16> kCannedFrames{
-    "CONNECT a",       "CONNECT b",       "CONNECT a s3cret", "CONNECT a wrong",
-    "CONNECT b s3cret", "SUBSCRIBE t",     "SUBSCRIBE u",      "UNSUBSCRIBE t",
-    "PUBLISH t hello", "PUBLISH u 0123456789012345678901234567890123456789",
-    "PUBLISH t",       "DISCONNECT",      "SUBSCRIBE topic-that-is-too-long", "CONNECT",
-    "",                "SUBSCRIBE v"};
+    "CONNECT a",
+    "CONNECT b",
+    "CONNECT a s3cret",
+    "CONNECT a wrong",
+    "CONNECT b s3cret",
+    "SUBSCRIBE t",
+    "SUBSCRIBE u",
+    "UNSUBSCRIBE t",
+    "PUBLISH t hello",
+    "PUBLISH u 0123456789012345678901234567890123456789",
+    "PUBLISH t",
+    "DISCONNECT",
+    "SUBSCRIBE topic-that-is-too-long",
+    "CONNECT",
+    "",
+    "SUBSCRIBE v"};
 
 class FuzzConnection final : public Connection {
   public:

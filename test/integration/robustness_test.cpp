@@ -185,7 +185,8 @@ TEST_CASE("--max-total-queue bounds the bytes queued for all clients together") 
         pub.send_frame("PUBLISH t " + std::to_string(i) + std::string(94, 'p'));
     }
     // No barrier here: its probe would find no room under the cap either.
-    CHECK(server.wait_for_output("ERROR: Queued bytes of all clients reached the global cap (1000"));
+    CHECK(
+        server.wait_for_output("ERROR: Queued bytes of all clients reached the global cap (1000"));
     TestClient y{server.port()};
     y.send_frame("CONNECT y");
     CHECK(y.read_frame() == "RESTORED y");
@@ -198,8 +199,8 @@ TEST_CASE("--max-total-queue bounds the bytes queued for all clients together") 
 }
 
 TEST_CASE("a consumer whose queue overflows past --slow-consumer-grace is cut off") {
-    ServerProcess server{{"--max-queue", "100000", "--slow-consumer-grace", "0.2",
-                          "--write-timeout", "0"}};
+    ServerProcess server{
+        {"--max-queue", "100000", "--slow-consumer-grace", "0.2", "--write-timeout", "0"}};
     TestClient slow{server.port(), 4096};
     slow.connect_as("slow");
     slow.send_frame("SUBSCRIBE t");

@@ -366,10 +366,10 @@ class Soak {
             figures_.published, figures_.checked, figures_.kills_rst + figures_.kills_fin,
             figures_.kills_rst, figures_.kills_fin, figures_.takeovers, figures_.wrong_secrets,
             figures_.garbage, figures_.slowloris, figures_.published, stalled_received, missing,
-            counters["dropped"], counters["frames_unsent_at_close"],
-            counters["slow_consumers_cut"], counters["write_timeouts"], counters["lost"],
-            counters["restored"], counters["taken_over"], counters["auth_failures"],
-            counters["connect_timeouts"], peak_kb);
+            counters["dropped"], counters["frames_unsent_at_close"], counters["slow_consumers_cut"],
+            counters["write_timeouts"], counters["lost"], counters["restored"],
+            counters["taken_over"], counters["auth_failures"], counters["connect_timeouts"],
+            peak_kb);
     }
 
     Options options_;
