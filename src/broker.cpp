@@ -69,7 +69,11 @@ std::string describe(const BrokerStats& stats) {
            " topics_refused=" + std::to_string(stats.topics_refused);
 }
 
-Broker::Broker(BrokerConfig config, Logger& logger) : config_(config), logger_(logger) {}
+Broker::Broker(BrokerConfig config, Logger& logger)
+    : config_(config),
+      queue_bound_(config.max_queue_bytes == 0 ? std::numeric_limits<std::size_t>::max()
+                                               : config.max_queue_bytes),
+      logger_(logger) {}
 
 Broker::~Broker() = default;
 
@@ -149,10 +153,7 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
 
 void Broker::add_client(Connection& connection, std::string_view name, std::string_view secret,
                         TimePoint now) {
-    const std::size_t queue_bound = config_.max_queue_bytes == 0
-                                        ? std::numeric_limits<std::size_t>::max()
-                                        : config_.max_queue_bytes;
-    auto client = std::make_unique<Client>(std::string{name}, queue_bound);
+    auto client = std::make_unique<Client>(std::string{name});
     Client& added = *client;
     if (!secret.empty()) {
         added.secret_ = std::make_unique<const std::string>(secret);
@@ -335,7 +336,7 @@ void Broker::deliver(Client& client, std::string_view encoded_frame, TimePoint n
     OutboundQueue& queue = client.outbound_;
     const bool was_empty = queue.empty();
     const std::size_t before = queue.size();
-    std::size_t bound = queue.max_bytes();
+    std::size_t bound = queue_bound_;
     bool capped_by_total = false;
     if (config_.max_total_queue_bytes != 0) {
         const std::size_t others = total_queued_bytes_ - before;
@@ -344,7 +345,7 @@ void Broker::deliver(Client& client, std::string_view encoded_frame, TimePoint n
         capped_by_total = room < bound;
         bound = std::min(bound, room);
     }
-    const std::size_t dropped = queue.push_within(encoded_frame, bound);
+    const std::size_t dropped = queue.push(encoded_frame, bound);
     total_queued_bytes_ = total_queued_bytes_ - before + queue.size();
     if (dropped > 0) {
         count_drops(client, dropped, capped_by_total, now);

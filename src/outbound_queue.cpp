@@ -1,7 +1,5 @@
 #include "pubsubx/outbound_queue.hpp"
 
-#include <algorithm>
-
 #include "pubsubx/protocol.hpp"
 
 namespace pubsubx {
@@ -15,13 +13,12 @@ constexpr std::size_t kCompactThreshold = 64 * 1024;
 constexpr std::size_t kIdleCapacity = 16 * 1024;
 }  // namespace
 
-std::size_t OutboundQueue::push_within(std::string_view encoded_frame, std::size_t bound) {
-    bound = std::min(bound, max_bytes_);
-    if (encoded_frame.size() > bound) {
+std::size_t OutboundQueue::push(std::string_view encoded_frame, std::size_t max_bytes) {
+    if (encoded_frame.size() > max_bytes) {
         return 1;
     }
     std::size_t dropped = 0;
-    while (size() + encoded_frame.size() > bound) {
+    while (size() + encoded_frame.size() > max_bytes) {
         drop_oldest_frame();
         ++dropped;
     }

@@ -81,8 +81,7 @@ class Connection {
 // subscriptions and its queue, and a restore only re-attaches a connection.
 class Client {
   public:
-    Client(std::string name, std::size_t max_queue_bytes)
-        : name_(std::move(name)), outbound_(max_queue_bytes) {}
+    explicit Client(std::string name) : name_(std::move(name)) {}
 
     const std::string& name() const { return name_; }
     bool connected() const { return connection_ != nullptr; }
@@ -97,9 +96,11 @@ class Client {
     std::vector<Topic*> topics_;  // in subscription order: the order RESTORED lists them
     OutboundQueue outbound_;
     std::unique_ptr<const std::string> secret_;  // null: anyone may resume this client
-    std::uint64_t loss_generation = 0;           // matches the lost-FIFO entry that may expire it
     std::uint64_t dropped_in_episode = 0;
-    TimePoint overflow_since_{};         // when the current run of drops began
+    TimePoint overflow_since_{};  // when the current run of drops began
+    // Matches the lost-FIFO entry that may expire it (wrapping around is harmless: an entry
+    // 2^32 losses old has long been popped).
+    std::uint32_t loss_generation = 0;
     std::uint32_t failed_attempts_ = 0;  // CONNECTs with a wrong secret since the last success
 };
 
@@ -168,7 +169,7 @@ class Broker {
     struct LostEntry {
         std::string name;
         TimePoint deadline;
-        std::uint64_t generation;
+        std::uint32_t generation;
     };
 
     FrameResult act_on_frame(Connection& connection, std::string_view frame, TimePoint now);
@@ -197,6 +198,7 @@ class Broker {
     void detach(Client& client);
 
     BrokerConfig config_;
+    std::size_t queue_bound_;  // config_.max_queue_bytes, with 0 (no limit) as the largest size
     Logger& logger_;
     std::unordered_map<std::string_view, std::unique_ptr<Client>> clients_;  // keys view names
     // Topics live in the map's nodes: one allocation per topic, and clients point at them.

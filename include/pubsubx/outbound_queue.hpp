@@ -13,19 +13,14 @@ namespace pubsubx {
 // a frame never contains the delimiter, so the buffer can be re-split when dropping.
 class OutboundQueue {
   public:
-    explicit OutboundQueue(std::size_t max_bytes) : max_bytes_(max_bytes) {}
-
-    // Appends one encoded frame (delimiter included). Returns how many frames were dropped to
-    // make room; a frame larger than the whole bound is itself dropped and counted.
-    std::size_t push(std::string_view encoded_frame) {
-        return push_within(encoded_frame, max_bytes_);
-    }
-    // The same with a tighter bound for this push (the broker's global cap leaves less room).
-    std::size_t push_within(std::string_view encoded_frame, std::size_t bound);
+    // Appends one encoded frame (delimiter included), first dropping the oldest frames until
+    // at most `max_bytes` are queued with it. Returns how many frames were dropped; a frame
+    // larger than `max_bytes` is itself dropped and counted. The bound is the caller's (not
+    // stored here: one queue per client, and every byte per idle client counts).
+    std::size_t push(std::string_view encoded_frame, std::size_t max_bytes);
     // Puts control frames before everything queued, whatever the bound (the RESTORED reply).
     void push_front_unbounded(std::string_view encoded_frames);
 
-    std::size_t max_bytes() const { return max_bytes_; }
     bool empty() const { return bytes_.size() == head_; }
     std::size_t size() const { return bytes_.size() - head_; }
     // Number of whole frames queued (counts delimiters; not for hot paths).
@@ -45,7 +40,6 @@ class OutboundQueue {
 
     std::string bytes_;
     std::size_t head_ = 0;  // bytes before head_ were dropped but not yet compacted away
-    std::size_t max_bytes_;
 };
 
 }  // namespace pubsubx

@@ -178,8 +178,8 @@ int Loop::poll(std::chrono::milliseconds timeout) {
 bool Loop::run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
     const auto deadline = BenchClock::now() + timeout;
     while (!done()) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - BenchClock::now());
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - BenchClock::now());
         if (left.count() <= 0) {
             return done();
         }

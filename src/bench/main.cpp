@@ -69,8 +69,9 @@ void add_throughput_options(CLI::App& command, ThroughputOptions& options) {
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     command.add_option("-s,--size", options.size, "Payload bytes")->capture_default_str();
-    command.add_option("-w,--window", options.window,
-                       "Messages published but not yet received by the slowest subscriber")
+    command
+        .add_option("-w,--window", options.window,
+                    "Messages published but not yet received by the slowest subscriber")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
 }
@@ -92,11 +93,21 @@ void add_latency_options(CLI::App& command, LatencyOptions& options) {
 std::vector<std::function<Result()>> standard_set(const Settings& settings) {
     const Common& common = settings.common;
     return {
-        [&] { return run_throughput(common, {1, 1, 1'000'000, 16, 10'000}); },
-        [&] { return run_throughput(common, {1, 10, 1'000'000, 16, 10'000}); },
-        [&] { return run_throughput(common, {1, 1, 1'000'000, 128, 10'000}); },
-        [&] { return run_latency(common, {1, 10'000, 50'000, 16}); },
-        [&] { return run_drain(common, {10'000, 16}); },
+        [&] {
+            return run_throughput(common, {1, 1, 1'000'000, 16, 10'000});
+        },
+        [&] {
+            return run_throughput(common, {1, 10, 1'000'000, 16, 10'000});
+        },
+        [&] {
+            return run_throughput(common, {1, 1, 1'000'000, 128, 10'000});
+        },
+        [&] {
+            return run_latency(common, {1, 10'000, 50'000, 16});
+        },
+        [&] {
+            return run_drain(common, {10'000, 16});
+        },
         [&] { return run_conns(common, {10'000}); },
     };
 }

@@ -45,8 +45,7 @@ std::string kib_text(long bytes) {
 Clients make_clients(Loop& loop, const Endpoint& endpoint, std::string_view role, int count) {
     Clients clients;
     for (int i = 0; i < count; ++i) {
-        clients.push_back(std::make_unique<BenchClient>(
-            loop, endpoint, bench_name(role, i)));
+        clients.push_back(std::make_unique<BenchClient>(loop, endpoint, bench_name(role, i)));
     }
     return clients;
 }
@@ -150,8 +149,7 @@ std::string listening_inode(std::uint16_t port) {
         std::getline(in, line);
         while (std::getline(in, line)) {
             std::istringstream fields{line};
-            std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout,
-                inode;
+            std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
             fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
                 timeout >> inode;
             const auto colon = local.rfind(':');
@@ -290,7 +288,8 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
     }
     add(result, "published_per_s", published / seconds, rate_text(published / seconds));
     add(result, "delivered_per_s", delivered / seconds, rate_text(delivered / seconds));
-    const double megabytes = static_cast<double>(delivered) * static_cast<double>(options.size) / 1e6;
+    const double megabytes =
+        static_cast<double>(delivered) * static_cast<double>(options.size) / 1e6;
     add(result, "MB_per_s", megabytes / seconds, fixed(megabytes / seconds, 1) + " MB/s");
     add(result, "seconds", seconds, fixed(seconds, 3) + " s");
     add_checks(result, expected, checks);
@@ -359,12 +358,16 @@ Result run_latency(const Common& common, const LatencyOptions& options) {
         if (samples.empty()) {
             return 0.0;
         }
-        const auto at = static_cast<std::size_t>(fraction * static_cast<double>(samples.size() - 1));
+        const auto at =
+            static_cast<std::size_t>(fraction * static_cast<double>(samples.size() - 1));
         return static_cast<double>(samples[at]) / 1e3;
     };
-    for (const auto& [key, fraction] : std::vector<std::pair<std::string, double>>{
-             {"p50_us", 0.5}, {"p90_us", 0.9}, {"p99_us", 0.99}, {"p99_9_us", 0.999},
-             {"max_us", 1.0}}) {
+    for (const auto& [key, fraction] :
+         std::vector<std::pair<std::string, double>>{{"p50_us", 0.5},
+                                                     {"p90_us", 0.9},
+                                                     {"p99_us", 0.99},
+                                                     {"p99_9_us", 0.999},
+                                                     {"max_us", 1.0}}) {
         add(result, key, percentile(fraction), fixed(percentile(fraction), 1) + " us");
     }
     add(result, "achieved_rate", sent / seconds, rate_text(sent / seconds));
@@ -374,8 +377,8 @@ Result run_latency(const Common& common, const LatencyOptions& options) {
 
 Result run_conns(const Common& common, const ConnsOptions& options) {
     Result result;
-    result.scenario = "memory per idle subscribed connection (" +
-                      with_thousands(options.connections) + ")";
+    result.scenario =
+        "memory per idle subscribed connection (" + with_thousands(options.connections) + ")";
     const pid_t pid =
         common.broker_pid != 0 ? common.broker_pid : find_listening_process(common.endpoint.port);
     if (pid == 0 || resident_bytes(pid) < 0) {
@@ -391,8 +394,8 @@ Result run_conns(const Common& common, const ConnsOptions& options) {
     for (long first = 0; first < options.connections; first += kBatch) {
         Clients batch;
         for (long i = first; i < std::min(first + kBatch, options.connections); ++i) {
-            batch.push_back(std::make_unique<BenchClient>(loop, common.endpoint,
-                                                          bench_name("c", i)));
+            batch.push_back(
+                std::make_unique<BenchClient>(loop, common.endpoint, bench_name("c", i)));
             batch.back()->link().queue_frame("SUBSCRIBE " + bench_name("t", i));
         }
         if (!connect_all(loop, batch, kSetupTimeout)) {
@@ -413,15 +416,14 @@ Result run_conns(const Common& common, const ConnsOptions& options) {
     connect_all(loop, publisher, kSetupTimeout);
     long sample_sent = 0;
     for (long i = 0; i < options.connections; i += step, ++sample_sent) {
-        publisher[0]->link().queue_frame("PUBLISH " + bench_name("t", i) +
-                                         " ~0:0:0");
+        publisher[0]->link().queue_frame("PUBLISH " + bench_name("t", i) + " ~0:0:0");
     }
     publisher[0]->link().flush();
     loop.run_until([&] { return sample_received == sample_sent; }, 10s);
     loop.run_until([] { return false; }, 1s);  // settle
     const long after = resident_bytes(pid);
-    const double per_connection = static_cast<double>(after - before) /
-                                  static_cast<double>(options.connections);
+    const double per_connection =
+        static_cast<double>(after - before) / static_cast<double>(options.connections);
     add(result, "connections", static_cast<double>(options.connections),
         with_thousands(options.connections));
     add(result, "rss_before_bytes", static_cast<double>(before), kib_text(before));
@@ -437,8 +439,8 @@ Result run_conns(const Common& common, const ConnsOptions& options) {
 
 Result run_drain(const Common& common, const DrainOptions& options) {
     Result result;
-    result.scenario = "lost client: " + with_thousands(options.messages) +
-                      " queued msgs drained on reconnect";
+    result.scenario =
+        "lost client: " + with_thousands(options.messages) + " queued msgs drained on reconnect";
     Loop loop;
     const std::string topic = bench_name("drain-topic");
     const std::string name = bench_name("drain");

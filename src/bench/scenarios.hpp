@@ -2,10 +2,11 @@
 // (count, order per publisher, duplicates) and returns its figures.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstddef>
 #include <string>
-#include <sys/types.h>
 #include <vector>
 
 #include "link.hpp"
@@ -13,7 +14,7 @@
 namespace pubsubx::bench {
 
 struct Figure {
-    std::string key;    // for --json
+    std::string key;  // for --json
     double value = 0;
     std::string shown;  // for the table: the value with its unit
 };

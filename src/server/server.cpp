@@ -32,7 +32,8 @@ Clock::duration sweep_period(const ServerOptions& options) {
 }  // namespace
 
 Server::Server(asio::io_context& io, const ServerOptions& options, Broker& broker, Logger& logger)
-    : options_(options),
+    : io_(io),
+      options_(options),
       broker_(broker),
       logger_(logger),
       acceptor_(io),
@@ -96,7 +97,7 @@ void Server::remove_session(Session& session) {
 }
 
 void Server::accept_next() {
-    acceptor_.async_accept([this](const std::error_code& error, asio::ip::tcp::socket socket) {
+    acceptor_.async_accept(io_, [this](const std::error_code& error, Socket socket) {
         if (error == asio::error::operation_aborted || !acceptor_.is_open()) {
             return;
         }
@@ -115,7 +116,7 @@ void Server::accept_next() {
     });
 }
 
-void Server::on_accepted(asio::ip::tcp::socket socket) {
+void Server::on_accepted(Socket socket) {
     if (options_.max_connections != 0 && session_count_ >= options_.max_connections) {
         refuse_connection(socket);
         return;
@@ -124,7 +125,7 @@ void Server::on_accepted(asio::ip::tcp::socket socket) {
     std::make_shared<Session>(std::move(socket), *this)->start();
 }
 
-void Server::refuse_connection(asio::ip::tcp::socket& socket) {
+void Server::refuse_connection(Socket& socket) {
     ++stats_.connections_refused;
     if (!refusing_connections_) {
         refusing_connections_ = true;
@@ -137,7 +138,7 @@ void Server::refuse_connection(asio::ip::tcp::socket& socket) {
     std::error_code ignored;
     socket.non_blocking(true, ignored);
     socket.write_some(asio::buffer(reply), ignored);
-    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket.shutdown(Socket::shutdown_both, ignored);
     socket.close(ignored);
 }
 

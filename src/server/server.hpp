@@ -14,10 +14,9 @@
 
 #include "pubsubx/broker.hpp"
 #include "pubsubx/log.hpp"
+#include "session.hpp"
 
 namespace pubsubx::server {
-
-class Session;
 
 // The connection-level limits (docs/robustness.md). For each of them 0 means "no limit".
 struct ServerOptions {
@@ -74,14 +73,15 @@ class Server {
 
   private:
     void accept_next();
-    void on_accepted(asio::ip::tcp::socket socket);
-    void refuse_connection(asio::ip::tcp::socket& socket);
+    void on_accepted(Socket socket);
+    void refuse_connection(Socket& socket);
     void on_expiry_timer();
     // Connect and write deadlines are checked by one periodic sweep over all sessions instead
     // of a timer per session: a timer would cost every idle connection memory.
     void start_deadline_sweep();
     void sweep_deadlines();
 
+    asio::io_context& io_;
     ServerOptions options_;
     Broker& broker_;
     Logger& logger_;

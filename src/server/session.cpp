@@ -18,11 +18,11 @@ namespace {
 constexpr std::size_t kIdleWriteCapacity = 16 * 1024;
 }  // namespace
 
-Session::Session(asio::ip::tcp::socket socket, Server& server)
+Session::Session(Socket socket, Server& server)
     : socket_(std::move(socket)),
       server_(server),
       splitter_(server.max_frame()),
-      accepted_at_(Clock::now()) {
+      deadline_start_(Clock::now()) {
     server_.add_session(*this);
 }
 
@@ -60,7 +60,7 @@ void Session::enable_keepalive() {
 
 void Session::wait_readable() {
     socket_.async_wait(
-        asio::ip::tcp::socket::wait_read,
+        Socket::wait_read,
         [self = shared_from_this()](const std::error_code& error) { self->on_readable(error); });
 }
 
@@ -139,18 +139,20 @@ void Session::flush() {
         return;
     }
     server_.broker().take_outbound(*this, writing_);
-    writing_.append(control_);
-    control_.clear();
+    if (closing_frame_ != nullptr) {
+        writing_.append(*closing_frame_);
+        closing_frame_.reset();
+    }
     if (writing_.empty()) {
         if (closing_) {
             std::error_code ignored;
-            socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+            socket_.shutdown(Socket::shutdown_send, ignored);
             close_socket();
         }
         return;
     }
     write_in_flight_ = true;
-    write_started_ = Clock::now();
+    deadline_start_ = Clock::now();
     asio::async_write(
         socket_, asio::buffer(writing_),
         [self = shared_from_this()](const std::error_code& error, std::size_t written) {
@@ -194,7 +196,8 @@ void Session::on_written(const std::error_code& error, std::size_t written) {
 void Session::close_after_flush(std::string_view error_frame) {
     closing_ = true;
     if (!error_frame.empty()) {
-        append_frame(control_, error_frame);
+        closing_frame_ = std::make_unique<std::string>();
+        append_frame(*closing_frame_, error_frame);
     }
     flush();
 }
@@ -218,7 +221,7 @@ void Session::check_deadlines(TimePoint now) {
     const ServerOptions& options = server_.options();
     const bool pending = client() == nullptr && !closing_;
     if (pending && options.connect_timeout > Clock::duration::zero() &&
-        now - accepted_at_ >= options.connect_timeout) {
+        now - deadline_start_ >= options.connect_timeout) {
         ++server_.stats().connect_timeouts;
         server_.logger().error("Closing a connection that sent no valid CONNECT within ",
                                seconds_text(options.connect_timeout));
@@ -227,11 +230,11 @@ void Session::check_deadlines(TimePoint now) {
         return;
     }
     if (write_in_flight_ && options.write_timeout > Clock::duration::zero() &&
-        now - write_started_ >= options.write_timeout) {
+        now - deadline_start_ >= options.write_timeout) {
         ++server_.stats().write_timeouts;
         const std::string name = client() != nullptr ? client()->name() : std::string{"(pending)"};
         server_.logger().error("Client '", name, "' stopped reading: a write is pending for ",
-                               seconds_text(now - write_started_), "; closing its connection");
+                               seconds_text(now - deadline_start_), "; closing its connection");
         lose("write timeout");
     }
 }

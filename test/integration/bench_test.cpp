@@ -52,8 +52,8 @@ TEST_CASE("latency, drain and conns complete; --json prints one line per scenari
     CHECK(run_bench(server, {"--json", "drain", "-n", "500"}, output) == 0);
     CHECK(contains(output, "\"complete\":true"));
     CHECK(contains(output, "\"delivered\":500,\"lost\":0"));
-    CHECK(run_bench(server, {"conns", "-c", "50", "--pid", std::to_string(server.pid())},
-                    output) == 0);
+    CHECK(run_bench(server, {"conns", "-c", "50", "--pid", std::to_string(server.pid())}, output) ==
+          0);
     CAPTURE(output);
     CHECK(contains(output, "bytes_per_connection"));
     CHECK(contains(output, "sample_delivered       50 of 50"));

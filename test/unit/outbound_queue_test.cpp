@@ -17,9 +17,10 @@ std::string frame(std::string_view text) {
 }  // namespace
 
 TEST_CASE("the queue keeps frames in order and hands them out at once") {
-    OutboundQueue queue{1024};
-    CHECK(queue.push(frame("one")) == 0);
-    CHECK(queue.push(frame("two")) == 0);
+    const std::size_t bound = 1024;
+    OutboundQueue queue;
+    CHECK(queue.push(frame("one"), bound) == 0);
+    CHECK(queue.push(frame("two"), bound) == 0);
     CHECK(queue.frame_count() == 2);
     std::string out = "stale";
     queue.take_all(out);
@@ -29,29 +30,32 @@ TEST_CASE("the queue keeps frames in order and hands them out at once") {
 
 TEST_CASE("a full queue drops its oldest frames") {
     const std::string one = frame("1111");  // 7 bytes each
-    OutboundQueue queue{3 * one.size()};
-    CHECK(queue.push(frame("1111")) == 0);
-    CHECK(queue.push(frame("2222")) == 0);
-    CHECK(queue.push(frame("3333")) == 0);
-    CHECK(queue.push(frame("4444")) == 1);
-    CHECK(queue.push(frame("55555555")) == 2);  // needs room for 11 bytes
+    const std::size_t bound = 3 * one.size();
+    OutboundQueue queue;
+    CHECK(queue.push(frame("1111"), bound) == 0);
+    CHECK(queue.push(frame("2222"), bound) == 0);
+    CHECK(queue.push(frame("3333"), bound) == 0);
+    CHECK(queue.push(frame("4444"), bound) == 1);
+    CHECK(queue.push(frame("55555555"), bound) == 2);  // needs room for 11 bytes
     std::string out;
     queue.take_all(out);
     CHECK(out == frame("4444") + frame("55555555"));
 }
 
 TEST_CASE("a frame larger than the whole bound is dropped itself") {
-    OutboundQueue queue{8};
-    CHECK(queue.push(frame("ok")) == 0);
-    CHECK(queue.push(frame("far too long")) == 1);
+    const std::size_t bound = 8;
+    OutboundQueue queue;
+    CHECK(queue.push(frame("ok"), bound) == 0);
+    CHECK(queue.push(frame("far too long"), bound) == 1);
     CHECK(queue.size() == frame("ok").size());
 }
 
 TEST_CASE("control frames go before the backlog whatever the bound") {
-    OutboundQueue queue{10};
-    queue.push(frame("m1"));
-    queue.push(frame("m2"));
-    queue.push(frame("m3"));  // drops m1
+    const std::size_t bound = 10;
+    OutboundQueue queue;
+    queue.push(frame("m1"), bound);
+    queue.push(frame("m2"), bound);
+    queue.push(frame("m3"), bound);  // drops m1
     queue.push_front_unbounded(frame("RESTORED a") + frame("t"));
     std::string out;
     queue.take_all(out);
@@ -59,11 +63,12 @@ TEST_CASE("control frames go before the backlog whatever the bound") {
 }
 
 TEST_CASE("dropping many frames compacts the buffer and keeps the newest") {
-    OutboundQueue queue{100 * 1024};
+    const std::size_t bound = 100 * 1024;
+    OutboundQueue queue;
     std::string last;
     for (int i = 0; i < 100000; ++i) {
         last = frame("message " + std::to_string(i));
-        queue.push(last);
+        queue.push(last, bound);
     }
     CHECK(queue.size() <= 100 * 1024);
     std::string out;
