@@ -14,6 +14,12 @@ BenchClient::BenchClient(Loop& loop, const Endpoint& endpoint, std::string name)
     link_.queue_frame("CONNECT " + name_);
 }
 
+BenchClient::~BenchClient() {
+    if (!link_.closed() && accepted()) {
+        link_.send_frame("DISCONNECT");
+    }
+}
+
 bool BenchClient::accepted() const {
     return reply_ == kConnAccepted || restored();
 }

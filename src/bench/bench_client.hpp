@@ -20,6 +20,11 @@ class BenchClient {
     using OnMessage = std::function<void(std::string_view topic, std::string_view data)>;
 
     BenchClient(Loop& loop, const Endpoint& endpoint, std::string name);
+    // Says DISCONNECT (best effort), so that the broker forgets this client instead of
+    // keeping it as a lost client that would slow down the next scenario.
+    ~BenchClient();
+    BenchClient(const BenchClient&) = delete;
+    BenchClient& operator=(const BenchClient&) = delete;
 
     Link& link() { return link_; }
     const std::string& name() const { return name_; }

@@ -36,6 +36,12 @@ std::string rate_text(double per_second) {
     return fixed(per_second / 1e3, 1) + " k msgs/s";
 }
 
+// Each scenario run gets its own topics and names, so that runs in one process never meet.
+long next_run() {
+    static long runs = 0;
+    return ++runs;
+}
+
 std::string kib_text(long bytes) {
     std::string text = with_thousands(bytes / 1024);
     text.append(" KiB");
@@ -43,9 +49,10 @@ std::string kib_text(long bytes) {
 }
 
 Clients make_clients(Loop& loop, const Endpoint& endpoint, std::string_view role, int count) {
+    const std::string prefix = std::string{role} + std::to_string(next_run()) + "-";
     Clients clients;
     for (int i = 0; i < count; ++i) {
-        clients.push_back(std::make_unique<BenchClient>(loop, endpoint, bench_name(role, i)));
+        clients.push_back(std::make_unique<BenchClient>(loop, endpoint, bench_name(prefix, i)));
     }
     return clients;
 }
@@ -207,7 +214,7 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
     Loop loop;
     Clients publishers = make_clients(loop, common.endpoint, "pub", options.publishers);
     Clients subscribers = make_clients(loop, common.endpoint, "sub", options.subscribers);
-    const std::string topic = bench_name("topic");
+    const std::string topic = bench_name("topic", next_run());
     std::vector<OrderCheck> checks(subscribers.size(), OrderCheck{options.publishers});
     std::vector<std::vector<bool>> seen(
         subscribers.size(), std::vector<bool>(static_cast<std::size_t>(options.publishers)));
@@ -303,7 +310,7 @@ Result run_latency(const Common& common, const LatencyOptions& options) {
     Loop loop;
     Clients publishers = make_clients(loop, common.endpoint, "pub", 1);
     Clients subscribers = make_clients(loop, common.endpoint, "sub", options.subscribers);
-    const std::string topic = bench_name("topic");
+    const std::string topic = bench_name("topic", next_run());
     std::vector<OrderCheck> checks(subscribers.size(), OrderCheck{1});
     std::vector<std::vector<bool>> seen(subscribers.size(), std::vector<bool>(1));
     std::vector<std::int64_t> samples;
@@ -388,6 +395,8 @@ Result run_conns(const Common& common, const ConnsOptions& options) {
     raise_file_limit();
     Loop loop;
     const long before = resident_bytes(pid);
+    const std::string run = std::to_string(next_run());
+    const std::string client_prefix = "c" + run + "-", topic_prefix = "t" + run + "-";
     Clients clients;
     Progress progress{"connections"};
     constexpr long kBatch = 256;  // handshakes in flight at once
@@ -395,8 +404,8 @@ Result run_conns(const Common& common, const ConnsOptions& options) {
         Clients batch;
         for (long i = first; i < std::min(first + kBatch, options.connections); ++i) {
             batch.push_back(
-                std::make_unique<BenchClient>(loop, common.endpoint, bench_name("c", i)));
-            batch.back()->link().queue_frame("SUBSCRIBE " + bench_name("t", i));
+                std::make_unique<BenchClient>(loop, common.endpoint, bench_name(client_prefix, i)));
+            batch.back()->link().queue_frame("SUBSCRIBE " + bench_name(topic_prefix, i));
         }
         if (!connect_all(loop, batch, kSetupTimeout)) {
             fail(result, "connection " + std::to_string(first) + " and on were not accepted");
@@ -416,7 +425,7 @@ Result run_conns(const Common& common, const ConnsOptions& options) {
     connect_all(loop, publisher, kSetupTimeout);
     long sample_sent = 0;
     for (long i = 0; i < options.connections; i += step, ++sample_sent) {
-        publisher[0]->link().queue_frame("PUBLISH " + bench_name("t", i) + " ~0:0:0");
+        publisher[0]->link().queue_frame("PUBLISH " + bench_name(topic_prefix, i) + " ~0:0:0");
     }
     publisher[0]->link().flush();
     loop.run_until([&] { return sample_received == sample_sent; }, 10s);
@@ -442,8 +451,8 @@ Result run_drain(const Common& common, const DrainOptions& options) {
     result.scenario =
         "lost client: " + with_thousands(options.messages) + " queued msgs drained on reconnect";
     Loop loop;
-    const std::string topic = bench_name("drain-topic");
-    const std::string name = bench_name("drain");
+    const std::string topic = bench_name("drain-topic", next_run());
+    const std::string name = bench_name("drain", next_run());
     Clients publisher = make_clients(loop, common.endpoint, "pub", 1);
     Clients subscriber;
     subscriber.push_back(std::make_unique<BenchClient>(loop, common.endpoint, name));

@@ -151,13 +151,8 @@ TEST_CASE("subscriptions beyond --max-topics get an error; 0 means no limit") {
 
 TEST_CASE("beyond --max-lost-clients the longest-lost client is removed") {
     ServerProcess server{{"--max-lost-clients", "1"}};
-    for (const char* name : {"old", "new"}) {
-        TestClient c{server.port()};
-        c.connect_as(name);
-        c.barrier();
-        c.drop();
-        REQUIRE(server.wait_for_output(std::string{"Client '"} + name + "' lost"));
-    }
+    make_lost_subscriber(server, "old", "t");
+    make_lost_subscriber(server, "new", "t");
     CHECK(server.wait_for_output("Client 'old' removed (more than 1 lost clients"));
     TestClient back_new{server.port()};
     back_new.send_frame("CONNECT new");
@@ -171,14 +166,8 @@ TEST_CASE("--max-total-queue bounds the bytes queued for all clients together") 
     // Two lost subscribers, 100-byte frames, room for 10 in all (minus the publisher's own
     // accept reply, which it has read).
     ServerProcess server{{"--max-total-queue", "1000", "--max-queue", "0"}};
-    for (const char* name : {"x", "y"}) {
-        TestClient sub{server.port()};
-        sub.connect_as(name);
-        sub.send_frame("SUBSCRIBE t");
-        sub.barrier();
-        sub.drop();
-        REQUIRE(server.wait_for_output(std::string{"Client '"} + name + "' lost"));
-    }
+    make_lost_subscriber(server, "x", "t");
+    make_lost_subscriber(server, "y", "t");
     TestClient pub{server.port()};
     pub.connect_as("pub");
     for (int i = 0; i < 10; ++i) {

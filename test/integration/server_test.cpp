@@ -9,24 +9,6 @@
 
 using namespace pubsubx::testing;
 
-namespace {
-// The server has seen a connection end once it logs the loss.
-void wait_lost(ServerProcess& server, const std::string& name) {
-    REQUIRE(server.wait_for_output("Client '" + name + "' lost"));
-}
-
-// A client `name` subscribed to `topic` whose connection then ends without DISCONNECT.
-void make_lost_subscriber(ServerProcess& server, const std::string& name,
-                          const std::string& topic) {
-    TestClient sub{server.port()};
-    sub.connect_as(name);
-    sub.send_frame("SUBSCRIBE " + topic);
-    sub.barrier();
-    sub.drop();
-    wait_lost(server, name);
-}
-}  // namespace
-
 TEST_CASE("two clients publish and subscribe") {
     ServerProcess server;
     TestClient alice{server.port()}, bob{server.port()};

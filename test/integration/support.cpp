@@ -309,4 +309,20 @@ void TestClient::barrier() {
     throw std::runtime_error("barrier probe did not come back");
 }
 
+void wait_lost(ServerProcess& server, const std::string& name) {
+    if (!server.wait_for_output("Client '" + name + "' lost")) {
+        throw std::runtime_error("the server did not log that '" + name + "' is lost");
+    }
+}
+
+void make_lost_subscriber(ServerProcess& server, const std::string& name,
+                          const std::string& topic) {
+    TestClient sub{server.port()};
+    sub.connect_as(name);
+    sub.send_frame("SUBSCRIBE " + topic);
+    sub.barrier();
+    sub.drop();
+    wait_lost(server, name);
+}
+
 }  // namespace pubsubx::testing

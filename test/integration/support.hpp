@@ -99,4 +99,9 @@ class TestClient {
     int barrier_count_ = 0;
 };
 
+// Waits until the server logs that client `name` is lost; throws if it does not.
+void wait_lost(ServerProcess& server, const std::string& name);
+// A client `name` subscribed to `topic` whose connection then ends without DISCONNECT.
+void make_lost_subscriber(ServerProcess& server, const std::string& name, const std::string& topic);
+
 }  // namespace pubsubx::testing

@@ -46,14 +46,17 @@ class FakeConnection final : public Connection {
 
 using Frames = std::vector<std::string>;
 
+// The settings most tests use: 10 s retention, 1 KiB queues.
+BrokerConfig test_config() {
+    BrokerConfig config;
+    config.lost_timeout = 10s;
+    config.max_queue_bytes = 1024;
+    return config;
+}
+
 struct Fixture {
     Logger logger{LogLevel::quiet, std::tmpfile()};
-    BrokerConfig config = [] {
-        BrokerConfig c;
-        c.lost_timeout = 10s;
-        c.max_queue_bytes = 1024;
-        return c;
-    }();
+    BrokerConfig config = test_config();
     Broker broker{config, logger};
     TimePoint t0{};
 };
@@ -266,15 +269,10 @@ TEST_CASE_FIXTURE(Fixture, "the delivery frame is the same bytes for every subsc
 
 namespace {
 
-// A broker with one changed setting; the rest as in Fixture.
+// A broker made after the test changed some settings (make()); the rest as in Fixture.
 struct LimitFixture {
     Logger logger{LogLevel::quiet, std::tmpfile()};
-    BrokerConfig config = [] {
-        BrokerConfig c;
-        c.lost_timeout = 10s;
-        c.max_queue_bytes = 1024;
-        return c;
-    }();
+    BrokerConfig config = test_config();
     std::optional<Broker> broker;
     TimePoint t0{};
 
