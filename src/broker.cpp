@@ -66,7 +66,8 @@ std::string describe(const BrokerStats& stats) {
            " slow_consumers_cut=" + std::to_string(stats.slow_consumers_cut) +
            " taken_over=" + std::to_string(stats.sessions_taken_over) +
            " auth_failures=" + std::to_string(stats.auth_failures) +
-           " topics_refused=" + std::to_string(stats.topics_refused);
+           " topics_refused=" + std::to_string(stats.topics_refused) +
+           " bad_connects=" + std::to_string(stats.bad_connects);
 }
 
 Broker::Broker(BrokerConfig config, Logger& logger)
@@ -96,6 +97,7 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
     if (client == nullptr) {
         if (command.kind != CommandKind::connect || !command.has_argument) {
             logger_.error("Closing a connection whose first frame is not CONNECT <name>");
+            ++stats_.bad_connects;
             return {FrameResult::Next::close, kExpectedConnect};
         }
         return connect(connection, command.argument, command.data, now);
@@ -132,10 +134,12 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
                             TimePoint now) {
     if (!is_valid_name(name)) {
         logger_.error("Refused a CONNECT with an invalid name of ", name.size(), " bytes");
+        ++stats_.bad_connects;
         return {FrameResult::Next::close, kInvalidName};
     }
     if (!secret.empty() && !is_valid_secret(secret)) {
         logger_.error("Refused CONNECT '", name, "': invalid secret");
+        ++stats_.bad_connects;
         return {FrameResult::Next::close, kInvalidSecret};
     }
     if (secret.empty() && config_.require_secret) {

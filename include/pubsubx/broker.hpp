@@ -51,6 +51,8 @@ struct BrokerStats {
     std::uint64_t sessions_taken_over = 0;
     std::uint64_t auth_failures = 0;
     std::uint64_t topics_refused = 0;  // over the topic length or per-client topic limit
+    // First frames that were not a valid CONNECT (garbage, a bad name or secret).
+    std::uint64_t bad_connects = 0;
 };
 
 class Client;

@@ -226,6 +226,33 @@ TEST_CASE("a peer that stops reading is lost after --write-timeout") {
     pub.barrier();
 }
 
+TEST_CASE("--write-timeout 0 and --slow-consumer-grace 0 never cut a stalled reader off") {
+    ServerProcess server{{"--write-timeout", "0", "--slow-consumer-grace", "0", "--connect-timeout",
+                          "0.05", "--max-queue", "100000"}};
+    TestClient stalled{server.port(), 4096};
+    stalled.connect_as("stalled");
+    stalled.send_frame("SUBSCRIBE t");
+    stalled.barrier();
+    TestClient pub{server.port()};
+    pub.connect_as("pub");
+    publish_bulk(pub, 300, 60'000);
+    pub.barrier();
+    CHECK(server.wait_for_output("ERROR: Queue of client 'stalled' is full"));
+    // The sweep runs every 12 ms (for the connect timeout); give it many chances.
+    CHECK_FALSE(server.wait_for_output("Client 'stalled' lost", 500ms));
+    CHECK(server.output().find("stopped reading") == std::string::npos);
+}
+
+TEST_CASE("--max-frame 0 means no frame limit") {
+    ServerProcess server{{"--max-frame", "0", "--max-queue", "0", "--quiet"}};
+    TestClient c{server.port()};
+    c.connect_as("c");
+    c.send_frame("SUBSCRIBE t");
+    const std::string big(3 * 1024 * 1024, 'x');  // three times the default limit
+    c.send_frame("PUBLISH t " + big);
+    CHECK(c.read_frame(10s) == "t " + big);
+}
+
 TEST_CASE("a wrong secret gets 'Not authorized' and leaves the lost client's queue intact") {
     ServerProcess server;
     TestClient sub{server.port()};

@@ -460,6 +460,26 @@ TEST_CASE_FIXTURE(LimitFixture, "beyond the lost-client limit the longest lost i
     CHECK(b.lost_client_count() == 2);
 }
 
+TEST_CASE_FIXTURE(LimitFixture, "a lost-client limit of 0 means no limit") {
+    config.max_lost_clients = 0;
+    Broker& b = make();
+    for (int i = 0; i < 1000; ++i) {
+        FakeConnection c{b};
+        c.send("CONNECT c" + std::to_string(i));
+        c.lose(t0);
+    }
+    CHECK(b.lost_client_count() == 1000);
+    CHECK(b.stats().lost_clients_evicted == 0);
+}
+
+TEST_CASE_FIXTURE(Fixture, "first frames that are not a valid CONNECT are counted") {
+    for (const char* frame : {"HELLO", "CONNECT", "CONNECT bad\x01name", "CONNECT a b c"}) {
+        FakeConnection c{broker};
+        CHECK(c.send(frame).next == FrameResult::Next::close);
+    }
+    CHECK(broker.stats().bad_connects == 4);
+}
+
 TEST_CASE_FIXTURE(LimitFixture, "the global cap bounds all queues together") {
     config.max_queue_bytes = 0;  // no per-client bound: only the global one
     config.max_total_queue_bytes = 1000;
