@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -152,11 +153,29 @@ int main(int argc, char** argv) {
     }
     server->start();
 
+    const auto counters = [&] {
+        return pubsubx::describe(broker.stats()) + " " + server_stats_text(server->stats()) +
+               " clients=" + std::to_string(broker.client_count()) +
+               " lost_now=" + std::to_string(broker.lost_client_count()) +
+               " queued_bytes=" + std::to_string(broker.total_queued_bytes()) +
+               " connections=" + std::to_string(server->session_count());
+    };
+    // SIGUSR1 prints the counters without stopping (kill -USR1 <pid>).
+    asio::signal_set stats_signal{io, SIGUSR1};
+    std::function<void()> wait_for_stats_signal = [&] {
+        stats_signal.async_wait([&](const std::error_code& wait_error, int) {
+            if (!wait_error) {
+                logger.always("Counters: ", counters());
+                wait_for_stats_signal();
+            }
+        });
+    };
+    wait_for_stats_signal();
     asio::signal_set signals{io, SIGINT, SIGTERM};
     signals.async_wait([&](const std::error_code& wait_error, int) {
         if (!wait_error) {
-            logger.info("Shutting down; ", pubsubx::describe(broker.stats()), " ",
-                        server_stats_text(server->stats()));
+            logger.info("Shutting down; ", counters());
+            stats_signal.cancel();
             server->stop();
             io.stop();
         }

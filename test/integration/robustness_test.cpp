@@ -337,6 +337,17 @@ TEST_CASE("TCP keepalive is on for every connection; --keepalive 0 turns it off"
     }
 }
 
+TEST_CASE("SIGUSR1 prints the counters and the server goes on") {
+    ServerProcess server{{"--quiet"}};
+    TestClient c{server.port()};
+    c.connect_as("c");
+    c.barrier();
+    server.send_signal(SIGUSR1);
+    CHECK(server.wait_for_output("INFO: Counters: published=1 delivered=1 dropped=0"));
+    CHECK(server.wait_for_output("clients=1 lost_now=0 queued_bytes=0 connections=1"));
+    c.barrier();
+}
+
 TEST_CASE("the shutdown line has every counter") {
     ServerProcess server;
     TestClient c{server.port()};
