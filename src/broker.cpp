@@ -194,6 +194,7 @@ FrameResult Broker::connect_existing(Connection& connection, Client& client,
         client.secret_ = std::make_unique<const std::string>(secret);
     }
     --lost_count_;
+    lost_queued_bytes_ -= client.outbound_.size();
     restore(connection, client, now);
     return {};
 }
@@ -342,21 +343,38 @@ void Broker::deliver(Client& client, std::string_view encoded_frame, TimePoint n
     const std::size_t before = queue.size();
     std::size_t bound = queue_bound_;
     bool capped_by_total = false;
+    const bool lost = !client.connected();
     if (config_.max_total_queue_bytes != 0) {
-        const std::size_t others = total_queued_bytes_ - before;
-        const std::size_t room =
-            config_.max_total_queue_bytes > others ? config_.max_total_queue_bytes - others : 0;
+        const std::size_t room = room_under_global_cap(before, lost);
         capped_by_total = room < bound;
         bound = std::min(bound, room);
     }
     const std::size_t dropped = queue.push(encoded_frame, bound);
     total_queued_bytes_ = total_queued_bytes_ - before + queue.size();
+    if (lost) {
+        lost_queued_bytes_ = lost_queued_bytes_ - before + queue.size();
+    }
     if (dropped > 0) {
         count_drops(client, dropped, capped_by_total, now);
     }
     if (was_empty && client.connection_ != nullptr && !queue.empty()) {
         client.connection_->outbound_ready();
     }
+}
+
+// The most a client's queue may hold under the global cap, given everyone else's bytes. Lost
+// clients together get at most three quarters of the cap, so that clients that vanished (or
+// were made to vanish in numbers by an attacker) cannot starve the connected ones.
+std::size_t Broker::room_under_global_cap(std::size_t own_bytes, bool lost) const {
+    const std::size_t cap = config_.max_total_queue_bytes;
+    const auto room_in = [](std::size_t limit, std::size_t used) {
+        return limit > used ? limit - used : 0;
+    };
+    std::size_t room = room_in(cap, total_queued_bytes_ - own_bytes);
+    if (lost) {
+        room = std::min(room, room_in(cap / 4 * 3, lost_queued_bytes_ - own_bytes));
+    }
+    return room;
 }
 
 void Broker::count_drops(Client& client, std::size_t dropped, bool capped_by_total, TimePoint now) {
@@ -366,8 +384,9 @@ void Broker::count_drops(Client& client, std::size_t dropped, bool capped_by_tot
         if (!global_cap_reached_) {
             global_cap_reached_ = true;
             logger_.error("Queued bytes of all clients reached the global cap (",
-                          config_.max_total_queue_bytes,
-                          " bytes): dropping the oldest messages of the clients that receive");
+                          config_.max_total_queue_bytes, " bytes, of which lost clients may hold ",
+                          config_.max_total_queue_bytes / 4 * 3,
+                          "): dropping the oldest messages of the clients that receive");
         }
     }
     if (client.dropped_in_episode == 0) {
@@ -439,6 +458,7 @@ void Broker::connection_closed(Connection& connection, TimePoint now) {
 void Broker::become_lost(Client& client, TimePoint now) {
     ++stats_.clients_lost;
     ++lost_count_;
+    lost_queued_bytes_ += client.outbound_.size();
     if (config_.lost_timeout <= Clock::duration::zero()) {
         remove_client(client, "lost, and the retention period is 0");
         return;
@@ -512,6 +532,7 @@ void Broker::remove_client(Client& client, std::string_view reason) {
         detach(client);
     } else {
         --lost_count_;
+        lost_queued_bytes_ -= client.outbound_.size();
     }
     total_queued_bytes_ -= client.outbound_.size();
     logger_.info("Client '", client.name(), "' removed (", reason, ")");
@@ -524,7 +545,7 @@ const Client* Broker::find_client(std::string_view name) const {
 }
 
 std::string Broker::check_consistency() const {
-    std::size_t queued = 0, lost = 0;
+    std::size_t queued = 0, lost = 0, lost_queued = 0;
     for (const auto& [name, client] : clients_) {
         if (name != client->name()) {
             return "client map key differs from the name '" + client->name() + "'";
@@ -532,6 +553,7 @@ std::string Broker::check_consistency() const {
         queued += client->outbound_.size();
         if (client->connection_ == nullptr) {
             ++lost;
+            lost_queued += client->outbound_.size();
         } else if (client->connection_->client_ != client.get()) {
             return "client '" + client->name() + "' and its connection disagree";
         }
@@ -556,6 +578,10 @@ std::string Broker::check_consistency() const {
     if (queued != total_queued_bytes_) {
         return "total queued bytes " + std::to_string(total_queued_bytes_) +
                " != " + std::to_string(queued);
+    }
+    if (lost_queued != lost_queued_bytes_) {
+        return "lost clients' queued bytes " + std::to_string(lost_queued_bytes_) +
+               " != " + std::to_string(lost_queued);
     }
     if (lost != lost_count_) {
         return "lost count " + std::to_string(lost_count_) + " != " + std::to_string(lost);

@@ -189,6 +189,7 @@ class Broker {
     void unsubscribe(Client& client, std::string_view topic);
     void publish(Client& from, std::string_view topic, std::string_view data, TimePoint now);
     void deliver(Client& client, std::string_view encoded_frame, TimePoint now);
+    std::size_t room_under_global_cap(std::size_t own_bytes, bool lost) const;
     void count_drops(Client& client, std::size_t dropped, bool capped_by_total, TimePoint now);
     void send_error(Client& client, std::string_view error_frame, TimePoint now);
     void cut_off_slow_consumers(TimePoint now);
@@ -208,6 +209,7 @@ class Broker {
     std::deque<LostEntry> lost_fifo_;  // deadlines ascend: every loss gets the same timeout
     std::size_t lost_count_ = 0;       // clients lost now (the FIFO also has stale entries)
     std::size_t total_queued_bytes_ = 0;
+    std::size_t lost_queued_bytes_ = 0;    // the part of total_queued_bytes_ lost clients hold
     bool global_cap_reached_ = false;      // for one log line per episode
     std::vector<Client*> slow_consumers_;  // found during a fan-out, cut off after it
     std::string encoded_;                  // one publish's delivery frame, encoded once

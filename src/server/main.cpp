@@ -55,8 +55,8 @@ void define_options(CLI::App& app, CommandLine& line) {
     add_limit(app, "--max-queue", line.broker.max_queue_bytes,
               "Bytes queued per client; when full, the oldest messages are dropped");
     add_limit(app, "--max-total-queue", line.broker.max_total_queue_bytes,
-              "Bytes queued for all clients together; when reached, the receiving client's "
-              "oldest messages are dropped");
+              "Bytes queued for all clients together (lost clients: at most 3/4 of it); when "
+              "reached, the receiving client's oldest messages are dropped");
     add_limit(app, "--max-frame", line.server.max_frame,
               "Largest frame accepted, in bytes; a longer one closes the connection");
     add_limit(app, "--max-connections", line.server.max_connections,

@@ -484,9 +484,12 @@ TEST_CASE_FIXTURE(LimitFixture, "the global cap bounds all queues together") {
     config.max_queue_bytes = 0;  // no per-client bound: only the global one
     config.max_total_queue_bytes = 1000;
     Broker& b = make();
-    FakeConnection pub{b};
+    FakeConnection pub{b}, live{b};
     pub.send("CONNECT pub");
     pub.received();
+    live.send("CONNECT live");
+    live.send("SUBSCRIBE t");
+    live.received();
     for (const char* name : {"x", "y"}) {
         FakeConnection sub{b};
         sub.send(std::string{"CONNECT "} + name);
@@ -495,19 +498,51 @@ TEST_CASE_FIXTURE(LimitFixture, "the global cap bounds all queues together") {
         sub.lose(t0);
     }
     const std::string payload(95, 'p');  // 100 bytes per frame with "t " and the delimiter
+    Frames live_frames;
     for (int i = 0; i < 10; ++i) {
         pub.send("PUBLISH t " + std::to_string(i) + payload.substr(1));
+        CHECK(b.total_queued_bytes() <= 1000);
+        for (std::string& frame : live.received()) {
+            live_frames.push_back(std::move(frame));
+        }
     }
-    CHECK(b.total_queued_bytes() <= 1000);
-    CHECK(b.stats().delivered == 20);
-    CHECK(b.stats().dropped == 10);
-    CHECK(b.stats().dropped_global_cap == 10);
+    // The lost clients held at most three quarters of the cap (7 frames of 100 bytes), and
+    // the connected subscriber, which keeps up, lost nothing.
+    CHECK(live_frames.size() == 10);
+    CHECK(b.stats().delivered == 30);
+    CHECK(b.stats().dropped == 13);
+    CHECK(b.stats().dropped_global_cap == 13);
     FakeConnection back{b};
     back.send("CONNECT y");
     const Frames frames = back.received();
     REQUIRE(frames.size() >= 3);
     CHECK(frames.back() == "t 9" + payload.substr(1));  // the newest is kept
-    CHECK(b.total_queued_bytes() <= 1000);
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "lost clients cannot starve connected ones under the global cap") {
+    config.max_queue_bytes = 0;
+    config.max_total_queue_bytes = 10'000;
+    Broker& b = make();
+    FakeConnection pub{b}, live{b};
+    pub.send("CONNECT pub");
+    live.send("CONNECT live");
+    live.send("SUBSCRIBE t");
+    for (int i = 0; i < 50; ++i) {  // a crowd of clients that vanish, all on the busy topic
+        FakeConnection ghost{b};
+        ghost.send("CONNECT ghost" + std::to_string(i));
+        ghost.send("SUBSCRIBE t");
+        ghost.received();
+        ghost.lose(t0);
+    }
+    pub.received();
+    live.received();
+    long live_received = 0;
+    for (int i = 0; i < 1000; ++i) {
+        pub.send("PUBLISH t " + std::string(200, 'p'));
+        live_received += static_cast<long>(live.received().size());
+    }
+    CHECK(live_received == 1000);
+    CHECK(b.total_queued_bytes() <= 10'000);
 }
 
 TEST_CASE_FIXTURE(LimitFixture, "the global cap: 0 means no limit") {
