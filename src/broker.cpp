@@ -362,9 +362,13 @@ void Broker::deliver(Client& client, std::string_view encoded_frame, TimePoint n
     }
 }
 
-// The most a client's queue may hold under the global cap, given everyone else's bytes. Lost
-// clients together get at most three quarters of the cap, so that clients that vanished (or
-// were made to vanish in numbers by an attacker) cannot starve the connected ones.
+// Lost clients together get at most three quarters of the global cap, so that clients that
+// vanished (or were made to vanish in numbers by an attacker) cannot starve the connected ones.
+std::size_t Broker::lost_clients_share_of_cap() const {
+    return config_.max_total_queue_bytes / 4 * 3;
+}
+
+// The most a client's queue may hold under the global cap, given everyone else's bytes.
 std::size_t Broker::room_under_global_cap(std::size_t own_bytes, bool lost) const {
     const std::size_t cap = config_.max_total_queue_bytes;
     const auto room_in = [](std::size_t limit, std::size_t used) {
@@ -372,7 +376,7 @@ std::size_t Broker::room_under_global_cap(std::size_t own_bytes, bool lost) cons
     };
     std::size_t room = room_in(cap, total_queued_bytes_ - own_bytes);
     if (lost) {
-        room = std::min(room, room_in(cap / 4 * 3, lost_queued_bytes_ - own_bytes));
+        room = std::min(room, room_in(lost_clients_share_of_cap(), lost_queued_bytes_ - own_bytes));
     }
     return room;
 }
@@ -385,7 +389,7 @@ void Broker::count_drops(Client& client, std::size_t dropped, bool capped_by_tot
             global_cap_reached_ = true;
             logger_.error("Queued bytes of all clients reached the global cap (",
                           config_.max_total_queue_bytes, " bytes, of which lost clients may hold ",
-                          config_.max_total_queue_bytes / 4 * 3,
+                          lost_clients_share_of_cap(),
                           "): dropping the oldest messages of the clients that receive");
         }
     }

@@ -189,6 +189,7 @@ class Broker {
     void unsubscribe(Client& client, std::string_view topic);
     void publish(Client& from, std::string_view topic, std::string_view data, TimePoint now);
     void deliver(Client& client, std::string_view encoded_frame, TimePoint now);
+    std::size_t lost_clients_share_of_cap() const;
     std::size_t room_under_global_cap(std::size_t own_bytes, bool lost) const;
     void count_drops(Client& client, std::size_t dropped, bool capped_by_total, TimePoint now);
     void send_error(Client& client, std::string_view error_frame, TimePoint now);
