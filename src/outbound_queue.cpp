@@ -5,9 +5,6 @@
 namespace pubsubx {
 
 namespace {
-// Dropped bytes at the front are compacted away once they are this large and at least half of
-// the buffer, so that dropping stays O(1) amortised.
-constexpr std::size_t kCompactThreshold = 64 * 1024;
 // An empty queue keeps at most this much capacity; more is returned to the allocator so that
 // an idle client costs little memory after a burst.
 constexpr std::size_t kIdleCapacity = 16 * 1024;
@@ -18,25 +15,39 @@ std::size_t OutboundQueue::push(std::string_view encoded_frame, std::size_t max_
         return 1;
     }
     std::size_t dropped = 0;
-    while (size() + encoded_frame.size() > max_bytes) {
-        drop_oldest_frame();
+    while (message_bytes() + encoded_frame.size() > max_bytes) {
+        drop_oldest_message();
         ++dropped;
     }
-    if (head_ >= kCompactThreshold && head_ * 2 >= bytes_.size()) {
-        bytes_.erase(0, head_);
-        head_ = 0;
+    if (dropped > 0) {
+        compact_if_worthwhile();
     }
     bytes_.append(encoded_frame);
     return dropped;
 }
 
-void OutboundQueue::push_front_unbounded(std::string_view encoded_frames) {
-    bytes_.erase(0, head_);
-    head_ = 0;
-    bytes_.insert(0, encoded_frames);
+OutboundQueue::Dropped OutboundQueue::drop_oldest(std::size_t bytes) {
+    Dropped dropped;
+    while (dropped.bytes < bytes && message_bytes() > 0) {
+        dropped.bytes += drop_oldest_message();
+        ++dropped.messages;
+    }
+    compact_if_worthwhile();
+    return dropped;
 }
 
-std::size_t OutboundQueue::frame_count() const {
+void OutboundQueue::push_control(std::string_view encoded_frames) {
+    if (control_ == nullptr) {
+        control_ = std::make_unique<std::string>();
+    }
+    control_->append(encoded_frames);
+}
+
+void OutboundQueue::discard_control() {
+    control_.reset();
+}
+
+std::size_t OutboundQueue::message_count() const {
     std::size_t count = 0;
     const std::string_view queued = std::string_view{bytes_}.substr(head_);
     for (std::size_t at = find_delimiter(queued); at != std::string_view::npos;
@@ -46,20 +57,38 @@ std::size_t OutboundQueue::frame_count() const {
     return count;
 }
 
-void OutboundQueue::take_all(std::string& out) {
+std::size_t OutboundQueue::memory_held() const {
+    // A std::string's capacity beyond its inline buffer is on the heap.
+    const std::size_t inline_capacity = std::string{}.capacity();
+    std::size_t held = bytes_.capacity() > inline_capacity ? bytes_.capacity() + 1 : 0;
+    if (control_ != nullptr) {
+        held += sizeof(std::string) + control_->capacity() + 1;
+    }
+    return held;
+}
+
+std::size_t OutboundQueue::take_all(std::string& out) {
     out.clear();
-    if (head_ == 0) {
+    const std::size_t control = control_bytes();
+    if (control_ != nullptr) {
+        out.swap(*control_);
+        control_.reset();
+        out.append(bytes_, head_);
+        bytes_.clear();
+    } else if (head_ == 0) {
         out.swap(bytes_);
     } else {
         out.append(bytes_, head_);
         bytes_.clear();
-        head_ = 0;
     }
+    head_ = 0;
+    return control;
 }
 
 void OutboundQueue::clear() {
     bytes_.clear();
     head_ = 0;
+    control_.reset();
 }
 
 void OutboundQueue::release_memory_if_empty() {
@@ -76,12 +105,29 @@ void OutboundQueue::release_all_memory_if_empty() {
     }
 }
 
-void OutboundQueue::drop_oldest_frame() {
+std::size_t OutboundQueue::drop_oldest_message() {
     const std::size_t end = find_delimiter(bytes_, head_);
-    // Every queued frame ends with a delimiter, so one is always found while size() > 0.
-    head_ = end == std::string::npos ? bytes_.size() : end + kDelimiter.size();
+    // Every queued message ends with a delimiter, so one is always found while any is queued.
+    const std::size_t next = end == std::string::npos ? bytes_.size() : end + kDelimiter.size();
+    const std::size_t dropped = next - head_;
+    head_ = next;
     if (head_ == bytes_.size()) {
-        clear();
+        bytes_.clear();
+        head_ = 0;
+    }
+    return dropped;
+}
+
+// Compacting costs a copy of the live bytes; doing it only once the dropped bytes are as many
+// keeps dropping O(1) amortised and the dead bytes at most the live ones (+ one frame).
+void OutboundQueue::compact_if_worthwhile() {
+    if (head_ == 0 || head_ < message_bytes()) {
+        return;
+    }
+    bytes_.erase(0, head_);
+    head_ = 0;
+    if (bytes_.capacity() > 2 * bytes_.size() + kSpareCapacity) {
+        bytes_.shrink_to_fit();
     }
 }
 

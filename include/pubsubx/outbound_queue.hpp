@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -9,26 +10,52 @@ namespace pubsubx {
 
 // The encoded frames waiting to be written to one client, in one contiguous buffer so that a
 // small message costs a copy, not an allocation, and a whole backlog goes out in one write.
-// Bounded in bytes: making room drops the oldest whole frames. Frame boundaries are not stored:
-// a frame never contains the delimiter, so the buffer can be re-split when dropping.
+//
+// Two kinds of frames: messages, bounded in bytes (making room drops the oldest whole
+// messages), and control frames (accept, RESTORED, error frames), which are never dropped and
+// go out before the queued messages. Message boundaries are not stored: a frame never
+// contains the delimiter, so the buffer can be re-split when dropping.
+//
+// Memory: dropped bytes at the front are compacted away once they are as many as the live
+// ones (so the buffer spans at most 2 x the queued bytes + one frame), and spare capacity
+// beyond twice the live bytes is given back then; with the string's doubling growth the heap
+// held is at most 4 x the queued bytes + 2 frames + kSpareCapacity.
 class OutboundQueue {
   public:
-    // Appends one encoded frame (delimiter included), first dropping the oldest frames until
-    // at most `max_bytes` are queued with it. Returns how many frames were dropped; a frame
-    // larger than `max_bytes` is itself dropped and counted. The bound is the caller's (not
-    // stored here: one queue per client, and every byte per idle client counts).
+    static constexpr std::size_t kSpareCapacity = 256;
+
+    // Appends one encoded message (delimiter included), first dropping the oldest messages
+    // until at most `max_bytes` of messages are queued with it (control frames do not count).
+    // Returns how many messages were dropped; a message that cannot fit even in an emptied
+    // queue is itself dropped and counted. The bound is the caller's (not stored here: one
+    // queue per client, and every byte per idle client counts).
     std::size_t push(std::string_view encoded_frame, std::size_t max_bytes);
-    // Puts control frames before everything queued, whatever the bound (the RESTORED reply).
-    void push_front_unbounded(std::string_view encoded_frames);
+    // Drops the oldest messages until at least `bytes` were freed or none are left; returns
+    // {messages, bytes} dropped.
+    struct Dropped {
+        std::size_t messages = 0;
+        std::size_t bytes = 0;
+    };
+    Dropped drop_oldest(std::size_t bytes);
 
-    bool empty() const { return bytes_.size() == head_; }
-    std::size_t size() const { return bytes_.size() - head_; }
-    // Number of whole frames queued (counts delimiters; not for hot paths).
-    std::size_t frame_count() const;
+    // Control frames (delimiters included), never dropped, written before the messages.
+    void push_control(std::string_view encoded_frames);
+    // Forgets unsent control frames (they answered a connection that is gone).
+    void discard_control();
 
-    // Moves everything queued into `out` (cleared first). Buffers are swapped, not copied,
-    // so both sides keep their capacity for the next round.
-    void take_all(std::string& out);
+    bool empty() const { return size() == 0; }
+    std::size_t size() const { return message_bytes() + control_bytes(); }
+    std::size_t message_bytes() const { return bytes_.size() - head_; }
+    std::size_t control_bytes() const { return control_ == nullptr ? 0 : control_->size(); }
+    // Number of queued messages (counts delimiters; not for hot paths).
+    std::size_t message_count() const;
+    // Heap bytes the queue holds (its buffers' capacities), for the memory bound's tests.
+    std::size_t memory_held() const;
+
+    // Moves everything queued into `out` (cleared first): control frames, then messages.
+    // Returns how many of the bytes are control frames. Buffers are swapped where possible, so
+    // both sides keep their capacity for the next round.
+    std::size_t take_all(std::string& out);
     void clear();
     // Gives the buffer's memory back when it is empty and larger than an idle client needs.
     void release_memory_if_empty();
@@ -36,10 +63,12 @@ class OutboundQueue {
     void release_all_memory_if_empty();
 
   private:
-    void drop_oldest_frame();
+    std::size_t drop_oldest_message();
+    void compact_if_worthwhile();
 
     std::string bytes_;
     std::size_t head_ = 0;  // bytes before head_ were dropped but not yet compacted away
+    std::unique_ptr<std::string> control_;  // rare: allocated only while control frames wait
 };
 
 }  // namespace pubsubx

@@ -17,6 +17,11 @@ inline constexpr std::size_t kMaxNameLength = 64;
 // A session-resume secret (the extension `CONNECT <name> <secret>`, docs/protocol.md).
 inline constexpr std::size_t kMaxSecretLength = 128;
 
+// The longest frame a connection may send before its CONNECT is accepted: the longest valid
+// CONNECT is "CONNECT " + name + " " + secret (201 bytes); a little room is left for
+// extensions. Beyond it a pending connection is closed, so it cannot hold more memory.
+inline constexpr std::size_t kMaxFrameBeforeConnect = 256;
+
 // Server -> client control frames, exactly as the original server sends them.
 inline constexpr std::string_view kConnAccepted{"OK: Conn accepted"};
 inline constexpr std::string_view kNameTaken{"ERROR: Name already taken"};
@@ -43,6 +48,8 @@ class FrameSplitter {
     template <typename OnFrame>
     Status feed(std::string_view bytes, OnFrame&& on_frame);
 
+    // The limit for the frames still to come (a connection may send more once it is known).
+    void set_max_frame(std::size_t max_frame) { max_frame_ = max_frame; }
     // Bytes of an incomplete frame held back for the next read.
     std::size_t buffered() const { return tail_.size(); }
     // Gives back the tail's memory; an idle connection then holds no buffer.

@@ -14,17 +14,24 @@ namespace {
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds{100};
 constexpr std::string_view kServerFull{"ERROR: Server is full, try again later"};
 
+SourceAddress source_address(const asio::ip::address& address) {
+    if (address.is_v4()) {
+        return SourceAddress::ipv4(address.to_v4().to_uint());
+    }
+    SourceAddress source;
+    const auto bytes = address.to_v6().to_bytes();
+    std::copy(bytes.begin(), bytes.end(), source.bytes.begin());
+    return source;
+}
+
 // Deadlines are checked at a quarter of the shortest one: a connection overruns its deadline
 // by at most that much. Bounded so that short test timeouts work and long ones still sweep.
 Clock::duration sweep_period(const ServerOptions& options) {
-    Clock::duration shortest = Clock::duration::max();
+    Clock::duration shortest = kDrainTime;
     for (const Clock::duration timeout : {options.connect_timeout, options.write_timeout}) {
         if (timeout > Clock::duration::zero()) {
             shortest = std::min(shortest, timeout);
         }
-    }
-    if (shortest == Clock::duration::max()) {
-        return Clock::duration::zero();  // no deadline to check
     }
     return std::clamp<Clock::duration>(shortest / 4, std::chrono::milliseconds{10},
                                        std::chrono::seconds{1});
@@ -122,7 +129,9 @@ void Server::on_accepted(Socket socket) {
         return;
     }
     ++stats_.connections_accepted;
-    std::make_shared<Session>(std::move(socket), *this)->start();
+    std::error_code error;
+    const auto peer = socket.remote_endpoint(error);
+    std::make_shared<Session>(std::move(socket), *this, source_address(peer.address()))->start();
 }
 
 void Server::refuse_connection(Socket& socket) {
@@ -160,18 +169,31 @@ void Server::sweep_deadlines() {
     // check_deadlines may close a session but never destroys it here: its pending handlers own
     // it until they run, so the list stays intact while it is walked.
     for (Session* session = first_session_; session != nullptr; session = session->next_session_) {
-        session->check_deadlines(now);
+        session->check_deadline(now);
     }
 }
 
-void Server::schedule_expiry() {
-    const auto next = broker_.next_expiry();
-    if (!next || (expiry_armed_ && expiry_armed_for_ <= *next)) {
+void Server::apply_effects() {
+    broker_.take_effects(effects_);
+    // Closes first: a flush asked for a connection that is closed since is then a no-op.
+    for (const CloseRequest& request : effects_.close) {
+        static_cast<Session*>(request.connection)->close_now(request.reason);
+    }
+    for (Connection* connection : effects_.flush) {
+        static_cast<Session*>(connection)->flush();
+    }
+    if (effects_.arm_expiry) {
+        arm_expiry(*effects_.arm_expiry);
+    }
+}
+
+void Server::arm_expiry(TimePoint when) {
+    if (expiry_armed_ && expiry_armed_for_ <= when) {
         return;
     }
     expiry_armed_ = true;
-    expiry_armed_for_ = *next;
-    expiry_timer_.expires_at(*next);
+    expiry_armed_for_ = when;
+    expiry_timer_.expires_at(when);
     expiry_timer_.async_wait([this](const std::error_code& error) {
         if (!error) {
             on_expiry_timer();
@@ -182,7 +204,7 @@ void Server::schedule_expiry() {
 void Server::on_expiry_timer() {
     expiry_armed_ = false;
     broker_.expire_lost_clients(Clock::now());
-    schedule_expiry();
+    apply_effects();
 }
 
 }  // namespace pubsubx::server

@@ -63,8 +63,9 @@ class Server {
     std::size_t session_count() const { return session_count_; }
     // Idle sessions own no read buffer: they wait for readability, then read into this one.
     std::span<char> read_buffer() { return read_buffer_; }
-    // A client may have become lost: make sure the expiry timer is armed for the earliest.
-    void schedule_expiry();
+    // Carries out what the broker core asked for since the last call (effects.hpp): the one
+    // place where its decisions reach sockets and timers. Called after every broker call.
+    void apply_effects();
 
     // Every live session is in one intrusive list, so the deadline sweep can visit them and
     // the connection limit can count them without a container node per connection.
@@ -75,6 +76,7 @@ class Server {
     void accept_next();
     void on_accepted(Socket socket);
     void refuse_connection(Socket& socket);
+    void arm_expiry(TimePoint when);
     void on_expiry_timer();
     // Connect and write deadlines are checked by one periodic sweep over all sessions instead
     // of a timer per session: a timer would cost every idle connection memory.
@@ -95,6 +97,7 @@ class Server {
     Session* first_session_ = nullptr;
     std::size_t session_count_ = 0;
     bool refusing_connections_ = false;  // for one log line per episode
+    Effects effects_;                    // scratch for apply_effects, keeps its capacity
     ServerStats stats_;
     std::array<char, 64 * 1024> read_buffer_{};
 };

@@ -5,8 +5,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 
 #include "server.hpp"
@@ -16,13 +14,20 @@ namespace pubsubx::server {
 namespace {
 // A write buffer larger than this is given back once drained even when more follows.
 constexpr std::size_t kIdleWriteCapacity = 16 * 1024;
+// Bytes per write system call, as Asio's transfer_all does it.
+constexpr std::size_t kMaxWriteChunk = 64 * 1024;
+
+TimePoint deadline_after(TimePoint now, Clock::duration timeout) {
+    return timeout > Clock::duration::zero() ? now + timeout : TimePoint::max();
+}
 }  // namespace
 
-Session::Session(Socket socket, Server& server)
-    : socket_(std::move(socket)),
+Session::Session(Socket socket, Server& server, SourceAddress source)
+    : Connection(source),
+      socket_(std::move(socket)),
       server_(server),
-      splitter_(server.max_frame()),
-      deadline_start_(Clock::now()) {
+      splitter_(std::min(server.max_frame(), kMaxFrameBeforeConnect)),
+      deadline_(deadline_after(Clock::now(), server.options().connect_timeout)) {
     server_.add_session(*this);
 }
 
@@ -65,7 +70,11 @@ void Session::wait_readable() {
 }
 
 void Session::on_readable(const std::error_code& error) {
-    if (closed_ || closing_) {
+    if (phase_ == Phase::draining) {
+        drain();
+        return;
+    }
+    if (phase_ != Phase::awaiting_connect && phase_ != Phase::open) {
         return;
     }
     if (error) {
@@ -85,7 +94,7 @@ void Session::on_readable(const std::error_code& error) {
         return;
     }
     handle_bytes({buffer.data(), count});
-    if (!closed_ && !closing_) {
+    if (phase_ == Phase::awaiting_connect || phase_ == Phase::open) {
         wait_readable();
     }
 }
@@ -94,74 +103,86 @@ void Session::handle_bytes(std::string_view bytes) {
     const TimePoint now = Clock::now();
     Broker& broker = server_.broker();
     const auto status = splitter_.feed(bytes, [&](std::string_view frame) {
-        const FrameResult result = broker.handle_frame(*this, frame, now);
+        FrameResult result = broker.handle_frame(*this, frame, now);
+        if (phase_ == Phase::awaiting_connect && client() != nullptr) {
+            phase_ = Phase::open;
+            deadline_ = TimePoint::max();
+            splitter_.set_max_frame(server_.max_frame());
+        }
         if (result.next == FrameResult::Next::close) {
-            if (result.close_delay > Clock::duration::zero()) {
-                close_after_delay(result.error_frame, result.close_delay);
-            } else {
-                close_after_flush(result.error_frame);
-            }
+            close_after_flush(result.error_frame);
             return false;
         }
-        // The core may have closed this very connection (a slow consumer publishing).
-        return !closed_;
+        return phase_ == Phase::awaiting_connect || phase_ == Phase::open;
     });
     if (status == FrameSplitter::Status::frame_too_long) {
-        ++server_.stats().frames_too_long;
-        const std::string name = client() != nullptr ? client()->name() : std::string{"(pending)"};
-        server_.logger().error("Closing client '", name, "': a frame exceeds ", server_.max_frame(),
-                               " bytes");
-        // The client keeps what it had queued, as after any abrupt end of a connection.
-        broker.connection_closed(*this, now);
-        server_.schedule_expiry();
-        close_after_flush("ERROR: Frame too long (the limit is " +
-                          std::to_string(server_.max_frame()) + " bytes)");
-        return;
+        on_frame_too_long(now);
     }
+    // Everything the read delivered goes out now, one write per touched connection.
+    server_.apply_effects();
     splitter_.release_memory_if_empty();
 }
 
-void Session::outbound_ready() {
-    if (write_in_flight_ || flush_posted_ || closed_) {
-        return;
-    }
-    // Posted, not written now: everything delivered while the current read is processed
-    // then goes out in one write.
-    flush_posted_ = true;
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
-        self->flush_posted_ = false;
-        self->flush();
-    });
+void Session::on_frame_too_long(TimePoint now) {
+    ++server_.stats().frames_too_long;
+    const bool pending = phase_ == Phase::awaiting_connect;
+    const std::size_t limit =
+        pending ? std::min(server_.max_frame(), kMaxFrameBeforeConnect) : server_.max_frame();
+    const std::string name = client() != nullptr ? client()->name() : std::string{"(pending)"};
+    server_.logger().error("Closing client '", name, "': a frame exceeds ", limit, " bytes",
+                           pending ? " before CONNECT" : "");
+    // The client keeps what it had queued, as after any abrupt end of a connection.
+    server_.broker().connection_closed(*this, now);
+    close_after_flush("ERROR: Frame too long (the limit is " + std::to_string(limit) + " bytes" +
+                      (pending ? " before CONNECT)" : ")"));
 }
 
 void Session::flush() {
-    if (write_in_flight_ || closed_) {
+    if (write_in_flight_ || phase_ == Phase::draining || phase_ == Phase::closed) {
         return;
     }
+    start_write();
+}
+
+void Session::start_write() {
     server_.broker().take_outbound(*this, writing_);
     if (closing_frame_ != nullptr) {
         writing_.append(*closing_frame_);
         closing_frame_.reset();
     }
     if (writing_.empty()) {
-        if (closing_) {
-            std::error_code ignored;
-            socket_.shutdown(Socket::shutdown_send, ignored);
-            close_socket();
+        if (phase_ == Phase::closing) {
+            start_draining();
         }
         return;
     }
     write_in_flight_ = true;
-    deadline_start_ = Clock::now();
+    set_write_deadline(Clock::now());
+    // The completion condition runs after every partial write: the write deadline runs from
+    // the last progress, so a slow but live reader of a large backlog is not cut off.
     asio::async_write(
         socket_, asio::buffer(writing_),
+        [this](const std::error_code& error, std::size_t) -> std::size_t {
+            if (error) {
+                return 0;
+            }
+            set_write_deadline(Clock::now());
+            return kMaxWriteChunk;
+        },
         [self = shared_from_this()](const std::error_code& error, std::size_t written) {
             self->on_written(error, written);
         });
 }
 
+void Session::set_write_deadline(TimePoint now) {
+    deadline_ = deadline_after(now, server_.options().write_timeout);
+}
+
 void Session::on_written(const std::error_code& error, std::size_t written) {
     write_in_flight_ = false;
+    if (phase_ == Phase::open || phase_ == Phase::closing) {
+        deadline_ = TimePoint::max();
+    }
     if (error) {
         // Every frame whose delimiter did not get out whole, even by a byte, was not received.
         const std::string_view all{writing_};
@@ -174,27 +195,35 @@ void Session::on_written(const std::error_code& error, std::size_t written) {
         }
         server_.stats().frames_unsent_at_close += frames;
     }
-    if (closed_) {
+    if (phase_ == Phase::closed || phase_ == Phase::draining) {
         return;
     }
     if (error) {
         lose(error.message());
         return;
     }
+    server_.broker().write_completed(*this, Clock::now());
     writing_.clear();
-    flush();
+    start_write();
     if (!write_in_flight_ && (writing_.capacity() > kIdleWriteCapacity || client() == nullptr ||
                               client()->outbound().empty())) {
         // Going idle: an idle connection should hold no buffer (see docs/performance.md).
         std::string{}.swap(writing_);
-        if (client() != nullptr) {
-            client()->outbound().release_all_memory_if_empty();
-        }
+        server_.broker().release_idle_memory(*this);
+    }
+    if (server_.broker().has_effects()) {
+        server_.apply_effects();
     }
 }
 
 void Session::close_after_flush(std::string_view error_frame) {
-    closing_ = true;
+    if (phase_ == Phase::closing || phase_ == Phase::draining || phase_ == Phase::closed) {
+        return;
+    }
+    phase_ = Phase::closing;
+    if (!write_in_flight_) {
+        deadline_ = TimePoint::max();
+    }
     if (!error_frame.empty()) {
         closing_frame_ = std::make_unique<std::string>();
         append_frame(*closing_frame_, error_frame);
@@ -202,57 +231,85 @@ void Session::close_after_flush(std::string_view error_frame) {
     flush();
 }
 
-void Session::close_after_delay(std::string_view error_frame, Clock::duration delay) {
-    closing_ = true;  // reads no more; the connection waits only for the timer
-    auto timer = std::make_shared<asio::steady_timer>(socket_.get_executor(), delay);
-    timer->async_wait([self = shared_from_this(), timer, frame = std::string{error_frame}](
-                          const std::error_code&) { self->close_after_flush(frame); });
+void Session::start_draining() {
+    std::error_code ignored;
+    socket_.shutdown(Socket::shutdown_send, ignored);
+    phase_ = Phase::draining;
+    deadline_ = Clock::now() + kDrainTime;
+    wait_readable();
 }
 
-void Session::close_requested(std::string_view reason) {
+void Session::drain() {
+    const std::span<char> buffer = server_.read_buffer();
+    for (;;) {
+        std::error_code error;
+        socket_.read_some(asio::buffer(buffer.data(), buffer.size()), error);
+        if (error == asio::error::would_block || error == asio::error::try_again) {
+            wait_readable();
+            return;
+        }
+        if (error) {
+            close_socket();  // the peer closed (or broke) its side: done
+            return;
+        }
+    }
+}
+
+void Session::close_now(std::string_view reason) {
+    if (phase_ == Phase::closed) {
+        return;
+    }
     server_.logger().verbose("Closing a connection: ", reason);
     close_socket();
 }
 
-void Session::check_deadlines(TimePoint now) {
-    if (closed_) {
+void Session::check_deadline(TimePoint now) {
+    if (now < deadline_) {
         return;
     }
     const ServerOptions& options = server_.options();
-    const bool pending = client() == nullptr && !closing_;
-    if (pending && options.connect_timeout > Clock::duration::zero() &&
-        now - deadline_start_ >= options.connect_timeout) {
-        ++server_.stats().connect_timeouts;
-        server_.logger().error("Closing a connection that sent no valid CONNECT within ",
-                               seconds_text(options.connect_timeout));
-        close_after_flush("ERROR: No CONNECT <name> received within " +
-                          seconds_text(options.connect_timeout));
-        return;
-    }
-    if (write_in_flight_ && options.write_timeout > Clock::duration::zero() &&
-        now - deadline_start_ >= options.write_timeout) {
-        ++server_.stats().write_timeouts;
-        const std::string name = client() != nullptr ? client()->name() : std::string{"(pending)"};
-        server_.logger().error("Client '", name, "' stopped reading: a write is pending for ",
-                               seconds_text(now - deadline_start_), "; closing its connection");
-        lose("write timeout");
+    switch (phase_) {
+        case Phase::awaiting_connect:
+            ++server_.stats().connect_timeouts;
+            server_.logger().error("Closing a connection that sent no valid CONNECT within ",
+                                   seconds_text(options.connect_timeout));
+            close_after_flush("ERROR: No CONNECT <name> received within " +
+                              seconds_text(options.connect_timeout));
+            break;
+        case Phase::open:
+        case Phase::closing: {
+            ++server_.stats().write_timeouts;
+            const std::string name =
+                client() != nullptr ? client()->name() : std::string{"(no client)"};
+            server_.logger().error("Client '", name,
+                                   "' stopped reading: its write made no progress for ",
+                                   seconds_text(options.write_timeout), "; closing its connection");
+            lose("write timeout");
+            break;
+        }
+        case Phase::draining:
+            close_socket();
+            break;
+        case Phase::closed:
+            break;
     }
 }
 
 void Session::lose(std::string_view why) {
-    if (closed_) {
+    if (phase_ == Phase::closed) {
         return;
     }
     if (client() != nullptr) {
         server_.logger().verbose("Connection of client '", client()->name(), "' ended: ", why);
     }
     server_.broker().connection_closed(*this, Clock::now());
-    server_.schedule_expiry();
     close_socket();
+    server_.apply_effects();
 }
 
 void Session::close_socket() {
-    closed_ = true;
+    phase_ = Phase::closed;
+    deadline_ = TimePoint::max();
     std::error_code ignored;
     socket_.close(ignored);
 }

@@ -4,6 +4,8 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -16,22 +18,41 @@ namespace pubsubx::server {
 
 class Server;
 
+// How long a closing connection reads and discards what its peer still sends after our FIN.
+inline constexpr auto kDrainTime = std::chrono::seconds{1};
+
 // A socket bound to the io_context's own executor: 40 bytes smaller than one holding the
 // polymorphic any_io_executor, which counts with 10,000 idle connections.
 using Socket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
 
 class Session final : public std::enable_shared_from_this<Session>, public Connection {
   public:
-    Session(Socket socket, Server& server);
+    // A connection goes through these phases in order (some may be skipped); `deadline_`
+    // is the deadline of the current one.
+    enum class Phase : std::uint8_t {
+        awaiting_connect,  // no client yet; deadline: --connect-timeout from the accept
+        open,              // a client is attached; deadline: --write-timeout since the last
+                           // progress of the write in flight, if one is
+        closing,           // reads no more, writes what is left (an error frame); deadline: as open
+        draining,          // sent FIN; reads and discards until the peer closes, so that unread
+                           // input does not turn the close into a reset that loses the error
+                           // frame; deadline: kDrainTime
+        closed,
+    };
+
+    Session(Socket socket, Server& server, SourceAddress source);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
     void start();
-    void outbound_ready() override;
-    void close_requested(std::string_view reason) override;
-    // Closes the connection if it overran the connect or the write deadline.
-    void check_deadlines(TimePoint now);
+    // Starts a write of everything queued for this connection, unless one is in flight.
+    void flush();
+    // The core detached this connection's client: close at once, without telling the core.
+    void close_now(std::string_view reason);
+    // Closes the connection if it overran the deadline of its phase.
+    void check_deadline(TimePoint now);
+    Phase phase() const { return phase_; }
 
   private:
     friend class Server;  // links sessions into its list
@@ -40,15 +61,17 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     void wait_readable();
     void on_readable(const std::error_code& error);
     void handle_bytes(std::string_view bytes);
-    void flush();
+    void on_frame_too_long(TimePoint now);
+    void start_write();
     void on_written(const std::error_code& error, std::size_t written);
     // Stops reading, writes what is queued plus `error_frame` (if any), then closes.
     void close_after_flush(std::string_view error_frame);
-    // The same after `delay` (a refused secret is answered slowly).
-    void close_after_delay(std::string_view error_frame, Clock::duration delay);
+    void start_draining();
+    void drain();
     // The peer is gone or broken: its client becomes lost and the socket is closed now.
     void lose(std::string_view why);
     void close_socket();
+    void set_write_deadline(TimePoint now);
 
     Socket socket_;
     Server& server_;
@@ -56,17 +79,12 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     std::string writing_;  // the bytes of the write in flight
     // The error frame that goes out after everything queued when closing (rarely set).
     std::unique_ptr<std::string> closing_frame_;
-    // Pending (no client yet): when the connection was accepted. Otherwise: when the write in
-    // flight started. One field serves both deadlines: a pending connection writes nothing
-    // until it is closing, and then only its write deadline applies.
-    TimePoint deadline_start_;
+    TimePoint deadline_;
     Session* previous_session_ = nullptr;
     Session* next_session_ = nullptr;
-    bool listed_ = false;  // in the server's list (the server may be destroyed first)
+    Phase phase_ = Phase::awaiting_connect;
     bool write_in_flight_ = false;
-    bool flush_posted_ = false;
-    bool closing_ = false;
-    bool closed_ = false;
+    bool listed_ = false;  // in the server's list (the server may be destroyed first)
 };
 
 }  // namespace pubsubx::server

@@ -1,7 +1,10 @@
 // libFuzzer target: the frame splitter, the command parser and the broker core driven by an
-// arbitrary byte stream read as a little program for four simulated connections (feed bytes,
-// drop the connection, drain its queue, let time pass). Small limits make every limit path
-// reachable. After every step the core's invariants are checked; a broken one aborts.
+// arbitrary byte stream read as a little program for four simulated connections from two
+// sources (feed bytes, drop the connection, start a write, complete it, let time pass). The
+// simulation plays the server: it carries out the core's effects, arms the one expiry timer
+// and fires it when time passes it. Small limits make every limit path reachable. After every
+// step the core's invariants are checked, and so are the server's: a lost client always has
+// an expiry armed at or before its deadline; a connection the core closed has no client.
 //
 // Built with clang: meson setup build-fuzz -Dfuzz=true (see README). The same file is linked
 // into fuzz-replay, which runs the seed corpus as an ordinary test in every build.
@@ -11,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,7 +27,7 @@ using namespace pubsubx;
 using namespace std::chrono_literals;
 
 constexpr std::size_t kConnections = 4;
-constexpr std::size_t kMaxFrame = 512;
+constexpr std::size_t kMaxFrame = 512;  // beyond kMaxFrameBeforeConnect, so both apply
 
 // Frames that a random byte stream would rarely spell, so the fuzzer reaches deep states fast.
 constexpr std::array<std::string_view, 16> kCannedFrames{
@@ -46,11 +50,11 @@ constexpr std::array<std::string_view, 16> kCannedFrames{
 
 class FuzzConnection final : public Connection {
   public:
-    void outbound_ready() override {}
-    void close_requested(std::string_view) override { closed = true; }
+    explicit FuzzConnection(SourceAddress source) : Connection(source) {}
 
     FrameSplitter splitter{kMaxFrame};
     bool closed = false;
+    bool write_in_flight = false;
 };
 
 // Reads the program; past the end every read returns zeros and `done` turns true.
@@ -87,15 +91,15 @@ BrokerConfig small_limits() {
 class Simulation {
   public:
     Simulation() : logger_(LogLevel::quiet, null_file()), broker_(small_limits(), logger_) {
-        for (auto& connection : connections_) {
-            connection = std::make_unique<FuzzConnection>();
+        for (std::size_t i = 0; i < kConnections; ++i) {
+            connections_[i] = std::make_unique<FuzzConnection>(source_of(i));
         }
     }
 
     void step(Program& program) {
         const std::uint8_t op = program.byte();
         FuzzConnection& connection = fresh_if_closed(*connections_[op % kConnections]);
-        switch ((op / kConnections) % 5) {
+        switch ((op / kConnections) % 6) {
             case 0:
                 feed(connection, program.bytes(program.byte()));
                 break;
@@ -109,16 +113,24 @@ class Simulation {
                 broker_.connection_closed(connection, now_);
                 connection.closed = true;
                 break;
-            case 3: {
-                std::string written;
-                broker_.take_outbound(connection, written);
+            case 3:
+                if (!connection.write_in_flight) {
+                    std::string written;
+                    broker_.take_outbound(connection, written);
+                    connection.write_in_flight = !written.empty();
+                }
                 break;
-            }
             case 4:
-                now_ += std::chrono::milliseconds{100} * program.byte();
-                broker_.expire_lost_clients(now_);
+                if (connection.write_in_flight) {
+                    connection.write_in_flight = false;
+                    broker_.write_completed(connection, now_);
+                }
+                break;
+            case 5:
+                pass_time(std::chrono::milliseconds{100} * program.byte());
                 break;
         }
+        apply_effects();
         check();
     }
 
@@ -128,24 +140,63 @@ class Simulation {
         return file;
     }
 
+    static SourceAddress source_of(std::size_t slot) {
+        return SourceAddress::ipv4(0x7f000001U + static_cast<std::uint32_t>(slot % 2));
+    }
+
     // A closed connection is replaced by a new one, as a client would reconnect.
     FuzzConnection& fresh_if_closed(FuzzConnection& connection) {
         if (!connection.closed) {
             return connection;
         }
-        for (auto& slot : connections_) {
-            if (slot.get() == &connection) {
-                slot = std::make_unique<FuzzConnection>();
-                return *slot;
+        for (std::size_t i = 0; i < kConnections; ++i) {
+            if (connections_[i].get() == &connection) {
+                connections_[i] = std::make_unique<FuzzConnection>(source_of(i));
+                return *connections_[i];
             }
         }
         std::abort();
     }
 
+    // What the server does with the core's effects.
+    void apply_effects() {
+        broker_.take_effects(effects_);
+        for (const CloseRequest& request : effects_.close) {
+            auto& connection = static_cast<FuzzConnection&>(*request.connection);
+            if (connection.client() != nullptr) {
+                fail("the core closed a connection that still has a client");
+            }
+            connection.closed = true;
+        }
+        if (effects_.arm_expiry && (!armed_ || *effects_.arm_expiry < *armed_)) {
+            armed_ = effects_.arm_expiry;
+        }
+    }
+
+    // Time passes; the expiry timer fires when its time has come.
+    void pass_time(Clock::duration duration) {
+        now_ += duration;
+        if (armed_ && *armed_ <= now_) {
+            armed_.reset();
+            broker_.expire_lost_clients(now_);
+        }
+    }
+
+    [[noreturn]] static void fail(const char* what) {
+        std::fprintf(stderr, "%s\n", what);
+        std::abort();
+    }
+
     // What a session does with received bytes.
     void feed(FuzzConnection& connection, std::string_view bytes) {
+        if (connection.client() == nullptr) {
+            connection.splitter.set_max_frame(std::min(kMaxFrame, kMaxFrameBeforeConnect));
+        }
         const auto status = connection.splitter.feed(bytes, [&](std::string_view frame) {
             const FrameResult result = broker_.handle_frame(connection, frame, now_);
+            if (connection.client() != nullptr) {
+                connection.splitter.set_max_frame(kMaxFrame);
+            }
             if (result.next == FrameResult::Next::close) {
                 broker_.connection_closed(connection, now_);
                 connection.closed = true;
@@ -166,8 +217,17 @@ class Simulation {
             std::abort();
         }
         if (broker_.lost_client_count() > small_limits().max_lost_clients) {
-            std::fprintf(stderr, "more lost clients than the limit\n");
-            std::abort();
+            fail("more lost clients than the limit");
+        }
+        // Every lost client has an expiry armed at or before its deadline, and none is kept
+        // past it.
+        if (const auto next = broker_.next_expiry()) {
+            if (!armed_ || *armed_ > *next) {
+                fail("a lost client has no expiry armed at or before its deadline");
+            }
+            if (*next < now_ - small_limits().lost_timeout && !armed_) {
+                fail("a lost client outlived its deadline");
+            }
         }
     }
 
@@ -175,6 +235,8 @@ class Simulation {
     Broker broker_;
     std::array<std::unique_ptr<FuzzConnection>, kConnections> connections_;
     TimePoint now_{};
+    Effects effects_;
+    std::optional<TimePoint> armed_;  // the server's expiry timer
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -228,8 +229,8 @@ TEST_CASE("a peer that stops reading is lost after --write-timeout") {
     TestClient pub{server.port()};
     pub.connect_as("pub");
     publish_bulk(pub, 300, 60'000);  // far more than the socket buffers hold
-    CHECK(server.wait_for_output("ERROR: Client 'stalled' stopped reading: a write is pending for",
-                                 5000ms));
+    CHECK(server.wait_for_output(
+        "ERROR: Client 'stalled' stopped reading: its write made no progress", 5000ms));
     CHECK(server.wait_for_output("Client 'stalled' lost"));
     pub.barrier();
 }
@@ -275,15 +276,17 @@ TEST_CASE("a wrong secret gets 'Not authorized' and leaves the lost client's que
     pub.send_frame("PUBLISH t for the owner only");
     pub.barrier();
 
-    TestClient thief{server.port()};
+    TestClient thief{server.port(), 0, "127.0.0.2"};
     thief.send_frame("CONNECT sub guess");
     CHECK(thief.read_frame() == "ERROR: Not authorized");
     CHECK(thief.wait_closed());
-    TestClient no_secret{server.port()};
+    CHECK(server.wait_for_output(
+        "ERROR: Refused CONNECT 'sub' from 127.0.0.2: wrong secret; that source waits 0.1 s"));
+    TestClient no_secret{server.port(), 0, "127.0.0.3"};
+    std::this_thread::sleep_for(150ms);  // past the name's back-off, so this one is checked
     no_secret.send_frame("CONNECT sub");
     CHECK(no_secret.read_frame() == "ERROR: Not authorized");
-    CHECK(server.wait_for_output("ERROR: Refused CONNECT 'sub': wrong secret (1 failed attempt"));
-    CHECK(server.wait_for_output("ERROR: Refused CONNECT 'sub': no secret given (2 failed"));
+    CHECK(server.wait_for_output("ERROR: Refused CONNECT 'sub' from 127.0.0.3: no secret given"));
 
     TestClient owner{server.port()};
     owner.send_frame("CONNECT sub k3y");

@@ -181,10 +181,16 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args)
     port_ = static_cast<std::uint16_t>(std::stoi(output().substr(at)));
 }
 
-TestClient::TestClient(std::uint16_t port, int receive_buffer) {
+TestClient::TestClient(std::uint16_t port, int receive_buffer, const char* source) {
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (receive_buffer > 0) {
         setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    }
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    if (fd_ < 0 || inet_pton(AF_INET, source, &local.sin_addr) != 1 ||
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+        fail(std::string{"bind to "} + source);
     }
     sockaddr_in address{};
     address.sin_family = AF_INET;

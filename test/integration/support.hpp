@@ -67,8 +67,10 @@ class ServerProcess : public ChildProcess {
 class TestClient {
   public:
     // `receive_buffer` > 0 shrinks the socket's receive buffer, so that a client that does not
-    // read stalls the server's writes quickly.
-    explicit TestClient(std::uint16_t port, int receive_buffer = 0);
+    // read stalls the server's writes quickly. `source` is the loopback address to connect
+    // from (any of 127.0.0.0/8): the server tells clients apart by it.
+    explicit TestClient(std::uint16_t port, int receive_buffer = 0,
+                        const char* source = "127.0.0.1");
     ~TestClient();
     TestClient(const TestClient&) = delete;
     TestClient& operator=(const TestClient&) = delete;

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,17 +15,26 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// Stands in for the server: a connection that records what the core's effects ask of it.
 class FakeConnection final : public Connection {
   public:
-    explicit FakeConnection(Broker& broker) : broker_(broker) {}
-    void outbound_ready() override { ++ready_calls; }
-    void close_requested(std::string_view reason) override { close_reason = reason; }
+    explicit FakeConnection(Broker& broker, SourceAddress source = {})
+        : Connection(source), broker_(broker) {}
 
     FrameResult send(std::string_view frame, TimePoint now = TimePoint{}) {
-        return broker_.handle_frame(*this, frame, now);
+        FrameResult result = broker_.handle_frame(*this, frame, now);
+        apply_effects(broker_);
+        return result;
     }
-    // Everything the broker queued for this connection since the last call, as frames.
-    std::vector<std::string> received() {
+    // Everything the broker queued for this connection since the last call, as frames; the
+    // write completes at once (a reader that keeps up).
+    std::vector<std::string> received(TimePoint now = TimePoint{}) {
+        std::vector<std::string> frames = start_write();
+        broker_.write_completed(*this, now);
+        return frames;
+    }
+    // Takes the queue for a write that stays in flight until complete_write().
+    std::vector<std::string> start_write() {
         std::string bytes;
         broker_.take_outbound(*this, bytes);
         std::vector<std::string> frames;
@@ -35,7 +45,29 @@ class FakeConnection final : public Connection {
         });
         return frames;
     }
-    void lose(TimePoint now) { broker_.connection_closed(*this, now); }
+    void complete_write(TimePoint now) { broker_.write_completed(*this, now); }
+    void lose(TimePoint now) {
+        broker_.connection_closed(*this, now);
+        apply_effects(broker_);
+    }
+
+    // What the server would do with the effects: these fakes record them.
+    static void apply_effects(Broker& broker) {
+        Effects effects;
+        broker.take_effects(effects);
+        for (const CloseRequest& request : effects.close) {
+            static_cast<FakeConnection*>(request.connection)->close_reason = request.reason;
+        }
+        for (Connection* connection : effects.flush) {
+            ++static_cast<FakeConnection*>(connection)->ready_calls;
+        }
+        if (effects.arm_expiry) {
+            armed_expiry[&broker] =
+                std::min(armed_expiry[&broker].value_or(TimePoint::max()), *effects.arm_expiry);
+        }
+    }
+    // The expiry timer each broker asked for, as the server would have armed it.
+    static inline std::map<const Broker*, std::optional<TimePoint>> armed_expiry;
 
     int ready_calls = 0;
     std::string close_reason;  // set when the core asked to close this connection
@@ -43,6 +75,17 @@ class FakeConnection final : public Connection {
   private:
     Broker& broker_;
 };
+
+// The server's expiry timer firing: expires, then takes the effects (the next arming).
+void fire_expiry(Broker& broker, TimePoint now) {
+    FakeConnection::armed_expiry[&broker].reset();
+    broker.expire_lost_clients(now);
+    FakeConnection::apply_effects(broker);
+}
+
+SourceAddress address(std::uint32_t last_byte) {
+    return SourceAddress::ipv4(0x7f000000U | last_byte);
+}
 
 using Frames = std::vector<std::string>;
 
@@ -282,7 +325,7 @@ struct LimitFixture {
 }  // namespace
 
 TEST_CASE_FIXTURE(Fixture, "a client with a secret is restored only with the same secret") {
-    FakeConnection pub{broker}, sub{broker};
+    FakeConnection pub{broker}, sub{broker, address(1)};
     pub.send("CONNECT pub");
     sub.send("CONNECT sub s3cret");
     sub.send("SUBSCRIBE t");
@@ -290,39 +333,89 @@ TEST_CASE_FIXTURE(Fixture, "a client with a secret is restored only with the sam
     sub.lose(t0);
     pub.send("PUBLISH t kept");
 
-    FakeConnection thief{broker};
-    const FrameResult wrong = thief.send("CONNECT sub guess");
+    FakeConnection thief{broker, address(2)};
+    const FrameResult wrong = thief.send("CONNECT sub guess", t0);
     CHECK(wrong.next == FrameResult::Next::close);
     CHECK(wrong.error_frame == "ERROR: Not authorized");
-    CHECK(wrong.close_delay == 100ms);
-    FakeConnection thief2{broker};
-    CHECK(thief2.send("CONNECT sub").error_frame == "ERROR: Not authorized");
-    FakeConnection thief3{broker};
-    CHECK(thief3.send("CONNECT sub s3cre").close_delay == 400ms);  // slower each time
+    FakeConnection thief2{broker, address(3)};
+    CHECK(thief2.send("CONNECT sub", t0 + 1s).error_frame == "ERROR: Not authorized");
+    FakeConnection thief3{broker, address(4)};
+    CHECK(thief3.send("CONNECT sub s3cre", t0 + 2s).error_frame == "ERROR: Not authorized");
     CHECK(thief3.client() == nullptr);
     CHECK(broker.stats().auth_failures == 3);
 
     // The failures neither consumed nor wiped the queue.
-    FakeConnection owner{broker};
-    CHECK(owner.send("CONNECT sub s3cret").next == FrameResult::Next::read_more);
+    FakeConnection owner{broker, address(1)};
+    CHECK(owner.send("CONNECT sub s3cret", t0 + 2s).next == FrameResult::Next::read_more);
     CHECK(owner.received() == Frames{"RESTORED sub", "t", "t kept"});
 }
 
-TEST_CASE_FIXTURE(Fixture, "refusals slow down to at most five seconds") {
-    FakeConnection c{broker};
+TEST_CASE_FIXTURE(Fixture,
+                  "during a back-off the right secret gets the same answer as a wrong one") {
+    FakeConnection c{broker, address(1)};
     c.send("CONNECT c right");
     c.lose(t0);
-    Clock::duration last{};
+    FakeConnection guess{broker, address(2)};
+    CHECK(guess.send("CONNECT c wrong", t0).error_frame == "ERROR: Not authorized");
+    // From the same source within 100 ms: refused unchecked, whatever the secret.
+    FakeConnection right{broker, address(2)}, wrong{broker, address(2)};
+    const FrameResult with_right = right.send("CONNECT c right", t0 + 50ms);
+    const FrameResult with_wrong = wrong.send("CONNECT c wrong2", t0 + 50ms);
+    CHECK(with_right.next == FrameResult::Next::close);
+    CHECK(with_right.error_frame == with_wrong.error_frame);
+    CHECK(with_right.error_frame.starts_with("ERROR: Not authorized: too many failed attempts"));
+    CHECK(broker.find_client("c")->state() == ClientState::lost);
+    CHECK(broker.stats().auth_failures == 1);
+    CHECK(broker.stats().auth_throttled == 2);
+    // Another stranger's source is held back by the name's back-off too.
+    FakeConnection stranger{broker, address(3)};
+    CHECK(stranger.send("CONNECT c right", t0 + 50ms).next == FrameResult::Next::close);
+    // Once the back-off is over the right secret is checked again, and it resumes.
+    FakeConnection later{broker, address(2)};
+    CHECK(later.send("CONNECT c right", t0 + 100ms).next == FrameResult::Next::read_more);
+}
+
+TEST_CASE_FIXTURE(Fixture,
+                  "the back-off doubles per failure up to its ceiling and resets on success") {
+    FakeConnection c{broker, address(1)};
+    c.send("CONNECT c right");
+    c.lose(t0);
+    TimePoint now = t0;
+    TimePoint last_guess = t0;
     for (int i = 0; i < 12; ++i) {
-        FakeConnection guess{broker};
-        last = guess.send("CONNECT c wrong" + std::to_string(i)).close_delay;
+        FakeConnection guess{broker, address(2)};
+        const FrameResult result = guess.send("CONNECT c wrong", now);
+        CHECK(result.error_frame == "ERROR: Not authorized");  // each one was checked
+        last_guess = now;
+        now += 100ms * (1 << std::min(i, 9));  // waits out its back-off
     }
-    CHECK(last == 5s);
-    FakeConnection owner{broker};
-    owner.send("CONNECT c right");
-    owner.lose(t0);
-    FakeConnection after{broker};
-    CHECK(after.send("CONNECT c wrong").close_delay == 100ms);  // a resume resets the count
+    now = last_guess;
+    // The source now waits 30 s (its ceiling).
+    FakeConnection early{broker, address(2)};
+    CHECK(early.send("CONNECT c wrong", now + 29s)
+              .error_frame.starts_with("ERROR: Not authorized: too many failed attempts"));
+    FakeConnection owner{broker, address(2)};
+    CHECK(owner.send("CONNECT c right", now + 30s).next == FrameResult::Next::read_more);
+    owner.lose(now + 30s);
+    FakeConnection after{broker, address(2)};
+    after.send("CONNECT c wrong", now + 30s);
+    FakeConnection retry{broker, address(2)};  // a resume reset the count: 100 ms again
+    CHECK(retry.send("CONNECT c right", now + 30s + 100ms).next == FrameResult::Next::read_more);
+}
+
+TEST_CASE_FIXTURE(Fixture, "a stranger hammering wrong secrets does not lock the owner out") {
+    FakeConnection c{broker, address(1)};
+    c.send("CONNECT c right");
+    c.lose(t0);
+    // Wrong guesses from many sources keep the name's back-off going...
+    for (std::uint32_t i = 0; i < 50; ++i) {
+        FakeConnection guess{broker, address(10 + i)};
+        guess.send("CONNECT c wrong", t0 + std::chrono::milliseconds{i});
+    }
+    // ...but the owner, from where it last connected, is checked at once.
+    FakeConnection owner{broker, address(1)};
+    CHECK(owner.send("CONNECT c right", t0 + 60ms).next == FrameResult::Next::read_more);
+    CHECK(owner.received().front() == "RESTORED c");
 }
 
 TEST_CASE_FIXTURE(Fixture, "the right secret takes over a half-open connection") {
@@ -335,12 +428,12 @@ TEST_CASE_FIXTURE(Fixture, "the right secret takes over a half-open connection")
 
     FakeConnection no_secret{broker};
     CHECK(no_secret.send("CONNECT sub").error_frame == "ERROR: Name already taken");
-    FakeConnection wrong{broker};
+    FakeConnection wrong{broker, address(9)};
     CHECK(wrong.send("CONNECT sub nope").error_frame == "ERROR: Not authorized");
     CHECK(old.close_reason.empty());
 
     FakeConnection fresh{broker};
-    CHECK(fresh.send("CONNECT sub key").next == FrameResult::Next::read_more);
+    CHECK(fresh.send("CONNECT sub key", t0 + 1s).next == FrameResult::Next::read_more);
     CHECK_FALSE(old.close_reason.empty());
     CHECK(old.client() == nullptr);
     CHECK(fresh.received() == Frames{"RESTORED sub", "t", "t unread"});
@@ -419,7 +512,7 @@ TEST_CASE_FIXTURE(LimitFixture, "subscriptions per client are limited; 0 means n
         c.send("SUBSCRIBE b");  // already subscribed: not an error
         c.send("SUBSCRIBE c");
         CHECK(c.received() == Frames{"ERROR: Too many subscriptions (the limit is 2 per client)"});
-        CHECK(c.client()->topics().size() == 2);
+        CHECK(c.client()->subscriptions().size() == 2);
         c.send("UNSUBSCRIBE a");
         c.send("SUBSCRIBE c");
         CHECK(c.received().empty());
@@ -577,7 +670,7 @@ TEST_CASE_FIXTURE(LimitFixture, "a consumer whose queue stays full past the grac
     CHECK(slow.close_reason.empty());
     CHECK(b.find_client("slow")->connected());
     pub.send("PUBLISH t newest" + payload, t0 + 2s);
-    CHECK(slow.close_reason == "slow consumer");
+    CHECK(slow.close_reason == "cut off");
     CHECK(slow.client() == nullptr);
     CHECK(b.stats().slow_consumers_cut == 1);
     CHECK(b.lost_client_count() == 1);
@@ -630,7 +723,206 @@ TEST_CASE_FIXTURE(LimitFixture, "a slow consumer that publishes is cut off safel
     for (int i = 0; i < 20; ++i) {
         me.send("PUBLISH t " + std::string(100, 'p'), t0 + std::chrono::seconds{i});
     }
-    CHECK(me.close_reason == "slow consumer");
+    CHECK(me.close_reason == "cut off");
     CHECK(b.find_client("me") == nullptr);
     CHECK(b.topic_count() == 0);
+}
+
+TEST_CASE_FIXTURE(Fixture, "an earlier client's loss never expires a later client of that name") {
+    FakeConnection first{broker};
+    first.send("CONNECT x");
+    first.lose(t0);  // would expire at t0 + 10 s
+    FakeConnection back{broker};
+    back.send("CONNECT x", t0 + 1s);
+    back.send("DISCONNECT", t0 + 2s);
+    FakeConnection second{broker};
+    second.send("CONNECT x", t0 + 8s);
+    second.lose(t0 + 8s);  // a new client: expires at t0 + 18 s
+    fire_expiry(broker, t0 + 10s);
+    CHECK(broker.find_client("x") != nullptr);
+    fire_expiry(broker, t0 + 18s - 1ns);
+    CHECK(broker.find_client("x") != nullptr);
+    fire_expiry(broker, t0 + 18s);
+    CHECK(broker.find_client("x") == nullptr);
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "the lost-client limit evicts the longest lost, not a namesake") {
+    config.max_lost_clients = 2;
+    Broker& b = make();
+    FakeConnection x{b};
+    x.send("CONNECT x");
+    x.lose(t0);
+    FakeConnection x_back{b};
+    x_back.send("CONNECT x", t0 + 1s);
+    x_back.send("DISCONNECT", t0 + 1s);
+    for (const char* name : {"y", "x", "z"}) {  // x again: a new client, lost after y
+        FakeConnection c{b};
+        c.send(std::string{"CONNECT "} + name, t0 + 2s);
+        c.lose(t0 + 2s);
+    }
+    CHECK(b.find_client("y") == nullptr);  // the longest lost
+    CHECK(b.find_client("x") != nullptr);
+    CHECK(b.find_client("z") != nullptr);
+}
+
+TEST_CASE_FIXTURE(Fixture, "a name that flaps leaves one lost record, whatever the count") {
+    for (int i = 0; i < 1000; ++i) {
+        FakeConnection c{broker};
+        c.send("CONNECT flap", t0 + std::chrono::milliseconds{i});
+        c.lose(t0 + std::chrono::milliseconds{i});
+    }
+    CHECK(broker.lost_client_count() == 1);
+    CHECK(broker.check_consistency().empty());
+    CHECK(broker.find_client("flap")->lost_record()->deadline == t0 + 999ms + 10s);
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "every loss leaves the server an expiry to arm") {
+    config.slow_consumer_grace = 1s;
+    Broker& b = make();
+    FakeConnection pub{b}, slow{b};
+    pub.send("CONNECT pub");
+    slow.send("CONNECT slow");
+    slow.send("SUBSCRIBE t");
+    for (int i = 0; i < 30; ++i) {  // overflows, then past the grace: cut off, not by its socket
+        pub.send("PUBLISH t " + std::string(100, 'p'), t0 + std::chrono::milliseconds{100 * i});
+    }
+    REQUIRE(b.lost_client_count() == 1);
+    const TimePoint deadline = *b.next_expiry();
+    REQUIRE(FakeConnection::armed_expiry[&b].has_value());
+    CHECK(*FakeConnection::armed_expiry[&b] <= deadline);
+    fire_expiry(b, deadline);
+    CHECK(b.find_client("slow") == nullptr);
+    CHECK(b.check_consistency().empty());
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "control frames are never dropped by the global cap") {
+    config.max_queue_bytes = 0;
+    config.max_total_queue_bytes = 1000;
+    config.max_topic_length = 4;
+    Broker& b = make();
+    FakeConnection pub{b}, hog{b};
+    pub.send("CONNECT pub");
+    pub.received();
+    hog.send("CONNECT hog");
+    hog.send("SUBSCRIBE t");
+    hog.received();
+    for (int i = 0; i < 20; ++i) {  // a connected client that does not read fills the cap
+        pub.send("PUBLISH t " + std::string(100, 'p'));
+    }
+    CHECK(b.total_queued_bytes() >= 900);
+    FakeConnection late{b};
+    late.send("CONNECT late");
+    late.send("SUBSCRIBE too-long");
+    CHECK(late.received() ==
+          Frames{"OK: Conn accepted", "ERROR: Topic too long (the limit is 4 bytes)"});
+    hog.send("SUBSCRIBE too-long");
+    const Frames hog_frames = hog.received();
+    REQUIRE_FALSE(hog_frames.empty());
+    CHECK(hog_frames.front() == "ERROR: Topic too long (the limit is 4 bytes)");
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "bytes in a write in flight count against the client's bound") {
+    config.max_queue_bytes = 1000;
+    Broker& b = make();
+    FakeConnection pub{b}, sub{b};
+    pub.send("CONNECT pub");
+    pub.received();
+    sub.send("CONNECT sub");
+    sub.send("SUBSCRIBE t");
+    sub.received();
+    const std::string payload(95, 'p');  // 100-byte frames
+    for (int i = 0; i < 10; ++i) {
+        pub.send("PUBLISH t " + payload);
+    }
+    CHECK(sub.start_write().size() == 10);  // 1000 bytes in flight, none acknowledged
+    for (int i = 0; i < 10; ++i) {
+        pub.send("PUBLISH t " + payload);
+    }
+    CHECK(b.find_client("sub")->held_message_bytes() <= 1000);
+    CHECK(b.total_queued_bytes() <= 1000);
+    sub.complete_write(t0);
+    CHECK(b.total_queued_bytes() == 0);
+    CHECK(b.check_consistency().empty());
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "a write that starts does not end an overflow episode") {
+    config.slow_consumer_grace = 2s;
+    Broker& b = make();
+    FakeConnection pub{b}, sub{b};
+    pub.send("CONNECT pub");
+    sub.send("CONNECT sub");
+    sub.send("SUBSCRIBE t");
+    sub.received();
+    const std::string payload(95, 'p');
+    for (int i = 0; i < 12; ++i) {  // overflows at t0
+        pub.send("PUBLISH t " + payload, t0);
+    }
+    sub.start_write();  // a reader slower than the publishers: its write never completes
+    for (int i = 0; i < 12; ++i) {
+        pub.send("PUBLISH t " + payload, t0 + 1s);
+    }
+    CHECK(sub.close_reason.empty());
+    pub.send("PUBLISH t " + payload, t0 + 2s);  // the grace ran from the first drop
+    CHECK(sub.close_reason == "cut off");
+    CHECK(b.stats().slow_consumers_cut == 1);
+}
+
+TEST_CASE_FIXTURE(LimitFixture,
+                  "a lost client gets the newest message when lost clients fill their share") {
+    config.max_queue_bytes = 0;
+    config.max_total_queue_bytes = 1000;  // lost clients: 750 bytes
+    Broker& b = make();
+    FakeConnection pub{b};
+    pub.send("CONNECT pub");
+    for (const char* name : {"old", "new"}) {
+        FakeConnection c{b};
+        c.send(std::string{"CONNECT "} + name);
+        c.send(std::string{"SUBSCRIBE "} + name);
+        c.lose(t0);
+    }
+    const std::string payload(95, 'p');
+    for (int i = 0; i < 10; ++i) {
+        pub.send("PUBLISH old " + std::to_string(i) + payload.substr(1));  // 102 bytes each
+    }
+    pub.send("PUBLISH new newest");
+    FakeConnection back{b};
+    back.send("CONNECT new");
+    CHECK(back.received() == Frames{"RESTORED new", "new", "new newest"});
+    CHECK(b.check_consistency().empty());
+}
+
+TEST_CASE_FIXTURE(Fixture, "40,000 subscribers of one topic expire together, each in O(1)") {
+    config.max_lost_clients = 0;
+    Broker b{config, logger};
+    for (int i = 0; i < 40'000; ++i) {
+        FakeConnection c{b};
+        c.send("CONNECT s" + std::to_string(i));
+        c.send("SUBSCRIBE t");
+        c.send("SUBSCRIBE u" + std::to_string(i % 7));
+        c.lose(t0);
+    }
+    CHECK(b.find_topic("t")->subscribers.size() == 40'000);
+    CHECK(b.check_consistency().empty());
+    fire_expiry(b, t0 + 10s);
+    CHECK(b.client_count() == 0);
+    CHECK(b.topic_count() == 0);
+}
+
+TEST_CASE_FIXTURE(Fixture, "unsubscribing from the middle keeps both links right") {
+    std::vector<std::unique_ptr<FakeConnection>> subs;
+    for (int i = 0; i < 5; ++i) {
+        subs.push_back(std::make_unique<FakeConnection>(broker));
+        subs.back()->send("CONNECT s" + std::to_string(i));
+        for (const char* topic : {"a", "b", "c"}) {
+            subs.back()->send(std::string{"SUBSCRIBE "} + topic);
+        }
+    }
+    subs[1]->send("UNSUBSCRIBE b");
+    subs[3]->send("UNSUBSCRIBE a");
+    subs[0]->send("DISCONNECT");
+    CHECK(broker.check_consistency().empty());
+    subs[1]->lose(t0);
+    FakeConnection back{broker};
+    back.send("CONNECT s1");
+    CHECK(back.received() == Frames{"RESTORED s1", "a c"});
 }

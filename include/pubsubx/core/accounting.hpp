@@ -1,0 +1,87 @@
+// Accounting: every byte the broker holds for a client, queued or in a write in flight,
+// against the per-client bound, the global cap and the lost clients' share of it; drops, the
+// overflow episodes of each client and the slow consumers they reveal.
+#pragma once
+
+#include <cstddef>
+#include <list>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pubsubx/core/client.hpp"
+#include "pubsubx/core/config.hpp"
+#include "pubsubx/core/effects.hpp"
+#include "pubsubx/log.hpp"
+
+namespace pubsubx {
+
+// A connected client the core must cut off once the current frame is handled (never in the
+// middle of a fan-out, which walks a topic's subscribers).
+struct CutOff {
+    Client* client;
+    enum class Why { slow_consumer, control_backlog } why;
+};
+
+class QueueAccounting {
+  public:
+    // Unsent control frames a connected client may pile up (it sends commands that earn error
+    // frames and never reads them); beyond it the client is cut off.
+    static constexpr std::size_t kMaxControlBacklog = 64 * 1024;
+
+    QueueAccounting(const BrokerConfig& config, Logger& logger, BrokerStats& stats,
+                    Effects& effects);
+
+    // Queues one encoded message for `client` within every bound, dropping the oldest
+    // messages (its own first, then those of the longest-lost clients when a cap is the
+    // limit) so that the newest is kept.
+    void deliver(Client& client, std::string_view encoded_frame, TimePoint now);
+    // Queues control frames for a connected client: never dropped by any bound.
+    void deliver_control(Client& client, std::string_view encoded_frames);
+
+    // Moves the client's queue into `out` for writing; the bytes stay held until written.
+    void take_for_write(Client& client, std::string& out);
+    // The write in flight completed: its bytes are no longer held.
+    void write_completed(Client& client, TimePoint now);
+
+    // The lifecycle's edges, for the bytes each one moves.
+    void client_detached(Client& client, bool becomes_lost);
+    void client_attached(Client& client, bool was_lost, TimePoint now);
+    void client_removed(Client& client);
+
+    std::vector<CutOff> take_cut_offs();
+    bool has_cut_offs() const { return !cut_offs_.empty(); }
+
+    std::size_t total_bytes() const { return total_bytes_; }
+    std::size_t lost_bytes() const { return lost_bytes_; }
+    // Lost clients together get at most three quarters of the global cap, so that clients
+    // that vanished (or were made to vanish in numbers by an attacker) cannot starve the
+    // connected ones.
+    std::size_t lost_clients_share_of_cap() const;
+    std::string check_consistency(std::size_t held, std::size_t lost_held,
+                                  std::size_t lost_holders) const;
+
+  private:
+    std::size_t bound_for(const Client& client) const;
+    bool make_room_elsewhere(const Client& client, std::size_t frame_size, TimePoint now);
+    void count_drops(Client& client, std::size_t dropped, bool capped, TimePoint now);
+    void track_holder(Client& client);
+    void untrack_holder(Client& client);
+    void changed(Client& client, std::size_t before);
+    void released();
+
+    const BrokerConfig& config_;
+    Logger& logger_;
+    BrokerStats& stats_;
+    Effects& effects_;
+    std::size_t queue_bound_;  // config_.max_queue_bytes, with 0 (no limit) as the largest
+    std::size_t total_bytes_ = 0;
+    std::size_t lost_bytes_ = 0;  // the part of total_bytes_ lost clients hold
+    // Lost clients holding messages, longest-holding first: they give up their oldest when a
+    // cap leaves no room for a newer message.
+    std::list<Client*> holders_;
+    bool global_cap_reached_ = false;  // for one log line per episode
+    std::vector<CutOff> cut_offs_;
+};
+
+}  // namespace pubsubx

@@ -1,0 +1,152 @@
+// The records the core keeps: a client by name, its subscriptions, and the connection it is
+// attached to while connected. Plain data; the rooms of the core (routing, accounting,
+// lifecycle, admission) change them, each its own fields.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pubsubx/outbound_queue.hpp"
+
+namespace pubsubx {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+
+class Client;
+struct Topic;
+class Broker;
+class Lifecycle;
+class Routing;
+class QueueAccounting;
+class AdmissionControl;
+
+// Where a connection comes from: an IPv6 address (IPv4 as ::ffff:a.b.c.d), without the port.
+// The secret back-off is kept per source (docs/robustness.md).
+struct SourceAddress {
+    std::array<std::uint8_t, 16> bytes{};
+
+    static SourceAddress ipv4(std::uint32_t host_order);
+    bool operator==(const SourceAddress&) const = default;
+    // "127.0.0.1" or "2001:db8::1" (shortened only by dropping leading zeros).
+    std::string text() const;
+};
+
+// One network connection as the core sees it. The server's session derives from it; the core
+// never calls into it: what the connection must do comes back as effects (effects.hpp).
+class Connection {
+  public:
+    Client* client() const { return client_; }
+    const SourceAddress& source() const { return source_; }
+
+  protected:
+    explicit Connection(SourceAddress source = {}) : source_(source) {}
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+    ~Connection() = default;
+
+  private:
+    friend class Lifecycle;
+    Client* client_ = nullptr;  // null while pending (no CONNECT yet) and once detached
+    SourceAddress source_;
+};
+
+// A client has a name from its CONNECT on; before that its connection is pending. It changes
+// state only through Lifecycle, which does all the accounting of each edge.
+enum class ClientState : std::uint8_t {
+    connected,  // attached to a connection
+    lost,       // the connection ended without DISCONNECT: kept until its deadline
+    removed,    // DISCONNECT, expiry or eviction: about to be destroyed
+};
+
+std::string_view state_name(ClientState state);
+
+// One subscription of a client: the topic, and where the client sits among its subscribers,
+// so that leaving a topic is O(1) however many subscribers it has.
+struct Subscription {
+    Topic* topic;
+    std::uint32_t slot;  // index in topic->subscribers
+};
+
+struct Subscriber {
+    Client* client;
+    std::uint32_t subscription;  // index in client->subscriptions()
+};
+
+struct Topic {
+    std::string_view name;  // views the key of the topic map, stable while it exists
+    std::vector<Subscriber> subscribers;
+};
+
+// What the lifecycle keeps of a lost client: the list of these is in order of loss, which is
+// also the order of deadlines (every loss gets the same retention period).
+struct LostRecord {
+    Client* client;
+    std::uint64_t loss_id;  // broker-wide, ascending: names one loss of one client
+    TimePoint lost_at;
+    TimePoint deadline;
+    bool holds_bytes = false;  // listed among the lost clients that can give up queued bytes
+    std::list<Client*>::iterator holder;
+};
+
+// A client by name. The record outlives its connections: while lost it keeps its
+// subscriptions and its queue, and a restore only re-attaches a connection.
+class Client {
+  public:
+    explicit Client(std::string name) : name_(std::move(name)) {}
+
+    const std::string& name() const { return name_; }
+    ClientState state() const { return state_; }
+    bool connected() const { return state_ == ClientState::connected; }
+    Connection* connection() const { return connection_; }
+    const std::vector<Subscription>& subscriptions() const { return subscriptions_; }
+    const OutboundQueue& outbound() const { return outbound_; }
+    // Bytes taken for the write in flight: still held for this client until it completes.
+    std::size_t in_flight_bytes() const { return in_flight_bytes_; }
+    std::size_t held_bytes() const { return outbound_.size() + in_flight_bytes_; }
+    // Message bytes held, queued or in flight: what max_queue_bytes bounds.
+    std::size_t held_message_bytes() const {
+        return outbound_.message_bytes() + in_flight_bytes_ - in_flight_control_bytes_;
+    }
+    const LostRecord* lost_record() const {
+        return state_ == ClientState::lost ? &*lost_ : nullptr;
+    }
+
+  private:
+    friend class Lifecycle;
+    friend class Routing;
+    friend class QueueAccounting;
+    friend class AdmissionControl;
+    friend class Broker;
+
+    std::string name_;
+    Connection* connection_ = nullptr;         // set exactly while connected
+    std::vector<Subscription> subscriptions_;  // in subscription order: RESTORED lists them so
+    OutboundQueue outbound_;
+    std::size_t in_flight_bytes_ = 0;
+    std::unique_ptr<const std::string> secret_;  // null: anyone may resume this client
+    std::list<LostRecord>::iterator lost_;       // valid exactly while lost
+    TimePoint overflow_since_{};                 // first drop of the current overflow episode
+    std::uint32_t dropped_in_episode_ = 0;
+    std::uint32_t in_flight_control_bytes_ = 0;  // the control frames in in_flight_bytes_
+    ClientState state_ = ClientState::connected;
+    bool listed_slow_ = false;      // waiting to be cut off as a slow consumer
+    SourceAddress trusted_source_;  // where its last successful CONNECT came from
+};
+
+// Lets the maps keyed by std::string be searched with a string_view, without a copy.
+struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const noexcept {
+        return std::hash<std::string_view>{}(text);
+    }
+};
+
+}  // namespace pubsubx

@@ -1,0 +1,55 @@
+// The core's limits (docs/robustness.md) and its counters.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "pubsubx/core/client.hpp"
+
+namespace pubsubx {
+
+// For every count and size, 0 means "no limit".
+struct BrokerConfig {
+    // How long a lost client's subscriptions and queue are kept; zero keeps nothing.
+    Clock::duration lost_timeout = std::chrono::seconds{60};
+    // Per client, queued plus in flight; when full the oldest messages are dropped.
+    std::size_t max_queue_bytes = 1024 * 1024;
+    std::size_t max_total_queue_bytes = 1024 * 1024 * 1024;  // over all clients
+    std::size_t max_topics_per_client = 10'000;
+    std::size_t max_topic_length = 1024;
+    std::size_t max_lost_clients = 100'000;  // beyond it the longest-lost one is removed
+    // A connected client whose queue overflows for this long is cut off (it becomes lost);
+    // zero: never.
+    Clock::duration slow_consumer_grace = std::chrono::seconds{10};
+    // Refuse CONNECTs without a secret.
+    bool require_secret = false;
+};
+
+struct BrokerStats {
+    std::uint64_t published = 0;
+    std::uint64_t delivered = 0;           // messages put into subscribers' queues
+    std::uint64_t dropped = 0;             // frames dropped from full queues, for any reason
+    std::uint64_t dropped_global_cap = 0;  // of those, dropped because of the global cap
+    std::uint64_t clients_lost = 0;
+    std::uint64_t clients_restored = 0;
+    std::uint64_t clients_expired = 0;
+    std::uint64_t lost_clients_evicted = 0;  // removed early: too many lost clients
+    std::uint64_t slow_consumers_cut = 0;
+    std::uint64_t control_backlog_cut = 0;  // never read their error frames
+    std::uint64_t sessions_taken_over = 0;
+    std::uint64_t auth_failures = 0;   // wrong or missing secrets
+    std::uint64_t auth_throttled = 0;  // CONNECTs refused unchecked during a back-off
+    std::uint64_t topics_refused = 0;  // invalid, too long, or over the per-client limit
+    // First frames that were not a valid CONNECT (garbage, a bad name or secret).
+    std::uint64_t bad_connects = 0;
+};
+
+// "2.5 s": a duration as the logs and error frames print it.
+std::string seconds_text(Clock::duration duration);
+
+// The counters as one `name=value ...` line, for logs and scripts.
+std::string describe(const BrokerStats& stats);
+
+}  // namespace pubsubx

@@ -1,0 +1,36 @@
+// What the core asks of the I/O layer. The core never touches a socket or a timer: its calls
+// record effects here and the server carries them out in one place after every call, so no
+// decision of the core (close that connection, arm expiry for T) can be forgotten.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pubsubx/core/client.hpp"
+
+namespace pubsubx {
+
+struct CloseRequest {
+    Connection* connection;
+    std::string reason;  // for the log
+};
+
+struct Effects {
+    // Connections whose client's queue went from empty to non-empty: start a write.
+    std::vector<Connection*> flush;
+    // Connections the core detached from their client (a takeover, a slow consumer): close
+    // them now, without telling the core; what was queued stays with the client.
+    std::vector<CloseRequest> close;
+    // Arm the expiry timer for this time (or earlier), then call expire_lost_clients then.
+    std::optional<TimePoint> arm_expiry;
+
+    bool empty() const { return flush.empty() && close.empty() && !arm_expiry; }
+    void clear() {
+        flush.clear();
+        close.clear();
+        arm_expiry.reset();
+    }
+};
+
+}  // namespace pubsubx
