@@ -229,9 +229,9 @@ void Broker::take_outbound(Connection& connection, std::string& out) {
     accounting_.take_for_write(*client, out);
 }
 
-void Broker::write_completed(Connection& connection, TimePoint now) {
+void Broker::write_completed(Connection& connection, TimePoint now, std::size_t socket_unsent) {
     if (Client* const client = connection.client()) {
-        accounting_.write_completed(*client, now);
+        accounting_.write_completed(*client, now, socket_unsent);
     }
 }
 

@@ -85,6 +85,33 @@ std::size_t OutboundQueue::take_all(std::string& out) {
     return control;
 }
 
+std::size_t OutboundQueue::take_up_to(std::string& out, std::size_t max_bytes) {
+    if (message_bytes() <= max_bytes) {
+        return take_all(out);
+    }
+    out.clear();
+    const std::size_t control = control_bytes();
+    if (control_ != nullptr) {
+        out.swap(*control_);
+        control_.reset();
+    }
+    // The end of the last whole message within max_bytes, or of the first one.
+    const std::string_view queued = std::string_view{bytes_}.substr(head_);
+    std::size_t end = 0;
+    for (std::size_t at = find_delimiter(queued); at != std::string_view::npos;
+         at = find_delimiter(queued, at + kDelimiter.size())) {
+        const std::size_t frame_end = at + kDelimiter.size();
+        if (frame_end > max_bytes && end > 0) {
+            break;
+        }
+        end = frame_end;
+    }
+    out.append(queued.substr(0, end));
+    head_ += end;
+    compact_if_worthwhile();
+    return control;
+}
+
 void OutboundQueue::clear() {
     bytes_.clear();
     head_ = 0;

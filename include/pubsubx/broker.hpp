@@ -44,7 +44,10 @@ class Broker {
     // Moves the connection's queued frames into `out` for writing; they stay counted against
     // the client's bounds until write_completed.
     void take_outbound(Connection& connection, std::string& out);
-    void write_completed(Connection& connection, TimePoint now);
+    // `socket_unsent` is what the socket still holds unsent or unacknowledged, asked only
+    // while the client's queue overflows (Client::in_overflow): an overflow episode ends
+    // only once that is small too.
+    void write_completed(Connection& connection, TimePoint now, std::size_t socket_unsent = 0);
     // The connection went idle: its client's queue gives its buffer back.
     void release_idle_memory(Connection& connection);
     // Removes the lost clients whose retention period ended by `now` (the expiry timer).

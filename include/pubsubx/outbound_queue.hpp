@@ -56,6 +56,9 @@ class OutboundQueue {
     // Returns how many of the bytes are control frames. Buffers are swapped where possible, so
     // both sides keep their capacity for the next round.
     std::size_t take_all(std::string& out);
+    // The same for at most `max_bytes` of messages (whole ones, at least one): the rest stays
+    // queued.
+    std::size_t take_up_to(std::string& out, std::size_t max_bytes);
     void clear();
     // Gives the buffer's memory back when it is empty and larger than an idle client needs.
     void release_memory_if_empty();

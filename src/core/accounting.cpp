@@ -101,19 +101,25 @@ void QueueAccounting::deliver_control(Client& client, std::string_view encoded_f
     }
 }
 
+// A write takes at most half the client's bound, so that the newest messages always find room
+// beside the write in flight instead of being dropped until it completes.
 void QueueAccounting::take_for_write(Client& client, std::string& out) {
-    const std::size_t control = client.outbound_.take_all(out);
+    const std::size_t control = client.outbound_.take_up_to(out, queue_bound_ / 2);
     client.in_flight_bytes_ += out.size();
     client.in_flight_control_bytes_ += static_cast<std::uint32_t>(control);
+    client.dropped_at_write_start_ = client.dropped_in_episode_;
 }
 
-void QueueAccounting::write_completed(Client& client, TimePoint now) {
+void QueueAccounting::write_completed(Client& client, TimePoint now, std::size_t socket_unsent) {
     total_bytes_ -= client.in_flight_bytes_;
     client.in_flight_bytes_ = 0;
     client.in_flight_control_bytes_ = 0;
     released();
-    // An overflow episode ends only when everything is out, not when a write starts.
-    if (client.dropped_in_episode_ > 0 && client.outbound_.empty()) {
+    // An overflow episode ends only when everything is out and nothing was dropped while it
+    // went out, not when a write starts.
+    if (client.dropped_in_episode_ > 0 && client.outbound_.empty() &&
+        client.dropped_in_episode_ == client.dropped_at_write_start_ &&
+        socket_unsent <= kCaughtUpSocketBytes) {
         logger_.info("Client '", client.name_, "' caught up after ",
                      seconds_text(now - client.overflow_since_), "; ", client.dropped_in_episode_,
                      " message(s) were dropped while its queue was full");

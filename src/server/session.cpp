@@ -1,7 +1,9 @@
 #include "session.hpp"
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -202,7 +204,7 @@ void Session::on_written(const std::error_code& error, std::size_t written) {
         lose(error.message());
         return;
     }
-    server_.broker().write_completed(*this, Clock::now());
+    server_.broker().write_completed(*this, Clock::now(), socket_unsent());
     writing_.clear();
     start_write();
     if (!write_in_flight_ && (writing_.capacity() > kIdleWriteCapacity || client() == nullptr ||
@@ -214,6 +216,16 @@ void Session::on_written(const std::error_code& error, std::size_t written) {
     if (server_.broker().has_effects()) {
         server_.apply_effects();
     }
+}
+
+// Only a client whose queue overflows needs this (one ioctl); others report 0.
+std::size_t Session::socket_unsent() {
+    int unsent = 0;
+    if (client() == nullptr || !client()->in_overflow() ||
+        ::ioctl(socket_.native_handle(), SIOCOUTQ, &unsent) != 0) {
+        return 0;
+    }
+    return static_cast<std::size_t>(unsent);
 }
 
 void Session::close_after_flush(std::string_view error_frame) {

@@ -72,6 +72,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     void lose(std::string_view why);
     void close_socket();
     void set_write_deadline(TimePoint now);
+    std::size_t socket_unsent();
 
     Socket socket_;
     Server& server_;

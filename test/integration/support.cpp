@@ -253,6 +253,22 @@ bool TestClient::receive(Millis timeout) {
     return true;
 }
 
+std::size_t TestClient::read_slowly(std::size_t max_bytes, Millis timeout) {
+    pollfd ready{fd_, POLLIN, 0};
+    if (peer_closed_ || poll(&ready, 1, static_cast<int>(timeout.count())) <= 0) {
+        return 0;
+    }
+    std::string buffer(max_bytes, '\0');
+    const ssize_t count = recv(fd_, buffer.data(), buffer.size(), 0);
+    if (count <= 0) {
+        peer_closed_ = true;
+        return 0;
+    }
+    splitter_.feed({buffer.data(), static_cast<std::size_t>(count)},
+                   [](std::string_view) { return true; });
+    return static_cast<std::size_t>(count);
+}
+
 std::optional<std::string> TestClient::read_frame(Millis timeout) {
     const auto deadline = SteadyClock::now() + timeout;
     while (frames_.empty()) {

@@ -82,6 +82,11 @@ class TestClient {
     // True when the server closes the connection within `timeout` (frames before that are
     // collected and can still be read).
     bool wait_closed(Millis timeout = 3000ms);
+    // Reads at most `max_bytes` of whatever has arrived (waiting up to `timeout`), as a slow
+    // reader would; the frames it completes are dropped. Returns the bytes read.
+    std::size_t read_slowly(std::size_t max_bytes, Millis timeout);
+    // Frames received and not read yet.
+    std::size_t frames_waiting() const { return frames_.size(); }
     // Ends the connection without DISCONNECT: a FIN, or a reset when `reset` is set.
     void drop(bool reset = false);
     // Sends CONNECT and expects the accept reply.

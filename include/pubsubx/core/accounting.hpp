@@ -41,8 +41,12 @@ class QueueAccounting {
 
     // Moves the client's queue into `out` for writing; the bytes stay held until written.
     void take_for_write(Client& client, std::string& out);
-    // The write in flight completed: its bytes are no longer held.
-    void write_completed(Client& client, TimePoint now);
+    // The write in flight completed: its bytes are no longer held. An overflow episode ends
+    // when a write completes with nothing queued, nothing dropped while it went out, and at
+    // most kCaughtUpSocketBytes still unread in the socket: the kernel's buffers (megabytes)
+    // would otherwise hide a reader slower than the publishers.
+    static constexpr std::size_t kCaughtUpSocketBytes = 64 * 1024;
+    void write_completed(Client& client, TimePoint now, std::size_t socket_unsent);
 
     // The lifecycle's edges, for the bytes each one moves.
     void client_detached(Client& client, bool becomes_lost);

@@ -115,6 +115,8 @@ class Client {
     std::size_t held_message_bytes() const {
         return outbound_.message_bytes() + in_flight_bytes_ - in_flight_control_bytes_;
     }
+    // In an overflow episode: messages were dropped and it has not caught up since.
+    bool in_overflow() const { return dropped_in_episode_ > 0; }
     const LostRecord* lost_record() const {
         return state_ == ClientState::lost ? &*lost_ : nullptr;
     }
@@ -135,6 +137,9 @@ class Client {
     std::list<LostRecord>::iterator lost_;       // valid exactly while lost
     TimePoint overflow_since_{};                 // first drop of the current overflow episode
     std::uint32_t dropped_in_episode_ = 0;
+    // dropped_in_episode_ when the write in flight started: a write that completes with
+    // drops since its start did not catch up.
+    std::uint32_t dropped_at_write_start_ = 0;
     std::uint32_t in_flight_control_bytes_ = 0;  // the control frames in in_flight_bytes_
     ClientState state_ = ClientState::connected;
     bool listed_slow_ = false;      // waiting to be cut off as a slow consumer
