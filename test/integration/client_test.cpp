@@ -88,8 +88,10 @@ TEST_CASE("connection refused and name taken") {
     TestClient holder{server.port()};
     holder.connect_as("taken");
     InteractiveClient client;
-    CHECK(client.type("CONNECT " + port + " taken", "ERROR: Name already taken\n"));
-    CHECK(client.type("CONNECT " + port + " free", "INFO: Connection successfully established"));
+    // Both lines at once, as when pasted: the one after the refused CONNECT still runs.
+    client.write_stdin("CONNECT " + port + " taken\nCONNECT " + port + " free\n");
+    CHECK(client.wait_for_output(
+        "ERROR: Name already taken\nINFO: Connection successfully established\n", 3000ms));
 
     std::uint16_t closed_port = 0;
     {
@@ -100,6 +102,20 @@ TEST_CASE("connection refused and name taken") {
     CHECK(other.type("CONNECT " + std::to_string(closed_port) + " x",
                      "ERROR: Cannot connect to localhost:" + std::to_string(closed_port) +
                          ": Connection refused"));
+}
+
+TEST_CASE("a script goes on after a refused CONNECT and ends at end of input") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    TestClient holder{server.port()};
+    holder.connect_as("taken");
+    ChildProcess script{client_path(), {}, true};
+    script.write_stdin("CONNECT " + port + " taken\nCONNECT " + port + " bob\n");
+    script.close_stdin();
+    CHECK(script.wait_exit(3000ms) == 1);
+    CHECK(script.output() ==
+          "ERROR: Name already taken\nINFO: Connection successfully established\n"
+          "INFO: Disconnected\n");
 }
 
 TEST_CASE("the server going away is reported") {
