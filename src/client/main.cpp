@@ -46,7 +46,7 @@ int run_interactive(const std::string& host, const std::string& secret, bool for
     auto runtime = std::make_shared<Runtime>();
     Console console{force_prompt || isatty(STDIN_FILENO) == 1, false};
     InteractiveClient client{*runtime, console, host, secret};
-    runtime->on_interrupt([&client] { client.end_of_input(); });
+    runtime->on_interrupt([&client] { client.interrupt(); });
     runtime->read_stdin([&client](std::string line) { client.submit_line(std::move(line)); },
                         [&client] { client.end_of_input(); });
     asio::post(runtime->strand(), [&console] { console.prompt(); });

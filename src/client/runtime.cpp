@@ -55,6 +55,8 @@ void Runtime::on_interrupt(std::function<void()> on_signal) {
     signals_.async_wait(
         [this, on_signal = std::move(on_signal)](const std::error_code& error, int) {
             if (!error) {
+                // Waiting again first: if on_signal finishes, finish() cancels this wait.
+                on_interrupt(on_signal);
                 on_signal();
             }
         });

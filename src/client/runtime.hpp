@@ -22,7 +22,7 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
     Strand& strand() { return strand_; }
     // Calls on_line for every line of standard input, then on_end once, all on the strand.
     void read_stdin(std::function<void(std::string)> on_line, std::function<void()> on_end);
-    // Calls on_signal on the strand for SIGINT and SIGTERM.
+    // Calls on_signal on the strand for every SIGINT and SIGTERM (a second one may insist).
     void on_interrupt(std::function<void()> on_signal);
     // Runs the io_context on its own thread until finish(); returns the exit code.
     int run();

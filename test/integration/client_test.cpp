@@ -118,6 +118,34 @@ TEST_CASE("a script goes on after a refused CONNECT and ends at end of input") {
           "INFO: Disconnected\n");
 }
 
+TEST_CASE("Ctrl-C, SIGTERM and end of input quit while a CONNECT waits for its answer") {
+    for (const int signal : {SIGINT, SIGTERM, 0}) {
+        CAPTURE(signal);  // 0: end of input (Ctrl-D at the prompt)
+        SilentServer silent;
+        const std::string port = std::to_string(silent.port());
+        InteractiveClient client;
+        client.write_stdin("CONNECT " + port + " x\n");
+        REQUIRE(silent.accept_and_read("CONNECT x"));
+        if (signal == 0) {
+            client.close_stdin();
+        } else {
+            client.send_signal(signal);
+        }
+        CHECK(client.wait_exit(2000ms) == 0);
+        CHECK(client.output().find("ERROR: No answer from localhost:" + port +
+                                   " to CONNECT; gave up") != std::string::npos);
+    }
+    // A script stopped that way did not do what it was asked: it says so and exits 1.
+    SilentServer silent;
+    const std::string port = std::to_string(silent.port());
+    ChildProcess script{client_path(), {}, true};
+    script.write_stdin("CONNECT " + port + " y\nPUBLISH t never\n");
+    REQUIRE(silent.accept_and_read("CONNECT y"));
+    script.send_signal(SIGTERM);
+    CHECK(script.wait_exit(2000ms) == 1);
+    CHECK(script.output() == "ERROR: No answer from localhost:" + port + " to CONNECT; gave up\n");
+}
+
 TEST_CASE("the server going away is reported") {
     ServerProcess server;
     InteractiveClient client;
