@@ -83,6 +83,15 @@ void Console::before_output() {
     }
 }
 
+void Console::input_received() {
+    if (input_echoed_) {
+        prompt_visible_ = false;  // the terminal echoed the Enter
+        return;
+    }
+    before_output();  // nothing echoed the line: end the prompt's line here
+    std::fflush(stdout);
+}
+
 void Console::line(std::string_view text) {
     before_output();
     std::fwrite(text.data(), 1, text.size(), stdout);

@@ -41,14 +41,17 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
 // pipes alike; a prompt, when enabled, is redrawn after anything printed below it.
 class Console {
   public:
-    Console(bool show_prompt, bool errors_to_stderr)
-        : show_prompt_(show_prompt), errors_to_stderr_(errors_to_stderr) {}
+    // `input_echoed`: input comes from a terminal, which echoes each line and its Enter.
+    Console(bool show_prompt, bool errors_to_stderr, bool input_echoed = false)
+        : show_prompt_(show_prompt),
+          errors_to_stderr_(errors_to_stderr),
+          input_echoed_(input_echoed) {}
 
     void line(std::string_view text);        // on stdout
     void error_line(std::string_view text);  // on stdout or, for the one-liners, stderr
     void prompt();
-    // The user pressed Enter: the cursor is on a fresh line below the prompt.
-    void input_received() { prompt_visible_ = false; }
+    // A line was read: what answers it starts on a fresh line below the prompt.
+    void input_received();
     bool shows_prompt() const { return show_prompt_; }
     bool printed_error() const { return printed_error_; }
 
@@ -57,6 +60,7 @@ class Console {
 
     bool show_prompt_;
     bool errors_to_stderr_;
+    bool input_echoed_;
     bool prompt_visible_ = false;
     bool printed_error_ = false;
 };

@@ -146,6 +146,18 @@ TEST_CASE("Ctrl-C, SIGTERM and end of input quit while a CONNECT waits for its a
     CHECK(script.output() == "ERROR: No answer from localhost:" + port + " to CONNECT; gave up\n");
 }
 
+TEST_CASE("what answers a typed line starts below the prompt, and the prompt is drawn again") {
+    ServerProcess server;
+    make_lost_subscriber(server, "erin", "a");
+    InteractiveClient client;
+    REQUIRE(client.wait_for_output(kPrompt));
+    // Piped input is not echoed: without a line break the answer would follow the prompt.
+    client.write_stdin("CONNECT " + std::to_string(server.port()) + " erin\n");
+    CHECK(client.wait_for_output(std::string{kPrompt} +
+                                 "\nINFO: Connection restored\nINFO: Restored subscriptions: a\n" +
+                                 std::string{kPrompt}));
+}
+
 TEST_CASE("the server going away is reported") {
     ServerProcess server;
     InteractiveClient client;
