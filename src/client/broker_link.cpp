@@ -61,10 +61,12 @@ void BrokerLink::start_reading() {
                                     finish(state_ == State::closing);
                                     return;
                                 }
+                                // A listener may abort or start a new connection from
+                                // within a frame: the rest of this read is then stale.
                                 splitter_.feed({read_buffer_.data(), count},
                                                [&](std::string_view frame) {
                                                    handle_frame(frame);
-                                                   return state_ != State::idle;
+                                                   return generation == generation_;
                                                });
                                 if (state_ == State::idle || generation != generation_) {
                                     return;
@@ -107,9 +109,10 @@ void BrokerLink::handle_frame(std::string_view frame) {
                 return;
             case ServerFrameKind::error:
             case ServerFrameKind::message:
-                state_ = State::closing;  // the server closes after refusing
-                listener_.on_refused(frame);
+                // The server closes after refusing. Idle before the listener hears of it, so
+                // that it can go on, with another CONNECT for instance.
                 abort();
+                listener_.on_refused(frame);
                 return;
         }
     }

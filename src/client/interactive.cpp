@@ -28,7 +28,23 @@ void InteractiveClient::end_of_input() {
     if (input_ended_) {
         return;
     }
+    if (console_.shows_prompt()) {
+        interrupt();
+        return;
+    }
     input_ended_ = true;
+    run_queued();
+}
+
+void InteractiveClient::interrupt() {
+    input_ended_ = true;
+    lines_.clear();
+    if (link_.connecting()) {
+        console_.error_line("ERROR: No answer from " + connect_target_ + " to CONNECT; gave up");
+    }
+    if (!link_.connected()) {
+        link_.abort();
+    }
     run_queued();
 }
 

@@ -19,8 +19,13 @@ class InteractiveClient final : public LinkListener {
 
     // Both are called on the strand.
     void submit_line(std::string line);
-    // End of input or an interrupt: disconnect if connected, then finish.
+    // End of input: a script's remaining lines run to the end; at the prompt it is Ctrl-D, a
+    // person leaving, and quits like interrupt(). Then disconnect if connected, and finish.
     void end_of_input();
+    // Ctrl-C or SIGTERM: quit now. Lines not yet run are dropped and a CONNECT waiting for
+    // its answer is given up. A connection is left with DISCONNECT; an interrupt while a
+    // DISCONNECT is being written (a second Ctrl-C, say) closes at once.
+    void interrupt();
 
     void on_accepted() override;
     void on_restored(std::vector<std::string> topics) override;

@@ -44,9 +44,10 @@ void add_endpoint_options(CLI::App& command, pubsubx::client::Endpoint& endpoint
 int run_interactive(const std::string& host, const std::string& secret, bool force_prompt) {
     using namespace pubsubx::client;
     auto runtime = std::make_shared<Runtime>();
-    Console console{force_prompt || isatty(STDIN_FILENO) == 1, false};
+    const bool terminal = isatty(STDIN_FILENO) == 1;
+    Console console{force_prompt || terminal, false, terminal};
     InteractiveClient client{*runtime, console, host, secret};
-    runtime->on_interrupt([&client] { client.end_of_input(); });
+    runtime->on_interrupt([&client] { client.interrupt(); });
     runtime->read_stdin([&client](std::string line) { client.submit_line(std::move(line)); },
                         [&client] { client.end_of_input(); });
     asio::post(runtime->strand(), [&console] { console.prompt(); });

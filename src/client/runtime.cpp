@@ -55,6 +55,8 @@ void Runtime::on_interrupt(std::function<void()> on_signal) {
     signals_.async_wait(
         [this, on_signal = std::move(on_signal)](const std::error_code& error, int) {
             if (!error) {
+                // Waiting again first: if on_signal finishes, finish() cancels this wait.
+                on_interrupt(on_signal);
                 on_signal();
             }
         });
@@ -79,6 +81,15 @@ void Console::before_output() {
         std::fputc('\n', stdout);  // start below the prompt the user may be typing at
         prompt_visible_ = false;
     }
+}
+
+void Console::input_received() {
+    if (input_echoed_) {
+        prompt_visible_ = false;  // the terminal echoed the Enter
+        return;
+    }
+    before_output();  // nothing echoed the line: end the prompt's line here
+    std::fflush(stdout);
 }
 
 void Console::line(std::string_view text) {

@@ -22,7 +22,7 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
     Strand& strand() { return strand_; }
     // Calls on_line for every line of standard input, then on_end once, all on the strand.
     void read_stdin(std::function<void(std::string)> on_line, std::function<void()> on_end);
-    // Calls on_signal on the strand for SIGINT and SIGTERM.
+    // Calls on_signal on the strand for every SIGINT and SIGTERM (a second one may insist).
     void on_interrupt(std::function<void()> on_signal);
     // Runs the io_context on its own thread until finish(); returns the exit code.
     int run();
@@ -41,14 +41,17 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
 // pipes alike; a prompt, when enabled, is redrawn after anything printed below it.
 class Console {
   public:
-    Console(bool show_prompt, bool errors_to_stderr)
-        : show_prompt_(show_prompt), errors_to_stderr_(errors_to_stderr) {}
+    // `input_echoed`: input comes from a terminal, which echoes each line and its Enter.
+    Console(bool show_prompt, bool errors_to_stderr, bool input_echoed = false)
+        : show_prompt_(show_prompt),
+          errors_to_stderr_(errors_to_stderr),
+          input_echoed_(input_echoed) {}
 
     void line(std::string_view text);        // on stdout
     void error_line(std::string_view text);  // on stdout or, for the one-liners, stderr
     void prompt();
-    // The user pressed Enter: the cursor is on a fresh line below the prompt.
-    void input_received() { prompt_visible_ = false; }
+    // A line was read: what answers it starts on a fresh line below the prompt.
+    void input_received();
     bool shows_prompt() const { return show_prompt_; }
     bool printed_error() const { return printed_error_; }
 
@@ -57,6 +60,7 @@ class Console {
 
     bool show_prompt_;
     bool errors_to_stderr_;
+    bool input_echoed_;
     bool prompt_visible_ = false;
     bool printed_error_ = false;
 };

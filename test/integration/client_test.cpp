@@ -89,8 +89,10 @@ TEST_CASE("connection refused and name taken") {
     TestClient holder{server.port()};
     holder.connect_as("taken");
     InteractiveClient client;
-    CHECK(client.type("CONNECT " + port + " taken", "ERROR: Name already taken\n"));
-    CHECK(client.type("CONNECT " + port + " free", "INFO: Connection successfully established"));
+    // Both lines at once, as when pasted: the one after the refused CONNECT still runs.
+    client.write_stdin("CONNECT " + port + " taken\nCONNECT " + port + " free\n");
+    CHECK(client.wait_for_output(
+        "ERROR: Name already taken\nINFO: Connection successfully established\n", 3000ms));
 
     std::uint16_t closed_port = 0;
     {
@@ -101,6 +103,60 @@ TEST_CASE("connection refused and name taken") {
     CHECK(other.type("CONNECT " + std::to_string(closed_port) + " x",
                      "ERROR: Cannot connect to localhost:" + std::to_string(closed_port) +
                          ": Connection refused"));
+}
+
+TEST_CASE("a script goes on after a refused CONNECT and ends at end of input") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    TestClient holder{server.port()};
+    holder.connect_as("taken");
+    ChildProcess script{client_path(), {}, true};
+    script.write_stdin("CONNECT " + port + " taken\nCONNECT " + port + " bob\n");
+    script.close_stdin();
+    CHECK(script.wait_exit(3000ms) == 1);
+    CHECK(script.output() ==
+          "ERROR: Name already taken\nINFO: Connection successfully established\n"
+          "INFO: Disconnected\n");
+}
+
+TEST_CASE("Ctrl-C, SIGTERM and end of input quit while a CONNECT waits for its answer") {
+    for (const int signal : {SIGINT, SIGTERM, 0}) {
+        CAPTURE(signal);  // 0: end of input (Ctrl-D at the prompt)
+        SilentServer silent;
+        const std::string port = std::to_string(silent.port());
+        InteractiveClient client;
+        client.write_stdin("CONNECT " + port + " x\n");
+        REQUIRE(silent.accept_and_read("CONNECT x"));
+        if (signal == 0) {
+            client.close_stdin();
+        } else {
+            client.send_signal(signal);
+        }
+        CHECK(client.wait_exit(2000ms) == 0);
+        CHECK(client.output().find("ERROR: No answer from localhost:" + port +
+                                   " to CONNECT; gave up") != std::string::npos);
+    }
+    // A script stopped that way did not do what it was asked: it says so and exits 1.
+    SilentServer silent;
+    const std::string port = std::to_string(silent.port());
+    ChildProcess script{client_path(), {}, true};
+    script.write_stdin("CONNECT " + port + " y\nPUBLISH t never\n");
+    REQUIRE(silent.accept_and_read("CONNECT y"));
+    script.send_signal(SIGTERM);
+    CHECK(script.wait_exit(2000ms) == 1);
+    CHECK(script.output() == "ERROR: No answer from localhost:" + port + " to CONNECT; gave up\n");
+}
+
+TEST_CASE("what answers a typed line starts below the prompt, and the prompt is drawn again") {
+    ServerProcess server;
+    make_lost_subscriber(server, "erin", "a");
+    InteractiveClient client;
+    REQUIRE(client.wait_for_output(kPrompt));
+    // Piped input is not echoed: without a line break the answer would follow the prompt.
+    client.write_stdin("CONNECT " + std::to_string(server.port()) + " erin\n");
+    CHECK(client.wait_for_output(std::string{kPrompt} +
+                                 "\nINFO: Connection restored\nINFO: Restored subscriptions: a\n" +
+                                 std::string{kPrompt}));
 }
 
 TEST_CASE("the server going away is reported") {

@@ -331,6 +331,51 @@ void TestClient::barrier() {
     throw std::runtime_error("barrier probe did not come back");
 }
 
+SilentServer::SilentServer() {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (listen_fd_ < 0 ||
+        bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        listen(listen_fd_, 8) != 0 ||
+        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+        fail("silent listener");
+    }
+    port_ = ntohs(address.sin_port);
+}
+
+SilentServer::~SilentServer() {
+    if (connection_fd_ >= 0) {
+        close(connection_fd_);
+    }
+    close(listen_fd_);
+}
+
+bool SilentServer::accept_and_read(std::string_view needle, Millis timeout) {
+    const auto deadline = SteadyClock::now() + timeout;
+    pollfd ready{listen_fd_, POLLIN, 0};
+    if (poll(&ready, 1, remaining_ms(deadline)) <= 0) {
+        return false;
+    }
+    connection_fd_ = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    std::string received;
+    while (connection_fd_ >= 0 && received.find(needle) == std::string::npos) {
+        pollfd readable{connection_fd_, POLLIN, 0};
+        char buffer[4096];
+        if (poll(&readable, 1, remaining_ms(deadline)) <= 0) {
+            return false;
+        }
+        const ssize_t count = recv(connection_fd_, buffer, sizeof buffer, 0);
+        if (count <= 0) {
+            return false;
+        }
+        received.append(buffer, static_cast<std::size_t>(count));
+    }
+    return connection_fd_ >= 0;
+}
+
 void wait_lost(ServerProcess& server, const std::string& name) {
     if (!server.wait_for_output("Client '" + name + "' lost")) {
         throw std::runtime_error("the server did not log that '" + name + "' is lost");

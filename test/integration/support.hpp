@@ -106,6 +106,24 @@ class TestClient {
     int barrier_count_ = 0;
 };
 
+// A loopback listener that accepts connections and never answers them: a broker that hangs.
+class SilentServer {
+  public:
+    SilentServer();
+    ~SilentServer();
+    SilentServer(const SilentServer&) = delete;
+    SilentServer& operator=(const SilentServer&) = delete;
+
+    std::uint16_t port() const { return port_; }
+    // Accepts one connection and reads from it until `needle` has arrived; true if in time.
+    bool accept_and_read(std::string_view needle, Millis timeout = 3000ms);
+
+  private:
+    int listen_fd_ = -1;
+    int connection_fd_ = -1;
+    std::uint16_t port_ = 0;
+};
+
 // Waits until the server logs that client `name` is lost; throws if it does not.
 void wait_lost(ServerProcess& server, const std::string& name);
 // A client `name` subscribed to `topic` whose connection then ends without DISCONNECT.
