@@ -934,3 +934,40 @@ TEST_CASE_FIXTURE(Fixture, "unsubscribing from the middle keeps both links right
     back.send("CONNECT s1");
     CHECK(back.received() == Frames{"RESTORED s1", "a c"});
 }
+
+TEST_CASE("the global cap episode ends when bytes are released, however they are") {
+    std::FILE* const log = std::tmpfile();
+    Logger logger{LogLevel::quiet, log};
+    const TimePoint t0{};
+    BrokerConfig config = test_config();
+    config.max_queue_bytes = 0;
+    config.max_total_queue_bytes = 1000;
+    Broker b{config, logger};
+    FakeConnection pub{b};
+    pub.send("CONNECT pub");
+    pub.received();
+    const auto fill_with_lost_subscriber = [&](const std::string& name, TimePoint at) {
+        FakeConnection c{b};
+        c.send("CONNECT " + name, at);
+        c.send("SUBSCRIBE " + name, at);
+        c.lose(at);
+        for (int i = 0; i < 20; ++i) {
+            pub.send("PUBLISH " + name + " " + std::string(95, 'p'), at);
+        }
+    };
+    fill_with_lost_subscriber("first", t0);
+    fire_expiry(b, t0 + 10s);  // its bytes go with it; no write ever starts
+    CHECK(b.total_queued_bytes() == 0);
+    fill_with_lost_subscriber("second", t0 + 11s);
+    std::rewind(log);
+    std::string text;
+    for (int c = std::fgetc(log); c != EOF; c = std::fgetc(log)) {
+        text.push_back(static_cast<char>(c));
+    }
+    std::size_t episodes = 0;
+    for (std::size_t at = text.find("reached the global cap"); at != std::string::npos;
+         at = text.find("reached the global cap", at + 1)) {
+        ++episodes;
+    }
+    CHECK(episodes == 2);
+}
