@@ -8,12 +8,15 @@ constexpr std::string_view kNotConnected =
 }
 
 InteractiveClient::InteractiveClient(Runtime& runtime, Console& console, std::string default_host,
-                                     std::string default_secret)
+                                     std::string default_secret,
+                                     std::chrono::steady_clock::duration answer_timeout)
     : runtime_(runtime),
       console_(console),
       default_host_(std::move(default_host)),
       default_secret_(std::move(default_secret)),
-      link_(runtime.strand(), *this) {}
+      link_(runtime.strand(), *this),
+      answer_timeout_(answer_timeout),
+      give_up_timer_(runtime.strand()) {}
 
 void InteractiveClient::submit_line(std::string line) {
     if (input_ended_) {
@@ -33,6 +36,14 @@ void InteractiveClient::end_of_input() {
         return;
     }
     input_ended_ = true;
+    // A script that ends while a CONNECT waits still gets its answer, but not forever: a
+    // server that accepts and never answers would otherwise keep it running.
+    give_up_timer_.expires_after(answer_timeout_);
+    give_up_timer_.async_wait([this](const std::error_code& error) {
+        if (!error && waiting_for_server() && !finished_) {
+            interrupt();
+        }
+    });
     run_queued();
 }
 
@@ -67,6 +78,7 @@ void InteractiveClient::run_queued() {
     }
     if (!finished_) {
         finished_ = true;
+        give_up_timer_.cancel();
         // A script whose commands failed tells its caller so.
         runtime_.finish(!console_.shows_prompt() && console_.printed_error() ? 1 : 0);
     }

@@ -2,6 +2,8 @@
 // original PubSubX client's words. Lives on the runtime's strand.
 #pragma once
 
+#include <asio/steady_timer.hpp>
+#include <chrono>
 #include <deque>
 #include <set>
 #include <string>
@@ -14,13 +16,18 @@ namespace pubsubx::client {
 
 class InteractiveClient final : public LinkListener {
   public:
+    // `answer_timeout`: how long a script whose input has ended still waits for the answer
+    // to its CONNECT before giving up (a person ends the wait with Ctrl-C or Ctrl-D).
     InteractiveClient(Runtime& runtime, Console& console, std::string default_host,
-                      std::string default_secret = {});
+                      std::string default_secret = {},
+                      std::chrono::steady_clock::duration answer_timeout = std::chrono::seconds{
+                          10});
 
     // Both are called on the strand.
     void submit_line(std::string line);
-    // End of input: a script's remaining lines run to the end; at the prompt it is Ctrl-D, a
-    // person leaving, and quits like interrupt(). Then disconnect if connected, and finish.
+    // End of input: a script's remaining lines run to the end (a CONNECT still waiting is
+    // given up after the answer timeout); at the prompt it is Ctrl-D, a person leaving, and
+    // quits like interrupt(). Then disconnect if connected, and finish.
     void end_of_input();
     // Ctrl-C or SIGTERM: quit now. Lines not yet run are dropped and a CONNECT waiting for
     // its answer is given up. A connection is left with DISCONNECT; an interrupt while a
@@ -49,6 +56,8 @@ class InteractiveClient final : public LinkListener {
     std::deque<std::string> lines_;
     std::set<std::string> topics_;  // what we are subscribed to, for the INFO lines
     std::string connect_target_;    // host:port of the CONNECT under way, for error lines
+    std::chrono::steady_clock::duration answer_timeout_;
+    asio::steady_timer give_up_timer_;  // armed when input ends while a CONNECT waits
     bool input_ended_ = false;
     bool finished_ = false;
 };

@@ -41,12 +41,15 @@ void add_endpoint_options(CLI::App& command, pubsubx::client::Endpoint& endpoint
         ->check(check_secret);
 }
 
-int run_interactive(const std::string& host, const std::string& secret, bool force_prompt) {
+int run_interactive(const std::string& host, const std::string& secret, bool force_prompt,
+                    double answer_timeout_seconds) {
     using namespace pubsubx::client;
     auto runtime = std::make_shared<Runtime>();
     const bool terminal = isatty(STDIN_FILENO) == 1;
     Console console{force_prompt || terminal, false, terminal};
-    InteractiveClient client{*runtime, console, host, secret};
+    const auto answer_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(answer_timeout_seconds));
+    InteractiveClient client{*runtime, console, host, secret, answer_timeout};
     runtime->on_interrupt([&client] { client.interrupt(); });
     runtime->read_stdin([&client](std::string line) { client.submit_line(std::move(line)); },
                         [&client] { client.end_of_input(); });
@@ -70,6 +73,12 @@ int main(int argc, char** argv) {
                    "<secret>); only the same secret can resume the session")
         ->check(check_secret);
     app.add_flag("--prompt", force_prompt, "Show the prompt even when input is not a terminal");
+    double answer_timeout = 10.0;
+    app.add_option("--answer-timeout", answer_timeout,
+                   "Seconds a script whose input has ended still waits for the answer to its "
+                   "CONNECT before giving up (exit code 1)")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->capture_default_str();
 
     pubsubx::client::PublishOptions publish;
     std::string message;
@@ -123,5 +132,5 @@ int main(int argc, char** argv) {
         }
         return pubsubx::client::run_subscribe(subscribe);
     }
-    return run_interactive(host, secret, force_prompt);
+    return run_interactive(host, secret, force_prompt, answer_timeout);
 }

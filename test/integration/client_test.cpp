@@ -147,6 +147,20 @@ TEST_CASE("Ctrl-C, SIGTERM and end of input quit while a CONNECT waits for its a
     CHECK(script.output() == "ERROR: No answer from localhost:" + port + " to CONNECT; gave up\n");
 }
 
+TEST_CASE("a script whose input ends while a CONNECT waits gives up after --answer-timeout") {
+    SilentServer silent;
+    const std::string port = std::to_string(silent.port());
+    ChildProcess script{client_path(), {"--answer-timeout", "0.3"}, true};
+    script.write_stdin("CONNECT " + port + " z\nPUBLISH t never\n");
+    REQUIRE(silent.accept_and_read("CONNECT z"));
+    script.close_stdin();
+    // Still waiting for the answer at first: a slow server is not given up at once...
+    CHECK_FALSE(script.wait_exit(100ms).has_value());
+    // ...but a silent one is, and the script says it failed.
+    CHECK(script.wait_exit(2000ms) == 1);
+    CHECK(script.output() == "ERROR: No answer from localhost:" + port + " to CONNECT; gave up\n");
+}
+
 TEST_CASE("what answers a typed line starts below the prompt, and the prompt is drawn again") {
     ServerProcess server;
     make_lost_subscriber(server, "erin", "a");
