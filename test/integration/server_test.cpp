@@ -182,6 +182,30 @@ TEST_CASE("a first frame that is not a valid CONNECT gets an error and is closed
     fine.connect_as("fine");
 }
 
+TEST_CASE("a name or secret that is not UTF-8 without control characters is refused") {
+    ServerProcess server;
+    for (const std::string name :
+         {"\xff", "caf\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+          "a\xc2\x9b"
+          "31m",
+          "a\x1b"
+          "b"}) {
+        TestClient c{server.port()};
+        c.send_frame("CONNECT " + name);
+        CHECK(c.read_frame() ==
+              "ERROR: Invalid name (1 to 64 bytes, no spaces or control characters)");
+        CHECK(c.wait_closed());
+    }
+    TestClient bad_secret{server.port()};
+    bad_secret.send_frame("CONNECT s \xc3\x28");
+    CHECK(bad_secret.read_frame()->starts_with("ERROR: Invalid secret"));
+    CHECK(bad_secret.wait_closed());
+    CHECK(server.output().find("Client '") == std::string::npos);  // none was added
+    TestClient fine{server.port()};
+    fine.connect_as("caf\xc3\xa9");
+    fine.barrier();
+}
+
 TEST_CASE("garbage from a connected client is ignored") {
     ServerProcess server;
     TestClient c{server.port()};
