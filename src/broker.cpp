@@ -274,7 +274,8 @@ void Broker::subscribe(Client& client, std::string_view topic_name, TimePoint no
     auto found = topics_.find(topic_name);
     if (found != topics_.end() && std::find(client.topics_.begin(), client.topics_.end(),
                                             &found->second) != client.topics_.end()) {
-        logger_.verbose("Client '", client.name(), "' is already subscribed to '", topic_name, "'");
+        logger_.verbose("Client '", client.name(), "' is already subscribed to '",
+                        Escaped{topic_name}, "'");
         return;
     }
     if (!topic_allowed(client, topic_name, now)) {
@@ -297,7 +298,7 @@ void Broker::subscribe(Client& client, std::string_view topic_name, TimePoint no
     Topic* const topic = &found->second;
     client.topics_.push_back(topic);
     topic->subscribers.push_back(&client);
-    logger_.info("Client '", client.name(), "' subscribed to '", topic_name, "'");
+    logger_.info("Client '", client.name(), "' subscribed to '", Escaped{topic_name}, "'");
 }
 
 void Broker::unsubscribe(Client& client, std::string_view topic_name) {
@@ -305,13 +306,14 @@ void Broker::unsubscribe(Client& client, std::string_view topic_name) {
     Topic* const topic = found == topics_.end() ? nullptr : &found->second;
     const auto in_client = std::find(client.topics_.begin(), client.topics_.end(), topic);
     if (topic == nullptr || in_client == client.topics_.end()) {
-        logger_.verbose("Client '", client.name(), "' was not subscribed to '", topic_name, "'");
+        logger_.verbose("Client '", client.name(), "' was not subscribed to '", Escaped{topic_name},
+                        "'");
         return;
     }
     client.topics_.erase(in_client);
     auto& subscribers = topic->subscribers;
     subscribers.erase(std::find(subscribers.begin(), subscribers.end(), &client));
-    logger_.info("Client '", client.name(), "' unsubscribed from '", topic_name, "'");
+    logger_.info("Client '", client.name(), "' unsubscribed from '", Escaped{topic_name}, "'");
     if (subscribers.empty()) {
         topics_.erase(found);
     }
@@ -321,7 +323,8 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
                      TimePoint now) {
     ++stats_.published;
     if (logger_.verbose_enabled()) {
-        logger_.verbose("Client '", from.name(), "' published to '", topic_name, "': ", data);
+        logger_.verbose("Client '", from.name(), "' published to '", Escaped{topic_name},
+                        "': ", Escaped{data});
     }
     const auto found = topics_.find(topic_name);
     if (found == topics_.end()) {

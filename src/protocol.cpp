@@ -123,15 +123,22 @@ bool is_continuation(unsigned char byte) {
     return (byte & 0xc0) == 0x80;
 }
 
-// Length of the valid, non-control UTF-8 sequence at the start of `bytes` (whose first byte
-// is not printable ASCII), or 0 when it is invalid or a control character. The ranges of the
-// second byte are those of RFC 3629's table: they exclude overlong forms, surrogates
-// (ED A0..BF) and code points above U+10FFFF (F4 90..).
-std::size_t valid_sequence_length(const unsigned char* bytes, std::size_t available) {
+}  // namespace
+
+// The ranges of the second byte are those of RFC 3629's table: they exclude overlong forms,
+// surrogates (ED A0..BF) and code points above U+10FFFF (F4 90..).
+std::size_t utf8_char_length(std::string_view text) {
+    if (text.empty()) {
+        return 0;
+    }
+    const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
     const unsigned char lead = bytes[0];
     std::size_t length = 0;
     unsigned char second_min = 0x80;
     unsigned char second_max = 0xbf;
+    if (lead >= 0x20 && lead < 0x7f) {
+        return 1;
+    }
     if (lead >= 0xc2 && lead <= 0xdf) {
         length = 2;
         if (lead == 0xc2) {
@@ -154,7 +161,7 @@ std::size_t valid_sequence_length(const unsigned char* bytes, std::size_t availa
     } else {
         return 0;  // C0 controls, DEL, a stray continuation byte, C0/C1 overlong leads, F5..FF
     }
-    if (available < length || bytes[1] < second_min || bytes[1] > second_max) {
+    if (text.size() < length || bytes[1] < second_min || bytes[1] > second_max) {
         return 0;
     }
     for (std::size_t i = 2; i < length; ++i) {
@@ -164,6 +171,8 @@ std::size_t valid_sequence_length(const unsigned char* bytes, std::size_t availa
     }
     return length;
 }
+
+namespace {
 
 bool is_field_text(std::string_view field, std::size_t max_length) {
     return !field.empty() && field.size() <= max_length &&
@@ -184,11 +193,8 @@ bool is_utf8_without_controls(std::string_view text) {
                 continue;
             }
         }
-        if (*p >= 0x20 && *p < 0x7f) {
-            ++p;
-            continue;
-        }
-        const std::size_t length = valid_sequence_length(p, static_cast<std::size_t>(end - p));
+        const std::size_t length =
+            utf8_char_length({reinterpret_cast<const char*>(p), static_cast<std::size_t>(end - p)});
         if (length == 0) {
             return false;
         }

@@ -87,6 +87,10 @@ Command parse_command(std::string_view frame);
 // since every PUBLISH checks its topic. The empty string is valid.
 bool is_utf8_without_controls(std::string_view text);
 
+// Bytes of the character `text` starts with when it passes is_utf8_without_controls (1 to 4),
+// else 0 (also for empty text). For code that walks text character by character.
+std::size_t utf8_char_length(std::string_view text);
+
 // A name the server accepts: 1..64 bytes, no space (a space would end the field anyway), and
 // is_utf8_without_controls, so that it prints safely in logs and in `RESTORED <name>`.
 bool is_valid_name(std::string_view name);

@@ -1,9 +1,15 @@
 // pubsubx-server: parses the command line, starts the broker and runs it until SIGINT/SIGTERM.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -106,6 +112,37 @@ std::string server_stats_text(const pubsubx::server::ServerStats& stats) {
            " frames_unsent_at_close=" + std::to_string(stats.frames_unsent_at_close);
 }
 
+// A log reader that stops reading must not block the event loop: when the log is a pipe or a
+// socket, its writes become non-blocking and the Logger drops what does not fit. A file or a
+// terminal is left alone (its flag is shared with the shell). The flag belongs to the open
+// file, which other processes may share, so it is put back at exit.
+class NonBlockingLog {
+  public:
+    explicit NonBlockingLog(int fd) : fd_(fd) {
+        struct stat status {};
+        if (fstat(fd, &status) != 0 || !(S_ISFIFO(status.st_mode) || S_ISSOCK(status.st_mode))) {
+            return;
+        }
+        flags_ = fcntl(fd, F_GETFL);
+        if (flags_ >= 0 && (flags_ & O_NONBLOCK) == 0) {
+            fcntl(fd, F_SETFL, flags_ | O_NONBLOCK);
+            changed_ = true;
+        }
+    }
+    ~NonBlockingLog() {
+        if (changed_) {
+            fcntl(fd_, F_SETFL, flags_);
+        }
+    }
+    NonBlockingLog(const NonBlockingLog&) = delete;
+    NonBlockingLog& operator=(const NonBlockingLog&) = delete;
+
+  private:
+    int fd_;
+    int flags_ = -1;
+    bool changed_ = false;
+};
+
 pubsubx::LogLevel log_level(const CommandLine& line) {
     if (line.quiet) {
         return pubsubx::LogLevel::quiet;
@@ -131,7 +168,11 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
 
     apply_durations(line);
-    pubsubx::Logger logger{log_level(line)};
+    // A log reader that went away must not kill the broker: its writes fail with EPIPE and the
+    // Logger counts the lines it drops.
+    std::signal(SIGPIPE, SIG_IGN);
+    const NonBlockingLog non_blocking_log{STDOUT_FILENO};
+    pubsubx::Logger logger{log_level(line), STDOUT_FILENO};
     pubsubx::Broker broker{line.broker, logger};
 
     // The io_context is destroyed before the broker: sessions still owned by its handlers
@@ -155,6 +196,7 @@ int main(int argc, char** argv) {
 
     const auto counters = [&] {
         return pubsubx::describe(broker.stats()) + " " + server_stats_text(server->stats()) +
+               " log_lines_dropped=" + std::to_string(logger.lines_dropped()) +
                " clients=" + std::to_string(broker.client_count()) +
                " lost_now=" + std::to_string(broker.lost_client_count()) +
                " queued_bytes=" + std::to_string(broker.total_queued_bytes()) +
@@ -171,11 +213,25 @@ int main(int argc, char** argv) {
         });
     };
     wait_for_stats_signal();
+    // Lines the log pipe could not take wait in the Logger's small buffer: they go out when
+    // the reader catches up, checked a few times a second, not only when the next line comes.
+    asio::steady_timer log_flush_timer{io};
+    std::function<void()> flush_log_now_and_then = [&] {
+        log_flush_timer.expires_after(std::chrono::milliseconds{200});
+        log_flush_timer.async_wait([&](const std::error_code& wait_error) {
+            if (!wait_error) {
+                logger.flush(std::chrono::milliseconds{0});
+                flush_log_now_and_then();
+            }
+        });
+    };
+    flush_log_now_and_then();
     asio::signal_set signals{io, SIGINT, SIGTERM};
     signals.async_wait([&](const std::error_code& wait_error, int) {
         if (!wait_error) {
             logger.info("Shutting down; ", counters());
             stats_signal.cancel();
+            log_flush_timer.cancel();
             server->stop();
             io.stop();
         }
@@ -189,5 +245,6 @@ int main(int argc, char** argv) {
         logger.always("Server started, listening on ", where);
     }
     io.run();
+    logger.flush(std::chrono::seconds{1});
     return 0;
 }

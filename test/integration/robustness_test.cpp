@@ -345,6 +345,58 @@ TEST_CASE("TCP keepalive is on for every connection; --keepalive 0 turns it off"
     }
 }
 
+TEST_CASE("a log reader that goes away does not kill the server") {
+    ServerProcess server;
+    server.close_output();
+    TestClient c{server.port()};
+    c.connect_as("c");  // logs a line into a pipe nobody reads: EPIPE, not SIGPIPE
+    c.send_frame("SUBSCRIBE t");
+    c.barrier();
+    server.send_signal(SIGTERM);
+    CHECK(server.wait_exit() == 0);
+}
+
+TEST_CASE("a log reader that stops reading neither blocks the server nor gets torn lines") {
+    ServerProcess server{{"--verbose"}};
+    server.output();  // from here on nobody reads the log pipe (64 KiB)
+    TestClient sub{server.port()};
+    sub.connect_as("sub");
+    sub.send_frame("SUBSCRIBE t");
+    sub.barrier();
+    TestClient pub{server.port()};
+    pub.connect_as("pub");
+    constexpr int kMessages = 3000;  // each logs a line of about 250 bytes: 750 KB in all
+    std::string batch;
+    for (int i = 0; i < kMessages; ++i) {
+        pubsubx::append_frame(batch,
+                              "PUBLISH t " + std::to_string(i) + " " + std::string(200, 'd'));
+    }
+    pub.send_raw(batch);
+    int received = 0;
+    while (received < kMessages) {
+        const auto frame = sub.read_frame(5000ms);
+        REQUIRE_MESSAGE(frame, "the server stopped delivering after ", received, " messages");
+        CHECK(frame->starts_with("t " + std::to_string(received) + " "));
+        ++received;
+    }
+    const std::size_t seen = server.output().size();
+    server.send_signal(SIGUSR1);
+    REQUIRE(server.wait_for_output("INFO: Counters: ", 5000ms, seen));
+    const std::string& log = server.output();
+    const std::size_t at = log.find("log_lines_dropped=", seen);
+    REQUIRE(at != std::string::npos);
+    CHECK(std::stoi(log.substr(at + std::string_view{"log_lines_dropped="}.size())) > 0);
+    for (std::size_t from = 0; from < log.size();) {
+        const std::size_t end = log.find('\n', from);
+        const std::string line = log.substr(from, end - from);
+        CHECK_MESSAGE((line.starts_with("INFO: ") || line.starts_with("ERROR: ")), line);
+        if (end == std::string::npos) {
+            break;
+        }
+        from = end + 1;
+    }
+}
+
 TEST_CASE("SIGUSR1 prints the counters and the server goes on") {
     ServerProcess server{{"--quiet"}};
     TestClient c{server.port()};

@@ -253,6 +253,19 @@ TEST_CASE("messages are logged only with --verbose") {
     CHECK(verbose.wait_for_output("Client 'b' published to 't': visible-payload"));
 }
 
+TEST_CASE("peer text in the log is escaped: message data cannot forge a line") {
+    ServerProcess server{{"--verbose"}};
+    TestClient c{server.port()};
+    c.connect_as("c");
+    c.send_frame("SUBSCRIBE t");
+    c.send_frame("PUBLISH t x\nERROR: forged\x1b[2J\\");
+    CHECK(c.read_frame() == "t x\nERROR: forged\x1b[2J\\");  // delivered verbatim
+    CHECK(server.wait_for_output(
+        "INFO: Client 'c' published to 't': x\\nERROR: forged\\x1B[2J\\\\\n"));
+    CHECK(server.output().find("\nERROR: forged") == std::string::npos);
+    CHECK(server.output().find('\x1b') == std::string::npos);
+}
+
 TEST_CASE("--quiet logs only errors but still says where it listens") {
     ServerProcess server{{"--quiet"}};
     TestClient a{server.port()};

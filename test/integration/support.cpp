@@ -84,10 +84,14 @@ ChildProcess::~ChildProcess() {
         waitpid(pid_, nullptr, 0);
     }
     close_stdin();
-    close(output_fd_);
+    close_output();
 }
 
 bool ChildProcess::read_output(Millis timeout) {
+    if (output_fd_ < 0) {
+        std::this_thread::sleep_for(timeout);
+        return false;
+    }
     pollfd ready{output_fd_, POLLIN, 0};
     if (poll(&ready, 1, static_cast<int>(timeout.count())) <= 0) {
         return true;
@@ -138,6 +142,13 @@ void ChildProcess::close_stdin() {
     if (stdin_fd_ >= 0) {
         close(stdin_fd_);
         stdin_fd_ = -1;
+    }
+}
+
+void ChildProcess::close_output() {
+    if (output_fd_ >= 0) {
+        close(output_fd_);
+        output_fd_ = -1;
     }
 }
 

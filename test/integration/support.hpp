@@ -38,6 +38,8 @@ class ChildProcess {
     void write_stdin(std::string_view text);
     void close_stdin();
     void send_signal(int signal);
+    // Closes the reading end of the output pipe, as a log reader that goes away does.
+    void close_output();
     // Waits for the process to end; returns its exit code, 128+N for signal N, or nullopt if
     // it is still running after the timeout.
     std::optional<int> wait_exit(Millis timeout = 5000ms);
