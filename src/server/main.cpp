@@ -11,6 +11,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -35,13 +36,34 @@ struct CommandLine {
     bool quiet = false;
 };
 
+// The longest duration any time option takes: one year. It is far from overflowing when a
+// steady_clock time point (nanoseconds since boot, in 64 bits: 292 years) is added to it.
+constexpr double kMaxSeconds = 365.0 * 24 * 3600;
+
+// A positive option never becomes 0 (which means "off" or "keep nothing") by rounding.
 pubsubx::Clock::duration seconds(double count) {
-    return std::chrono::duration_cast<pubsubx::Clock::duration>(
-        std::chrono::duration<double>(count));
+    const auto duration =
+        std::chrono::duration_cast<pubsubx::Clock::duration>(std::chrono::duration<double>(count));
+    return count > 0 && duration == pubsubx::Clock::duration::zero() ? pubsubx::Clock::duration{1}
+                                                                     : duration;
+}
+
+// Checked before CLI11 converts the text: its own range checks let NaN through, and a value
+// past what the clock holds used to overflow silently into "keep nothing".
+std::string check_seconds(const std::string& text) {
+    char* end = nullptr;
+    const double value = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value) || value < 0 ||
+        value > kMaxSeconds) {
+        return "'" + text + "' is not a number of seconds from 0 to 31536000 (one year)";
+    }
+    return {};
 }
 
 void add_seconds(CLI::App& app, const std::string& name, double& value, const std::string& help) {
-    app.add_option(name, value, help)->check(CLI::NonNegativeNumber)->capture_default_str();
+    app.add_option(name, value, help + "; at most 31536000 (one year)")
+        ->check(CLI::Validator{check_seconds, "SECONDS"})
+        ->capture_default_str();
 }
 
 void add_limit(CLI::App& app, const std::string& name, std::size_t& value,
@@ -165,7 +187,12 @@ int main(int argc, char** argv) {
         "clients until they reconnect"};
     CommandLine line;
     define_options(app, line);
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& failure) {
+        // --help and --version end here with 0; every command-line error is exit code 2.
+        return app.exit(failure) == 0 ? 0 : 2;
+    }
 
     apply_durations(line);
     // A log reader that went away must not kill the broker: its writes fail with EPIPE and the

@@ -316,3 +316,24 @@ TEST_CASE("command-line errors are reported with a non-zero exit code") {
         CHECK(server.output().find("pubsubx-server 0.") != std::string::npos);
     }
 }
+
+TEST_CASE("every duration option refuses non-finite and out-of-range values with exit code 2") {
+    const std::string program = binary_path("PUBSUBX_SERVER");
+    for (const std::string option :
+         {"--lost-timeout", "--slow-consumer-grace", "--connect-timeout", "--write-timeout"}) {
+        for (const std::string value : {"nan", "inf", "-inf", "1e10", "31536001", "-1", "1s"}) {
+            ChildProcess server{program, {"0", option, value}};
+            CHECK_MESSAGE(server.wait_exit() == 2, option, " ", value);
+            CHECK(server.output().find(option + ": '" + value +
+                                       "' is not a number of seconds from 0 to 31536000") !=
+                  std::string::npos);
+        }
+    }
+    SUBCASE("the largest value, one year, keeps a lost client") {
+        ServerProcess server{{"--lost-timeout", "31536000"}};
+        make_lost_subscriber(server, "kept", "t");
+        TestClient back{server.port()};
+        back.send_frame("CONNECT kept");
+        CHECK(back.read_frame() == "RESTORED kept");
+    }
+}
