@@ -1,5 +1,6 @@
 // pubsubx-server: parses the command line, starts the broker and runs it until SIGINT/SIGTERM.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,7 +89,8 @@ void define_options(CLI::App& app, CommandLine& line) {
     add_limit(app, "--max-frame", line.server.max_frame,
               "Largest frame accepted, in bytes; a longer one closes the connection");
     add_limit(app, "--max-connections", line.server.max_connections,
-              "Open connections; beyond it a new one gets 'ERROR: Server is full' and is closed");
+              "Open connections; beyond it a new one gets 'ERROR: Server is full' and is closed; "
+              "lowered to fit the file descriptor limit");
     add_limit(app, "--max-topics", line.broker.max_topics_per_client,
               "Subscriptions per client; beyond it SUBSCRIBE gets an error frame");
     add_limit(app, "--max-topic-length", line.broker.max_topic_length,
@@ -165,6 +167,43 @@ class NonBlockingLog {
     bool changed_ = false;
 };
 
+// Descriptors kept for everything but connections: stdio, the listener, the spare one for
+// refusing when out of descriptors, epoll, Asio's interrupter and signal pipe, timers.
+constexpr rlim_t kDescriptorHeadroom = 32;
+
+// Raises the soft descriptor limit to the hard one (the usual soft limit of 1024 would cap
+// connections far below the default --max-connections) and returns it.
+rlim_t raise_descriptor_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        return RLIM_INFINITY;
+    }
+    if (limit.rlim_cur != limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+            return raised.rlim_cur;
+        }
+    }
+    return limit.rlim_cur;
+}
+
+// A --max-connections the descriptor limit cannot hold is lowered, in one log line. 0 (no
+// limit) stays: past the descriptor limit a client is still told the server is full.
+void fit_connections_to_descriptors(std::size_t& max_connections, rlim_t descriptor_limit,
+                                    pubsubx::Logger& logger) {
+    if (descriptor_limit == RLIM_INFINITY || max_connections == 0) {
+        return;
+    }
+    const rlim_t room =
+        descriptor_limit > kDescriptorHeadroom ? descriptor_limit - kDescriptorHeadroom : 1;
+    if (max_connections > room) {
+        logger.always("--max-connections lowered from ", max_connections, " to ", room,
+                      ": the file descriptor limit is ", descriptor_limit, " (ulimit -n)");
+        max_connections = static_cast<std::size_t>(room);
+    }
+}
+
 pubsubx::LogLevel log_level(const CommandLine& line) {
     if (line.quiet) {
         return pubsubx::LogLevel::quiet;
@@ -200,6 +239,7 @@ int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);
     const NonBlockingLog non_blocking_log{STDOUT_FILENO};
     pubsubx::Logger logger{log_level(line), STDOUT_FILENO};
+    fit_connections_to_descriptors(line.server.max_connections, raise_descriptor_limit(), logger);
     pubsubx::Broker broker{line.broker, logger};
 
     // The io_context is destroyed before the broker: sessions still owned by its handlers

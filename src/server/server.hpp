@@ -75,6 +75,10 @@ class Server {
     void accept_next();
     void on_accepted(Socket socket);
     void refuse_connection(Socket& socket);
+    // Out of file descriptors, a pending connection cannot even be accepted to be told that
+    // the server is full: the spare descriptor is given up for it, then taken again.
+    void refuse_with_spare_descriptor();
+    void reserve_spare_descriptor();
     void on_expiry_timer();
     // Connect and write deadlines are checked by one periodic sweep over all sessions instead
     // of a timer per session: a timer would cost every idle connection memory.
@@ -95,6 +99,7 @@ class Server {
     Session* first_session_ = nullptr;
     std::size_t session_count_ = 0;
     bool refusing_connections_ = false;  // for one log line per episode
+    int spare_descriptor_ = -1;
     ServerStats stats_;
     std::array<char, 64 * 1024> read_buffer_{};
 };
