@@ -1,6 +1,7 @@
 #include "pubsubx/protocol.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 namespace pubsubx {
@@ -102,24 +103,116 @@ Command parse_command(std::string_view frame) {
 }
 
 namespace {
-// One protocol field that prints safely in a log: no space, no control byte.
-bool is_printable_field(std::string_view field, std::size_t max_length) {
-    if (field.empty() || field.size() > max_length) {
-        return false;
-    }
-    return std::none_of(field.begin(), field.end(), [](char c) {
-        const auto byte = static_cast<unsigned char>(c);
-        return byte <= 0x20 || byte == 0x7f;
-    });
+
+constexpr std::uint64_t kEveryByte(std::uint8_t value) {
+    return 0x0101010101010101ULL * value;
 }
+
+// Eight bytes that are all printable ASCII (0x20..0x7E). The classic bit tricks: a byte below
+// 0x20, or a zero byte in `word ^ 0x7F...`, sets that byte's high bit in the result; they are
+// exact once no byte has its own high bit set.
+bool all_printable_ascii(std::uint64_t word) {
+    const std::uint64_t high_bits = kEveryByte(0x80);
+    const std::uint64_t del = word ^ kEveryByte(0x7f);
+    const std::uint64_t below_space = (word - kEveryByte(0x20)) & ~word;
+    const std::uint64_t is_del = (del - kEveryByte(0x01)) & ~del;
+    return ((word | below_space | is_del) & high_bits) == 0;
+}
+
+bool is_continuation(unsigned char byte) {
+    return (byte & 0xc0) == 0x80;
+}
+
 }  // namespace
 
+// The ranges of the second byte are those of RFC 3629's table: they exclude overlong forms,
+// surrogates (ED A0..BF) and code points above U+10FFFF (F4 90..).
+std::size_t utf8_char_length(std::string_view text) {
+    if (text.empty()) {
+        return 0;
+    }
+    const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+    const unsigned char lead = bytes[0];
+    std::size_t length = 0;
+    unsigned char second_min = 0x80;
+    unsigned char second_max = 0xbf;
+    if (lead >= 0x20 && lead < 0x7f) {
+        return 1;
+    }
+    if (lead >= 0xc2 && lead <= 0xdf) {
+        length = 2;
+        if (lead == 0xc2) {
+            second_min = 0xa0;  // C2 80..9F encode the C1 controls U+0080..U+009F
+        }
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+        length = 3;
+        if (lead == 0xe0) {
+            second_min = 0xa0;
+        } else if (lead == 0xed) {
+            second_max = 0x9f;
+        }
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+        length = 4;
+        if (lead == 0xf0) {
+            second_min = 0x90;
+        } else if (lead == 0xf4) {
+            second_max = 0x8f;
+        }
+    } else {
+        return 0;  // C0 controls, DEL, a stray continuation byte, C0/C1 overlong leads, F5..FF
+    }
+    if (text.size() < length || bytes[1] < second_min || bytes[1] > second_max) {
+        return 0;
+    }
+    for (std::size_t i = 2; i < length; ++i) {
+        if (!is_continuation(bytes[i])) {
+            return 0;
+        }
+    }
+    return length;
+}
+
+namespace {
+
+bool is_field_text(std::string_view field, std::size_t max_length) {
+    return !field.empty() && field.size() <= max_length &&
+           field.find(' ') == std::string_view::npos && is_utf8_without_controls(field);
+}
+
+}  // namespace
+
+bool is_utf8_without_controls(std::string_view text) {
+    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+    const unsigned char* const end = p + text.size();
+    while (p != end) {
+        if (end - p >= 8) {
+            std::uint64_t word;
+            std::memcpy(&word, p, sizeof word);
+            if (all_printable_ascii(word)) {
+                p += 8;
+                continue;
+            }
+        }
+        const std::size_t length =
+            utf8_char_length({reinterpret_cast<const char*>(p), static_cast<std::size_t>(end - p)});
+        if (length == 0) {
+            return false;
+        }
+        p += length;
+    }
+    return true;
+}
+
 bool is_valid_name(std::string_view name) {
-    return is_printable_field(name, kMaxNameLength);
+    return is_field_text(name, kMaxNameLength);
 }
 
 bool is_valid_secret(std::string_view secret) {
-    return is_printable_field(secret, kMaxSecretLength);
+    return is_field_text(secret, kMaxSecretLength);
+}
+
+bool is_valid_topic(std::string_view topic) {
+    return !topic.empty() && is_utf8_without_controls(topic);
 }
 
 void append_frame(std::string& out, std::string_view frame) {

@@ -1,7 +1,14 @@
 // The one logging path of the project: `INFO: ...` and `ERROR: ...` lines, as the original
-// PubSubX prints them, each written whole and flushed so that a reader of a pipe sees it at once.
+// PubSubX prints them. Each line is handed to the kernel whole with write(2), at once, so a
+// reader of a pipe sees it at once. Logging never stops the broker: a line the log cannot take
+// now (a non-blocking pipe that is full, a reader that went away) waits in a small buffer or
+// is dropped and counted, and a line is never torn by the next one.
 #pragma once
 
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -15,10 +22,24 @@ enum class LogLevel {
     verbose,  // also one line per message
 };
 
+// Peer-supplied text (topics, message data) for a log line: `logger.info("... '",
+// Escaped{topic}, "'")`. It is rendered so that it cannot forge a line or reach the terminal
+// as a control sequence: backslash as `\\`, LF, CR and tab as `\n`, `\r`, `\t`, every other
+// control character (C0, DEL, C1) and every byte that is not part of valid UTF-8 as `\xNN`.
+// Valid, printable UTF-8 is kept as it is. Costs one scan when there is nothing to escape.
+struct Escaped {
+    std::string_view text;
+};
+
+// Appends `text` to `out` as Escaped renders it.
+void append_escaped(std::string& out, std::string_view text);
+
 class Logger {
   public:
-    explicit Logger(LogLevel level = LogLevel::info, std::FILE* out = stdout)
-        : level_(level), out_(out) {}
+    explicit Logger(LogLevel level = LogLevel::info, int fd = STDOUT_FILENO)
+        : level_(level), fd_(fd) {}
+    // Writes to the descriptor of `out` (bypassing its stdio buffer).
+    Logger(LogLevel level, std::FILE* out) : Logger(level, ::fileno(out)) {}
 
     bool info_enabled() const { return level_ >= LogLevel::info; }
     bool verbose_enabled() const { return level_ >= LogLevel::verbose; }
@@ -45,9 +66,20 @@ class Logger {
         write("INFO: ", parts...);
     }
 
+    // Lines the log could not take: its reader was gone, or too slow for the pending buffer.
+    std::uint64_t lines_dropped() const { return lines_dropped_; }
+    // Bytes of whole lines (and at most one line's unwritten tail) waiting for the descriptor.
+    std::size_t pending_bytes() const { return pending_.size(); }
+    // Waits up to `timeout` for the descriptor to take the pending bytes (at shutdown).
+    void flush(std::chrono::milliseconds timeout);
+
+    // A line's unwritten tail and the whole lines queued behind it: at most this many bytes.
+    static constexpr std::size_t kMaxPendingBytes = 64 * 1024;
+
   private:
     static void append_part(std::string& line, std::string_view part) { line.append(part); }
     static void append_part(std::string& line, char part) { line.push_back(part); }
+    static void append_part(std::string& line, Escaped part) { append_escaped(line, part.text); }
     template <typename Number>
     requires std::is_arithmetic_v<Number>
     static void append_part(std::string& line, Number part) { line.append(std::to_string(part)); }
@@ -57,12 +89,20 @@ class Logger {
         std::string line{prefix};
         (append_part(line, parts), ...);
         line.push_back('\n');
-        std::fwrite(line.data(), 1, line.size(), out_);
-        std::fflush(out_);
+        write_line(line);
     }
 
+    void write_line(std::string_view line);
+    // Writes as much of pending_ as the descriptor takes now; true when it is all written.
+    bool write_pending();
+    // Keeps the unwritten tail of a line that was written in part, so that no other line is
+    // written into its middle. A tail past the bound is cut and ends with a marker.
+    void keep_tail(std::string_view tail);
+
     LogLevel level_;
-    std::FILE* out_;
+    int fd_;
+    std::string pending_;
+    std::uint64_t lines_dropped_ = 0;
 };
 
 }  // namespace pubsubx

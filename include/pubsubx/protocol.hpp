@@ -28,6 +28,10 @@ inline constexpr std::string_view kNameTaken{"ERROR: Name already taken"};
 inline constexpr std::string_view kRestoredPrefix{"RESTORED "};
 // Extension: the answer to a CONNECT whose secret does not match the client's.
 inline constexpr std::string_view kNotAuthorized{"ERROR: Not authorized"};
+// Extension: the answer to a SUBSCRIBE, UNSUBSCRIBE or PUBLISH whose topic fails
+// is_valid_topic; the connection stays open.
+inline constexpr std::string_view kInvalidTopic{
+    "ERROR: Invalid topic (UTF-8 with no control characters)"};
 
 // Position of the first delimiter in `bytes`, or npos. memchr finds candidate '\n' bytes at
 // memory speed; a frame rarely contains one.
@@ -83,12 +87,27 @@ struct Command {
 
 Command parse_command(std::string_view frame);
 
-// A name the server accepts: 1..64 bytes, no space (a space would end the field anyway) and
-// no control byte, so that it prints safely in logs.
+// True when `text` is well-formed UTF-8 (no overlong form, no surrogate, nothing above
+// U+10FFFF, no truncated sequence) with no control character: C0 (U+0000..U+001F), DEL and C1
+// (U+0080..U+009F). This is what MQTT requires of client identifiers and topic names, and
+// what makes peer text print safely in a log. Printable ASCII is checked 8 bytes at a time,
+// since every PUBLISH checks its topic. The empty string is valid.
+bool is_utf8_without_controls(std::string_view text);
+
+// Bytes of the character `text` starts with when it passes is_utf8_without_controls (1 to 4),
+// else 0 (also for empty text). For code that walks text character by character.
+std::size_t utf8_char_length(std::string_view text);
+
+// A name the server accepts: 1..64 bytes, no space (a space would end the field anyway), and
+// is_utf8_without_controls, so that it prints safely in logs and in `RESTORED <name>`.
 bool is_valid_name(std::string_view name);
 
 // A secret the server accepts: 1..128 bytes, same characters as a name (it is one field).
 bool is_valid_secret(std::string_view secret);
+
+// A topic's characters: not empty and is_utf8_without_controls. It contains no space by
+// construction (it is one field). Its length limit is the broker's (--max-topic-length).
+bool is_valid_topic(std::string_view topic);
 
 // Appends `frame` and the delimiter to `out`.
 void append_frame(std::string& out, std::string_view frame);

@@ -1,10 +1,18 @@
 // pubsubx-server: parses the command line, starts the broker and runs it until SIGINT/SIGTERM.
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -29,13 +37,34 @@ struct CommandLine {
     bool quiet = false;
 };
 
+// The longest duration any time option takes: one year. It is far from overflowing when a
+// steady_clock time point (nanoseconds since boot, in 64 bits: 292 years) is added to it.
+constexpr double kMaxSeconds = 365.0 * 24 * 3600;
+
+// A positive option never becomes 0 (which means "off" or "keep nothing") by rounding.
 pubsubx::Clock::duration seconds(double count) {
-    return std::chrono::duration_cast<pubsubx::Clock::duration>(
-        std::chrono::duration<double>(count));
+    const auto duration =
+        std::chrono::duration_cast<pubsubx::Clock::duration>(std::chrono::duration<double>(count));
+    return count > 0 && duration == pubsubx::Clock::duration::zero() ? pubsubx::Clock::duration{1}
+                                                                     : duration;
+}
+
+// Checked before CLI11 converts the text: its own range checks let NaN through, and a value
+// past what the clock holds used to overflow silently into "keep nothing".
+std::string check_seconds(const std::string& text) {
+    char* end = nullptr;
+    const double value = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value) || value < 0 ||
+        value > kMaxSeconds) {
+        return "'" + text + "' is not a number of seconds from 0 to 31536000 (one year)";
+    }
+    return {};
 }
 
 void add_seconds(CLI::App& app, const std::string& name, double& value, const std::string& help) {
-    app.add_option(name, value, help)->check(CLI::NonNegativeNumber)->capture_default_str();
+    app.add_option(name, value, help + "; at most 31536000 (one year)")
+        ->check(CLI::Validator{check_seconds, "SECONDS"})
+        ->capture_default_str();
 }
 
 void add_limit(CLI::App& app, const std::string& name, std::size_t& value,
@@ -60,7 +89,8 @@ void define_options(CLI::App& app, CommandLine& line) {
     add_limit(app, "--max-frame", line.server.max_frame,
               "Largest frame accepted, in bytes; a longer one closes the connection");
     add_limit(app, "--max-connections", line.server.max_connections,
-              "Open connections; beyond it a new one gets 'ERROR: Server is full' and is closed");
+              "Open connections; beyond it a new one gets 'ERROR: Server is full' and is closed; "
+              "lowered to fit the file descriptor limit");
     add_limit(app, "--max-topics", line.broker.max_topics_per_client,
               "Subscriptions per client; beyond it SUBSCRIBE gets an error frame");
     add_limit(app, "--max-topic-length", line.broker.max_topic_length,
@@ -106,6 +136,74 @@ std::string server_stats_text(const pubsubx::server::ServerStats& stats) {
            " frames_unsent_at_close=" + std::to_string(stats.frames_unsent_at_close);
 }
 
+// A log reader that stops reading must not block the event loop: when the log is a pipe or a
+// socket, its writes become non-blocking and the Logger drops what does not fit. A file or a
+// terminal is left alone (its flag is shared with the shell). The flag belongs to the open
+// file, which other processes may share, so it is put back at exit.
+class NonBlockingLog {
+  public:
+    explicit NonBlockingLog(int fd) : fd_(fd) {
+        struct stat status {};
+        if (fstat(fd, &status) != 0 || !(S_ISFIFO(status.st_mode) || S_ISSOCK(status.st_mode))) {
+            return;
+        }
+        flags_ = fcntl(fd, F_GETFL);
+        if (flags_ >= 0 && (flags_ & O_NONBLOCK) == 0) {
+            fcntl(fd, F_SETFL, flags_ | O_NONBLOCK);
+            changed_ = true;
+        }
+    }
+    ~NonBlockingLog() {
+        if (changed_) {
+            fcntl(fd_, F_SETFL, flags_);
+        }
+    }
+    NonBlockingLog(const NonBlockingLog&) = delete;
+    NonBlockingLog& operator=(const NonBlockingLog&) = delete;
+
+  private:
+    int fd_;
+    int flags_ = -1;
+    bool changed_ = false;
+};
+
+// Descriptors kept for everything but connections: stdio, the listener, the spare one for
+// refusing when out of descriptors, epoll, Asio's interrupter and signal pipe, timers.
+constexpr rlim_t kDescriptorHeadroom = 32;
+
+// Raises the soft descriptor limit to the hard one (the usual soft limit of 1024 would cap
+// connections far below the default --max-connections) and returns it.
+rlim_t raise_descriptor_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        return RLIM_INFINITY;
+    }
+    if (limit.rlim_cur != limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+            return raised.rlim_cur;
+        }
+    }
+    return limit.rlim_cur;
+}
+
+// A --max-connections the descriptor limit cannot hold is lowered, in one log line. 0 (no
+// limit) stays: past the descriptor limit a client is still told the server is full.
+void fit_connections_to_descriptors(std::size_t& max_connections, rlim_t descriptor_limit,
+                                    pubsubx::Logger& logger) {
+    if (descriptor_limit == RLIM_INFINITY || max_connections == 0) {
+        return;
+    }
+    const rlim_t room =
+        descriptor_limit > kDescriptorHeadroom ? descriptor_limit - kDescriptorHeadroom : 1;
+    if (max_connections > room) {
+        logger.always("--max-connections lowered from ", max_connections, " to ", room,
+                      ": the file descriptor limit is ", descriptor_limit, " (ulimit -n)");
+        max_connections = static_cast<std::size_t>(room);
+    }
+}
+
 pubsubx::LogLevel log_level(const CommandLine& line) {
     if (line.quiet) {
         return pubsubx::LogLevel::quiet;
@@ -128,10 +226,20 @@ int main(int argc, char** argv) {
         "clients until they reconnect"};
     CommandLine line;
     define_options(app, line);
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& failure) {
+        // --help and --version end here with 0; every command-line error is exit code 2.
+        return app.exit(failure) == 0 ? 0 : 2;
+    }
 
     apply_durations(line);
-    pubsubx::Logger logger{log_level(line)};
+    // A log reader that went away must not kill the broker: its writes fail with EPIPE and the
+    // Logger counts the lines it drops.
+    std::signal(SIGPIPE, SIG_IGN);
+    const NonBlockingLog non_blocking_log{STDOUT_FILENO};
+    pubsubx::Logger logger{log_level(line), STDOUT_FILENO};
+    fit_connections_to_descriptors(line.server.max_connections, raise_descriptor_limit(), logger);
     pubsubx::Broker broker{line.broker, logger};
 
     // The io_context is destroyed before the broker: sessions still owned by its handlers
@@ -155,6 +263,7 @@ int main(int argc, char** argv) {
 
     const auto counters = [&] {
         return pubsubx::describe(broker.stats()) + " " + server_stats_text(server->stats()) +
+               " log_lines_dropped=" + std::to_string(logger.lines_dropped()) +
                " clients=" + std::to_string(broker.client_count()) +
                " lost_now=" + std::to_string(broker.lost_client_count()) +
                " queued_bytes=" + std::to_string(broker.total_queued_bytes()) +
@@ -171,11 +280,25 @@ int main(int argc, char** argv) {
         });
     };
     wait_for_stats_signal();
+    // Lines the log pipe could not take wait in the Logger's small buffer: they go out when
+    // the reader catches up, checked a few times a second, not only when the next line comes.
+    asio::steady_timer log_flush_timer{io};
+    std::function<void()> flush_log_now_and_then = [&] {
+        log_flush_timer.expires_after(std::chrono::milliseconds{200});
+        log_flush_timer.async_wait([&](const std::error_code& wait_error) {
+            if (!wait_error) {
+                logger.flush(std::chrono::milliseconds{0});
+                flush_log_now_and_then();
+            }
+        });
+    };
+    flush_log_now_and_then();
     asio::signal_set signals{io, SIGINT, SIGTERM};
     signals.async_wait([&](const std::error_code& wait_error, int) {
         if (!wait_error) {
             logger.info("Shutting down; ", counters());
             stats_signal.cancel();
+            log_flush_timer.cancel();
             server->stop();
             io.stop();
         }
@@ -189,5 +312,6 @@ int main(int argc, char** argv) {
         logger.always("Server started, listening on ", where);
     }
     io.run();
+    logger.flush(std::chrono::seconds{1});
     return 0;
 }

@@ -1,6 +1,10 @@
 #include "server.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <string>
 
@@ -36,6 +40,11 @@ Clock::duration sweep_period(const ServerOptions& options) {
     return std::clamp<Clock::duration>(shortest / 4, std::chrono::milliseconds{10},
                                        std::chrono::seconds{1});
 }
+// Asio reports errno values in its own category, which std::errc does not match.
+bool is_out_of_descriptors(const std::error_code& error) {
+    return error.category() == asio::system_category() &&
+           (error.value() == EMFILE || error.value() == ENFILE);
+}
 }  // namespace
 
 Server::Server(asio::io_context& io, const ServerOptions& options, Broker& broker, Logger& logger)
@@ -64,6 +73,7 @@ Server::~Server() {
 }
 
 void Server::start() {
+    reserve_spare_descriptor();
     accept_next();
     start_deadline_sweep();
 }
@@ -71,6 +81,10 @@ void Server::start() {
 void Server::stop() {
     std::error_code ignored;
     acceptor_.close(ignored);
+    if (spare_descriptor_ >= 0) {
+        ::close(spare_descriptor_);
+        spare_descriptor_ = -1;
+    }
     accept_retry_timer_.cancel();
     expiry_timer_.cancel();
     sweep_timer_.cancel();
@@ -108,11 +122,20 @@ void Server::accept_next() {
         if (error == asio::error::operation_aborted || !acceptor_.is_open()) {
             return;
         }
+        if (is_out_of_descriptors(error) && spare_descriptor_ >= 0) {
+            refuse_with_spare_descriptor();
+            accept_next();
+            return;
+        }
         if (error) {
-            logger_.error("Cannot accept a connection: ", error.message());
+            if (!refusing_connections_) {
+                refusing_connections_ = true;
+                logger_.error("Cannot accept a connection: ", error.message());
+            }
             accept_retry_timer_.expires_after(kAcceptRetryDelay);
             accept_retry_timer_.async_wait([this](const std::error_code& wait_error) {
                 if (!wait_error) {
+                    reserve_spare_descriptor();
                     accept_next();
                 }
             });
@@ -127,6 +150,11 @@ void Server::on_accepted(Socket socket) {
     if (options_.max_connections != 0 && session_count_ >= options_.max_connections) {
         refuse_connection(socket);
         return;
+    }
+    if (refusing_connections_) {
+        // An episode without a connection limit (out of descriptors) ends here.
+        refusing_connections_ = false;
+        logger_.info("Accepting connections again (", session_count_, " open)");
     }
     ++stats_.connections_accepted;
     std::error_code error;
@@ -149,6 +177,30 @@ void Server::refuse_connection(Socket& socket) {
     socket.write_some(asio::buffer(reply), ignored);
     socket.shutdown(Socket::shutdown_both, ignored);
     socket.close(ignored);
+}
+
+void Server::refuse_with_spare_descriptor() {
+    if (!refusing_connections_) {
+        refusing_connections_ = true;
+        logger_.error("Refusing connections: out of file descriptors with ", session_count_,
+                      " connections open (raise the limit: ulimit -n)");
+    }
+    ::close(spare_descriptor_);
+    spare_descriptor_ = -1;
+    Socket socket{io_};
+    std::error_code error;
+    acceptor_.non_blocking(true, error);  // the pending connection may be gone already
+    acceptor_.accept(socket, error);
+    if (!error) {
+        refuse_connection(socket);
+    }
+    reserve_spare_descriptor();
+}
+
+void Server::reserve_spare_descriptor() {
+    if (spare_descriptor_ < 0) {
+        spare_descriptor_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
 }
 
 void Server::start_deadline_sweep() {

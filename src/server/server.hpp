@@ -77,6 +77,10 @@ class Server {
     void on_accepted(Socket socket);
     void refuse_connection(Socket& socket);
     void arm_expiry(TimePoint when);
+    // Out of file descriptors, a pending connection cannot even be accepted to be told that
+    // the server is full: the spare descriptor is given up for it, then taken again.
+    void refuse_with_spare_descriptor();
+    void reserve_spare_descriptor();
     void on_expiry_timer();
     // Connect and write deadlines are checked by one periodic sweep over all sessions instead
     // of a timer per session: a timer would cost every idle connection memory.
@@ -98,6 +102,7 @@ class Server {
     std::size_t session_count_ = 0;
     bool refusing_connections_ = false;  // for one log line per episode
     Effects effects_;                    // scratch for apply_effects, keeps its capacity
+    int spare_descriptor_ = -1;
     ServerStats stats_;
     std::array<char, 64 * 1024> read_buffer_{};
 };

@@ -105,7 +105,76 @@ TEST_CASE("--max-connections 0 means no limit") {
         clients.push_back(std::make_unique<TestClient>(server.port()));
         clients.back()->connect_as("c" + std::to_string(i));
     }
+    for (auto& client : clients) {
+        client->barrier();  // every one is served, not just accepted
+    }
+    server.send_signal(SIGUSR1);
+    CHECK(server.wait_for_output("connections_refused=0"));
+    CHECK(server.wait_for_output("connections=50"));
+    CHECK(server.output().find("Refusing connections") == std::string::npos);
+    CHECK(server.output().find("--max-connections lowered") == std::string::npos);
+}
+
+TEST_CASE("--max-connections is lowered to fit the descriptor limit, raised to the hard one") {
+    // The soft limit 64 is raised to the hard limit 128; 32 descriptors are kept back.
+    ServerProcess server{{}, DescriptorLimit{64, 128}};
+    CHECK(server.wait_for_output(
+        "INFO: --max-connections lowered from 65536 to 96: the file descriptor limit is 128"));
+    std::vector<std::unique_ptr<TestClient>> clients;
+    for (int i = 0; i < 96; ++i) {
+        clients.push_back(std::make_unique<TestClient>(server.port()));
+        clients.back()->connect_as("c" + std::to_string(i));
+    }
+    TestClient over{server.port()};
+    CHECK(over.read_frame() == "ERROR: Server is full, try again later");
+    CHECK(over.wait_closed());
     clients.back()->barrier();
+}
+
+TEST_CASE("out of file descriptors, a client is told the server is full; one line per episode") {
+    // No connection limit: only the descriptor limit (64) stops connections.
+    ServerProcess server{{"--max-connections", "0"}, DescriptorLimit{64, 64}};
+    std::vector<std::unique_ptr<TestClient>> clients;
+    std::vector<std::unique_ptr<TestClient>> refused;
+    for (int i = 0; i < 80 && refused.size() < 5; ++i) {
+        auto client = std::make_unique<TestClient>(server.port());
+        client->send_frame("CONNECT c" + std::to_string(i));
+        const auto reply = client->read_frame();
+        REQUIRE_MESSAGE(reply, "connection ", i, " got no answer");
+        if (*reply == "ERROR: Server is full, try again later") {
+            CHECK(client->wait_closed());
+            refused.push_back(std::move(client));
+        } else {
+            REQUIRE(*reply == "OK: Conn accepted");
+            clients.push_back(std::move(client));
+        }
+    }
+    CHECK(refused.size() == 5);
+    CHECK(clients.size() > 40);
+    std::this_thread::sleep_for(400ms);  // the old code logged an error every 100 ms
+    const std::string refusing = "ERROR: Refusing connections: out of file descriptors";
+    const std::string& log = server.output();
+    const std::size_t first = log.find(refusing);
+    CHECK(first != std::string::npos);
+    CHECK(log.find(refusing, first + 1) == std::string::npos);
+    CHECK(log.find("Cannot accept") == std::string::npos);
+    clients.front()->send_frame("DISCONNECT");
+    CHECK(clients.front()->wait_closed());
+    clients.erase(clients.begin());
+    // The server may still be closing that descriptor when the peer sees the close.
+    std::unique_ptr<TestClient> again;
+    for (int attempt = 0; attempt < 20 && !again; ++attempt) {
+        auto client = std::make_unique<TestClient>(server.port());
+        client->send_frame("CONNECT again");
+        if (client->read_frame() == "OK: Conn accepted") {
+            again = std::move(client);
+        } else {
+            std::this_thread::sleep_for(50ms);
+        }
+    }
+    REQUIRE(again);
+    again->barrier();
+    CHECK(server.wait_for_output("INFO: Accepting connections again"));
 }
 
 TEST_CASE("a topic over --max-topic-length gets an error; the connection goes on") {
@@ -351,6 +420,58 @@ TEST_CASE("TCP keepalive is on for every connection; --keepalive 0 turns it off"
         c.barrier();
         const int expected_timer = std::string{idle} == "0" ? 0 : 2;
         CHECK(server_socket_timer(server.port(), c.local_port()) == expected_timer);
+    }
+}
+
+TEST_CASE("a log reader that goes away does not kill the server") {
+    ServerProcess server;
+    server.close_output();
+    TestClient c{server.port()};
+    c.connect_as("c");  // logs a line into a pipe nobody reads: EPIPE, not SIGPIPE
+    c.send_frame("SUBSCRIBE t");
+    c.barrier();
+    server.send_signal(SIGTERM);
+    CHECK(server.wait_exit() == 0);
+}
+
+TEST_CASE("a log reader that stops reading neither blocks the server nor gets torn lines") {
+    ServerProcess server{{"--verbose"}};
+    server.output();  // from here on nobody reads the log pipe (64 KiB)
+    TestClient sub{server.port()};
+    sub.connect_as("sub");
+    sub.send_frame("SUBSCRIBE t");
+    sub.barrier();
+    TestClient pub{server.port()};
+    pub.connect_as("pub");
+    constexpr int kMessages = 3000;  // each logs a line of about 250 bytes: 750 KB in all
+    std::string batch;
+    for (int i = 0; i < kMessages; ++i) {
+        pubsubx::append_frame(batch,
+                              "PUBLISH t " + std::to_string(i) + " " + std::string(200, 'd'));
+    }
+    pub.send_raw(batch);
+    int received = 0;
+    while (received < kMessages) {
+        const auto frame = sub.read_frame(5000ms);
+        REQUIRE_MESSAGE(frame, "the server stopped delivering after ", received, " messages");
+        CHECK(frame->starts_with("t " + std::to_string(received) + " "));
+        ++received;
+    }
+    const std::size_t seen = server.output().size();
+    server.send_signal(SIGUSR1);
+    REQUIRE(server.wait_for_output("INFO: Counters: ", 5000ms, seen));
+    const std::string& log = server.output();
+    const std::size_t at = log.find("log_lines_dropped=", seen);
+    REQUIRE(at != std::string::npos);
+    CHECK(std::stoi(log.substr(at + std::string_view{"log_lines_dropped="}.size())) > 0);
+    for (std::size_t from = 0; from < log.size();) {
+        const std::size_t end = log.find('\n', from);
+        const std::string line = log.substr(from, end - from);
+        CHECK_MESSAGE((line.starts_with("INFO: ") || line.starts_with("ERROR: ")), line);
+        if (end == std::string::npos) {
+            break;
+        }
+        from = end + 1;
     }
 }
 

@@ -188,6 +188,30 @@ TEST_CASE("a first frame that is not a valid CONNECT gets an error and is closed
     fine.connect_as("fine");
 }
 
+TEST_CASE("a name or secret that is not UTF-8 without control characters is refused") {
+    ServerProcess server;
+    for (const std::string name :
+         {"\xff", "caf\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+          "a\xc2\x9b"
+          "31m",
+          "a\x1b"
+          "b"}) {
+        TestClient c{server.port()};
+        c.send_frame("CONNECT " + name);
+        CHECK(c.read_frame() ==
+              "ERROR: Invalid name (1 to 64 bytes, no spaces or control characters)");
+        CHECK(c.wait_closed());
+    }
+    TestClient bad_secret{server.port()};
+    bad_secret.send_frame("CONNECT s \xc3\x28");
+    CHECK(bad_secret.read_frame()->starts_with("ERROR: Invalid secret"));
+    CHECK(bad_secret.wait_closed());
+    CHECK(server.output().find("Client '") == std::string::npos);  // none was added
+    TestClient fine{server.port()};
+    fine.connect_as("caf\xc3\xa9");
+    fine.barrier();
+}
+
 TEST_CASE("garbage from a connected client is ignored") {
     ServerProcess server;
     TestClient c{server.port()};
@@ -233,6 +257,19 @@ TEST_CASE("messages are logged only with --verbose") {
     b.connect_as("b");
     b.send_frame("PUBLISH t visible-payload");
     CHECK(verbose.wait_for_output("Client 'b' published to 't': visible-payload"));
+}
+
+TEST_CASE("peer text in the log is escaped: message data cannot forge a line") {
+    ServerProcess server{{"--verbose"}};
+    TestClient c{server.port()};
+    c.connect_as("c");
+    c.send_frame("SUBSCRIBE t");
+    c.send_frame("PUBLISH t x\nERROR: forged\x1b[2J\\");
+    CHECK(c.read_frame() == "t x\nERROR: forged\x1b[2J\\");  // delivered verbatim
+    CHECK(server.wait_for_output(
+        "INFO: Client 'c' published to 't': x\\nERROR: forged\\x1B[2J\\\\\n"));
+    CHECK(server.output().find("\nERROR: forged") == std::string::npos);
+    CHECK(server.output().find('\x1b') == std::string::npos);
 }
 
 TEST_CASE("--quiet logs only errors but still says where it listens") {
@@ -283,5 +320,26 @@ TEST_CASE("command-line errors are reported with a non-zero exit code") {
         ChildProcess server{program, {"--version"}};
         CHECK(server.wait_exit() == 0);
         CHECK(server.output().find("pubsubx-server 0.") != std::string::npos);
+    }
+}
+
+TEST_CASE("every duration option refuses non-finite and out-of-range values with exit code 2") {
+    const std::string program = binary_path("PUBSUBX_SERVER");
+    for (const std::string option :
+         {"--lost-timeout", "--slow-consumer-grace", "--connect-timeout", "--write-timeout"}) {
+        for (const std::string value : {"nan", "inf", "-inf", "1e10", "31536001", "-1", "1s"}) {
+            ChildProcess server{program, {"0", option, value}};
+            CHECK_MESSAGE(server.wait_exit() == 2, option, " ", value);
+            CHECK(server.output().find(option + ": '" + value +
+                                       "' is not a number of seconds from 0 to 31536000") !=
+                  std::string::npos);
+        }
+    }
+    SUBCASE("the largest value, one year, keeps a lost client") {
+        ServerProcess server{{"--lost-timeout", "31536000"}};
+        make_lost_subscriber(server, "kept", "t");
+        TestClient back{server.port()};
+        back.send_frame("CONNECT kept");
+        CHECK(back.read_frame() == "RESTORED kept");
     }
 }

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,7 +43,7 @@ std::string binary_path(const char* environment_variable) {
 }
 
 ChildProcess::ChildProcess(const std::string& program, const std::vector<std::string>& args,
-                           bool pipe_stdin) {
+                           bool pipe_stdin, std::optional<DescriptorLimit> descriptor_limit) {
     int output[2];
     int input[2] = {-1, -1};
     if (pipe2(output, O_CLOEXEC) != 0 || (pipe_stdin && pipe2(input, O_CLOEXEC) != 0)) {
@@ -53,6 +54,12 @@ ChildProcess::ChildProcess(const std::string& program, const std::vector<std::st
         fail("fork");
     }
     if (pid_ == 0) {
+        if (descriptor_limit) {
+            const rlimit limit{descriptor_limit->soft, descriptor_limit->hard};
+            if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+                _exit(126);
+            }
+        }
         dup2(output[1], STDOUT_FILENO);
         dup2(output[1], STDERR_FILENO);
         if (pipe_stdin) {
@@ -84,10 +91,14 @@ ChildProcess::~ChildProcess() {
         waitpid(pid_, nullptr, 0);
     }
     close_stdin();
-    close(output_fd_);
+    close_output();
 }
 
 bool ChildProcess::read_output(Millis timeout) {
+    if (output_fd_ < 0) {
+        std::this_thread::sleep_for(timeout);
+        return false;
+    }
     pollfd ready{output_fd_, POLLIN, 0};
     if (poll(&ready, 1, static_cast<int>(timeout.count())) <= 0) {
         return true;
@@ -141,6 +152,13 @@ void ChildProcess::close_stdin() {
     }
 }
 
+void ChildProcess::close_output() {
+    if (output_fd_ >= 0) {
+        close(output_fd_);
+        output_fd_ = -1;
+    }
+}
+
 void ChildProcess::send_signal(int signal) {
     kill(pid_, signal);
 }
@@ -167,12 +185,16 @@ std::optional<int> ChildProcess::wait_exit(Millis timeout) {
     return std::nullopt;
 }
 
-ServerProcess::ServerProcess(std::vector<std::string> extra_args)
-    : ChildProcess(binary_path("PUBSUBX_SERVER"), [&] {
-          std::vector<std::string> args{"0"};
-          args.insert(args.end(), extra_args.begin(), extra_args.end());
-          return args;
-      }()) {
+ServerProcess::ServerProcess(std::vector<std::string> extra_args,
+                             std::optional<DescriptorLimit> descriptor_limit)
+    : ChildProcess(
+          binary_path("PUBSUBX_SERVER"),
+          [&] {
+              std::vector<std::string> args{"0"};
+              args.insert(args.end(), extra_args.begin(), extra_args.end());
+              return args;
+          }(),
+          false, descriptor_limit) {
     constexpr std::string_view kListening = "listening on 127.0.0.1:";
     if (!wait_for_output(kListening) || !wait_for_output(" ")) {
         throw std::runtime_error("server did not start: " + output());

@@ -22,11 +22,18 @@ using Millis = std::chrono::milliseconds;
 // Path of a built binary, handed to the tests by meson through the environment.
 std::string binary_path(const char* environment_variable);
 
+// RLIMIT_NOFILE for a child, set between fork and exec (as `prlimit` would).
+struct DescriptorLimit {
+    unsigned soft = 0;
+    unsigned hard = 0;
+};
+
 // A child process with its stdout and stderr in one pipe (and optionally its stdin).
 class ChildProcess {
   public:
     ChildProcess(const std::string& program, const std::vector<std::string>& args,
-                 bool pipe_stdin = false);
+                 bool pipe_stdin = false,
+                 std::optional<DescriptorLimit> descriptor_limit = std::nullopt);
     ~ChildProcess();
     ChildProcess(const ChildProcess&) = delete;
     ChildProcess& operator=(const ChildProcess&) = delete;
@@ -38,6 +45,8 @@ class ChildProcess {
     void write_stdin(std::string_view text);
     void close_stdin();
     void send_signal(int signal);
+    // Closes the reading end of the output pipe, as a log reader that goes away does.
+    void close_output();
     // Waits for the process to end; returns its exit code, 128+N for signal N, or nullopt if
     // it is still running after the timeout.
     std::optional<int> wait_exit(Millis timeout = 5000ms);
@@ -57,7 +66,8 @@ class ChildProcess {
 // pubsubx-server on an ephemeral loopback port.
 class ServerProcess : public ChildProcess {
   public:
-    explicit ServerProcess(std::vector<std::string> extra_args = {});
+    explicit ServerProcess(std::vector<std::string> extra_args = {},
+                           std::optional<DescriptorLimit> descriptor_limit = std::nullopt);
     std::uint16_t port() const { return port_; }
 
   private:
