@@ -1,5 +1,6 @@
 #include "pubsubx/broker.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "pubsubx/protocol.hpp"
@@ -49,17 +50,24 @@ Broker::Broker(BrokerConfig config, Logger& logger)
 Broker::~Broker() = default;
 
 FrameResult Broker::handle_frame(Connection& connection, std::string_view frame, TimePoint now) {
-    const bool had_client = connection.client() != nullptr;
     FrameResult result = act_on_frame(connection, frame, now);
     // Cut off only now, never while a fan-out walks a topic's subscribers: losing a client may
     // remove topics and (with the lost-client cap) other clients.
     if (accounting_.has_cut_offs()) {
         cut_off(now);
-        if (had_client && connection.client() == nullptr) {
-            result.next = FrameResult::Next::close;  // the sender itself was cut off
-        }
+    }
+    // The core asked to close the sender itself (cut off, say): it must read no more, or a
+    // next frame could attach a client to a connection about to be closed.
+    if (result.next == FrameResult::Next::read_more && asked_to_close(connection)) {
+        result.next = FrameResult::Next::close;
     }
     return result;
+}
+
+bool Broker::asked_to_close(const Connection& connection) const {
+    return std::any_of(
+        effects_.close.begin(), effects_.close.end(),
+        [&](const CloseRequest& request) { return request.connection == &connection; });
 }
 
 FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame, TimePoint now) {
@@ -69,6 +77,9 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
     const Command command = parse_command(frame);
     Client* const client = connection.client();
     if (client == nullptr) {
+        if (asked_to_close(connection)) {
+            return {FrameResult::Next::close, {}};
+        }
         if (command.kind != CommandKind::connect || !command.has_argument) {
             logger_.error("Closing a connection whose first frame is not CONNECT <name>");
             ++stats_.bad_connects;
@@ -246,6 +257,12 @@ void Broker::take_outbound(Connection& connection, std::string& out) {
 void Broker::write_completed(Connection& connection, TimePoint now, std::size_t socket_unsent) {
     if (Client* const client = connection.client()) {
         accounting_.write_completed(*client, now, socket_unsent);
+    }
+}
+
+void Broker::socket_drained(Connection& connection, TimePoint now, std::size_t socket_unsent) {
+    if (Client* const client = connection.client()) {
+        accounting_.end_episode_if_drained(*client, now, socket_unsent);
     }
 }
 

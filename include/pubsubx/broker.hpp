@@ -48,6 +48,10 @@ class Broker {
     // while the client's queue overflows (Client::in_overflow): an overflow episode ends
     // only once that is small too.
     void write_completed(Connection& connection, TimePoint now, std::size_t socket_unsent = 0);
+    // Nothing is being written on the connection and its socket still holds `socket_unsent`
+    // (the server asks now and then while the client's queue overflows, Client::in_overflow):
+    // an overflow episode the last write left open may end.
+    void socket_drained(Connection& connection, TimePoint now, std::size_t socket_unsent);
     // The connection went idle: its client's queue gives its buffer back.
     void release_idle_memory(Connection& connection);
     // Removes the lost clients whose retention period ended by `now` (the expiry timer).
@@ -75,6 +79,7 @@ class Broker {
 
   private:
     FrameResult act_on_frame(Connection& connection, std::string_view frame, TimePoint now);
+    bool asked_to_close(const Connection& connection) const;
     FrameResult connect(Connection& connection, std::string_view name, std::string_view secret,
                         TimePoint now);
     bool topic_allowed(Client& client, std::string_view topic);

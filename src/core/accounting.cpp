@@ -88,6 +88,11 @@ bool QueueAccounting::make_room_elsewhere(const Client& client, std::size_t need
     return freed > 0;
 }
 
+void QueueAccounting::deliver_reply(Client& client, std::string_view encoded_frames) {
+    client.queued_reply_bytes_ += static_cast<std::uint32_t>(encoded_frames.size());
+    deliver_control(client, encoded_frames);
+}
+
 void QueueAccounting::deliver_control(Client& client, std::string_view encoded_frames) {
     OutboundQueue& queue = client.outbound_;
     const std::size_t before = queue.size();
@@ -95,7 +100,8 @@ void QueueAccounting::deliver_control(Client& client, std::string_view encoded_f
     changed(client, before);
     // Always: a RESTORED reply goes before a backlog that nobody was writing.
     effects_.flush.push_back(client.connection_);
-    if (queue.control_bytes() > kMaxControlBacklog && !client.listed_slow_) {
+    if (queue.control_bytes() - client.queued_reply_bytes_ > kMaxControlBacklog &&
+        !client.listed_slow_) {
         client.listed_slow_ = true;
         cut_offs_.push_back({&client, CutOff::Why::control_backlog});
     }
@@ -107,7 +113,8 @@ void QueueAccounting::take_for_write(Client& client, std::string& out) {
     const std::size_t control = client.outbound_.take_up_to(out, queue_bound_ / 2);
     client.in_flight_bytes_ += out.size();
     client.in_flight_control_bytes_ += static_cast<std::uint32_t>(control);
-    client.dropped_at_write_start_ = client.dropped_in_episode_;
+    client.dropped_since_write_start_ = false;
+    client.queued_reply_bytes_ = 0;
 }
 
 void QueueAccounting::write_completed(Client& client, TimePoint now, std::size_t socket_unsent) {
@@ -115,11 +122,17 @@ void QueueAccounting::write_completed(Client& client, TimePoint now, std::size_t
     client.in_flight_bytes_ = 0;
     client.in_flight_control_bytes_ = 0;
     released();
-    // An overflow episode ends only when everything is out and nothing was dropped while it
-    // went out, not when a write starts.
+    if (!client.dropped_since_write_start_) {
+        end_episode_if_drained(client, now, socket_unsent);
+    }
+}
+
+// An overflow episode ends only when everything is out, nothing was dropped while it went
+// out, and the socket has (nearly) nothing left: not when a write starts.
+void QueueAccounting::end_episode_if_drained(Client& client, TimePoint now,
+                                             std::size_t socket_unsent) {
     if (client.dropped_in_episode_ > 0 && client.outbound_.empty() &&
-        client.dropped_in_episode_ == client.dropped_at_write_start_ &&
-        socket_unsent <= kCaughtUpSocketBytes) {
+        client.in_flight_bytes_ == 0 && socket_unsent <= kCaughtUpSocketBytes) {
         logger_.info("Client '", client.name_, "' caught up after ",
                      seconds_text(now - client.overflow_since_), "; ", client.dropped_in_episode_,
                      " message(s) were dropped while its queue was full");
@@ -134,6 +147,7 @@ void QueueAccounting::client_detached(Client& client, bool becomes_lost) {
     client.in_flight_control_bytes_ = 0;
     const std::size_t before = client.outbound_.size();
     client.outbound_.discard_control();
+    client.queued_reply_bytes_ = 0;
     total_bytes_ -= before - client.outbound_.size();
     client.listed_slow_ = false;
     if (becomes_lost) {
@@ -187,6 +201,7 @@ void QueueAccounting::count_drops(Client& client, std::size_t dropped, bool capp
                           "): dropping the oldest messages, of lost clients first");
         }
     }
+    client.dropped_since_write_start_ = true;
     if (client.dropped_in_episode_ == 0) {
         client.overflow_since_ = now;
         logger_.error("Queue of client '", client.name_, "' is full at ", client.held_bytes(),

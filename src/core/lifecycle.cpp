@@ -63,7 +63,7 @@ Client& Lifecycle::admit(Connection& connection, std::string_view name, std::str
     attach(connection, client);
     std::string reply;
     append_frame(reply, kConnAccepted);
-    accounting_.deliver_control(client, reply);
+    accounting_.deliver_reply(client, reply);
     logger_.info("Client '", client.name(), "' added", secret.empty() ? "" : " (with a secret)");
     return client;
 }
@@ -78,7 +78,7 @@ void Lifecycle::reply_restored(Client& client) {
         reply.append(client.subscriptions_[i].topic->name);
     }
     reply.append(kDelimiter);
-    accounting_.deliver_control(client, reply);
+    accounting_.deliver_reply(client, reply);
 }
 
 void Lifecycle::restore(Connection& connection, Client& client, TimePoint now) {

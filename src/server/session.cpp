@@ -276,6 +276,10 @@ void Session::close_now(std::string_view reason) {
 }
 
 void Session::check_deadline(TimePoint now) {
+    if (phase_ == Phase::open && !write_in_flight_ && client() != nullptr &&
+        client()->in_overflow()) {
+        server_.broker().socket_drained(*this, now, socket_unsent());
+    }
     if (now < deadline_) {
         return;
     }

@@ -237,3 +237,33 @@ TEST_CASE("a peer still sending when its connection is closed reads the error fr
     CHECK(error == "ERROR: Frame too long (the limit is 1000 bytes)");
     CHECK(c.wait_closed());
 }
+
+TEST_CASE("a client with a long topic list is restored; frames after its CONNECT act for it") {
+    ServerProcess server;
+    {
+        TestClient sub{server.port()};
+        std::string subscribe_many;
+        for (int i = 0; i < 70; ++i) {  // a RESTORED reply of over 64 KiB
+            subscribe_many += "SUBSCRIBE " + std::string(1000, 'x') + std::to_string(i) + "\n\nx";
+        }
+        sub.send_frame("CONNECT sub");
+        sub.send_raw(subscribe_many);
+        CHECK(sub.read_frame() == "OK: Conn accepted");
+        sub.barrier();
+        sub.drop();
+    }
+    wait_lost(server, "sub");
+    // One segment: the restore, then frames that must act for the restored client.
+    TestClient back{server.port()};
+    back.send_raw("CONNECT sub\n\nxCONNECT evil s3cret\n\nxSUBSCRIBE t\n\nx");
+    CHECK(back.read_frame() == "RESTORED sub");
+    const auto topics = back.read_frame();
+    REQUIRE(topics.has_value());
+    CHECK(topics->size() > 64 * 1024);
+    back.barrier();
+    CHECK(server.output().find("Client 'evil' added") == std::string::npos);
+    CHECK(server.output().find("cut off") == std::string::npos);
+    TestClient evil{server.port()};
+    evil.send_frame("CONNECT evil s3cret");  // a fresh name, nothing left behind
+    CHECK(evil.read_frame() == "OK: Conn accepted");
+}

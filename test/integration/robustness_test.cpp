@@ -498,3 +498,20 @@ TEST_CASE("the shutdown line has every counter") {
     CHECK(server.output().find("connections_accepted=1 connections_refused=0") !=
           std::string::npos);
 }
+
+TEST_CASE("a topic with control bytes or invalid UTF-8 gets an error; the connection goes on") {
+    ServerProcess server;
+    TestClient c{server.port()};
+    c.connect_as("c");
+    const std::vector<std::string> topics{"line\nINFO:", "esc\x1b[2J", std::string{"nul\0x", 5},
+                                          "bad\xff"};
+    for (const std::string& topic : topics) {
+        c.send_frame("SUBSCRIBE " + topic);
+        CHECK(c.read_frame() == "ERROR: Invalid topic (UTF-8 with no control characters)");
+        c.send_frame("PUBLISH " + topic + " data");
+        CHECK(c.read_frame() == "ERROR: Invalid topic (UTF-8 with no control characters)");
+    }
+    CHECK(server.wait_for_output("ERROR: Client 'c' used an invalid topic 'line\\nINFO:'"));
+    CHECK(server.output().find("\nINFO:'") == std::string::npos);  // no forged line
+    c.barrier();                                                   // still connected and served
+}

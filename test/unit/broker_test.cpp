@@ -971,3 +971,97 @@ TEST_CASE("the global cap episode ends when bytes are released, however they are
     }
     CHECK(episodes == 2);
 }
+
+TEST_CASE_FIXTURE(Fixture, "a topic with control bytes or invalid UTF-8 gets an error frame") {
+    FakeConnection c{broker}, sub{broker};
+    c.send("CONNECT c");
+    c.received();
+    sub.send("CONNECT sub");
+    sub.send("SUBSCRIBE ok");
+    sub.received();
+    const std::string bad_topics[] = {
+        std::string{"a\0b", 3}, "esc\x1b[31m", "cr\rlf", "\x01", "bad\xc3(",
+        "\xed\xa0\x80",         "\xc0\xaf"};
+    for (const std::string& topic : bad_topics) {
+        c.send("SUBSCRIBE " + topic);
+        c.send("PUBLISH " + topic + " data");
+        c.send("UNSUBSCRIBE " + topic);
+        CHECK(c.received() == Frames(3, "ERROR: Invalid topic (UTF-8 with no control characters)"));
+    }
+    CHECK(broker.topic_count() == 1);
+    CHECK(broker.stats().topics_refused == 21);
+    c.send("PUBLISH ok caf\xc3\xa9 \x01 data stays bytes");  // data is not checked
+    CHECK(sub.received() == Frames{"ok caf\xc3\xa9 \x01 data stays bytes"});
+    c.send("SUBSCRIBE caf\xc3\xa9");
+    CHECK(c.received().empty());
+    CHECK(c.client() != nullptr);
+}
+
+TEST_CASE_FIXTURE(Fixture, "a client whose RESTORED reply is over 64 KiB is restored") {
+    FakeConnection sub{broker};
+    sub.send("CONNECT sub");
+    const std::string pad(1000, 'x');
+    for (int i = 0; i < 70; ++i) {
+        sub.send("SUBSCRIBE " + pad + std::to_string(i));
+    }
+    sub.received();
+    sub.lose(t0);
+    FakeConnection back{broker};
+    CHECK(back.send("CONNECT sub", t0 + 1s).next == FrameResult::Next::read_more);
+    CHECK(back.close_reason.empty());
+    CHECK(back.client() != nullptr);
+    // Frames after the CONNECT in the same read act for the restored client.
+    back.send("CONNECT evil", t0 + 1s);
+    CHECK(broker.find_client("evil") == nullptr);
+    CHECK(broker.stats().control_backlog_cut == 0);
+    CHECK(broker.check_consistency().empty());
+}
+
+TEST_CASE_FIXTURE(LimitFixture,
+                  "unread error frames beyond 64 KiB cut a client off, and it reads no more") {
+    config.max_topic_length = 4;
+    Broker& b = make();
+    FakeConnection c{b};
+    c.send("CONNECT c");
+    FrameResult result;
+    int sent = 0;
+    while (result.next == FrameResult::Next::read_more && sent < 10'000) {
+        result = c.send("SUBSCRIBE too-long");
+        ++sent;
+    }
+    CHECK(result.next == FrameResult::Next::close);
+    CHECK(c.close_reason == "cut off");
+    CHECK(b.stats().control_backlog_cut == 1);
+    CHECK(b.find_client("c")->state() == ClientState::lost);
+    CHECK(sent > 1000);  // 64 KiB of 45-byte error frames
+}
+
+TEST_CASE_FIXTURE(LimitFixture, "an episode the last write left open ends once the socket drains") {
+    config.max_queue_bytes = 1024;
+    config.slow_consumer_grace = 2s;
+    Broker& b = make();
+    FakeConnection pub{b}, sub{b};
+    pub.send("CONNECT pub");
+    sub.send("CONNECT sub");
+    sub.send("SUBSCRIBE t");
+    sub.received();
+    const std::string payload(95, 'p');
+    for (int i = 0; i < 12; ++i) {  // a burst: the 11th and 12th drop at t0
+        pub.send("PUBLISH t " + payload, t0);
+    }
+    REQUIRE(b.find_client("sub")->in_overflow());
+    // The writes complete while the socket still holds 100 KiB: not caught up yet.
+    while (!sub.start_write().empty()) {
+        b.write_completed(sub, t0 + 10ms, 100 * 1024);
+    }
+    CHECK(b.find_client("sub")->in_overflow());
+    // The server's sweep finds the socket drained a moment later: the episode ends.
+    b.socket_drained(sub, t0 + 200ms, 0);
+    CHECK_FALSE(b.find_client("sub")->in_overflow());
+    // Ten minutes later a burst starts a new episode, with a new grace.
+    for (int i = 0; i < 12; ++i) {
+        pub.send("PUBLISH t " + payload, t0 + 600s);
+    }
+    CHECK(sub.close_reason.empty());
+    CHECK(b.stats().slow_consumers_cut == 0);
+}

@@ -36,8 +36,11 @@ class QueueAccounting {
     // messages (its own first, then those of the longest-lost clients when a cap is the
     // limit) so that the newest is kept.
     void deliver(Client& client, std::string_view encoded_frame, TimePoint now);
-    // Queues control frames for a connected client: never dropped by any bound.
+    // Queues control frames for a connected client: never dropped by any bound. Error frames
+    // count towards kMaxControlBacklog; the reply to a CONNECT (deliver_reply) does not,
+    // however long its topic list.
     void deliver_control(Client& client, std::string_view encoded_frames);
+    void deliver_reply(Client& client, std::string_view encoded_frames);
 
     // Moves the client's queue into `out` for writing; the bytes stay held until written.
     void take_for_write(Client& client, std::string& out);
@@ -47,6 +50,9 @@ class QueueAccounting {
     // would otherwise hide a reader slower than the publishers.
     static constexpr std::size_t kCaughtUpSocketBytes = 64 * 1024;
     void write_completed(Client& client, TimePoint now, std::size_t socket_unsent);
+    // Nothing is queued or being written, and the socket holds `socket_unsent`: an overflow
+    // episode that the last write left open (its socket was still full) may end now.
+    void end_episode_if_drained(Client& client, TimePoint now, std::size_t socket_unsent);
 
     // The lifecycle's edges, for the bytes each one moves.
     void client_detached(Client& client, bool becomes_lost);

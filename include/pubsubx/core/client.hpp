@@ -137,12 +137,14 @@ class Client {
     std::list<LostRecord>::iterator lost_;       // valid exactly while lost
     TimePoint overflow_since_{};                 // first drop of the current overflow episode
     std::uint32_t dropped_in_episode_ = 0;
-    // dropped_in_episode_ when the write in flight started: a write that completes with
-    // drops since its start did not catch up.
-    std::uint32_t dropped_at_write_start_ = 0;
     std::uint32_t in_flight_control_bytes_ = 0;  // the control frames in in_flight_bytes_
+    // The accept or RESTORED reply still queued: it answers the CONNECT and does not count
+    // as a backlog of unread error frames.
+    std::uint32_t queued_reply_bytes_ = 0;
     ClientState state_ = ClientState::connected;
-    bool listed_slow_ = false;      // waiting to be cut off as a slow consumer
+    bool listed_slow_ = false;  // waiting to be cut off as a slow consumer
+    // A write that completes with drops since its start did not catch up.
+    bool dropped_since_write_start_ = false;
     SourceAddress trusted_source_;  // where its last successful CONNECT came from
 };
 
