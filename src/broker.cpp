@@ -49,8 +49,9 @@ Broker::Broker(BrokerConfig config, Logger& logger)
 
 Broker::~Broker() = default;
 
-FrameResult Broker::handle_frame(Connection& connection, std::string_view frame, TimePoint now) {
-    FrameResult result = act_on_frame(connection, frame, now);
+FrameResult Broker::handle_frame(Connection& connection, std::string_view frame, TimePoint now,
+                                 const SourceAddress& source) {
+    FrameResult result = act_on_frame(connection, frame, now, source);
     // Cut off only now, never while a fan-out walks a topic's subscribers: losing a client may
     // remove topics and (with the lost-client cap) other clients.
     if (accounting_.has_cut_offs()) {
@@ -70,7 +71,8 @@ bool Broker::asked_to_close(const Connection& connection) const {
         [&](const CloseRequest& request) { return request.connection == &connection; });
 }
 
-FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame, TimePoint now) {
+FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame, TimePoint now,
+                                 const SourceAddress& source) {
     if (frame.empty()) {
         return {};  // the protocol says empty frames are ignored
     }
@@ -85,7 +87,7 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
             ++stats_.bad_connects;
             return {FrameResult::Next::close, std::string{kExpectedConnect}};
         }
-        return connect(connection, command.argument, command.data, now);
+        return connect(connection, command.argument, command.data, now, source);
     }
     if (!command.has_argument && command.kind != CommandKind::disconnect) {
         return {};
@@ -113,30 +115,33 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
 }
 
 FrameResult Broker::connect(Connection& connection, std::string_view name, std::string_view secret,
-                            TimePoint now) {
-    Admission admission = admission_.decide(connection, name, secret, lifecycle_.find(name), now);
+                            TimePoint now, const SourceAddress& source) {
+    Admission admission = admission_.decide(source, name, secret, lifecycle_.find(name), now);
+    Client* client = admission.client;
     switch (admission.verdict) {
         case Admission::Verdict::admit_new:
-            lifecycle_.admit(connection, name, secret);
+            client = &lifecycle_.admit(connection, name, secret);
             break;
         case Admission::Verdict::restore:
-            lifecycle_.restore(connection, *admission.client, now);
-            if (admission.client->secret_ == nullptr && !secret.empty()) {
+            lifecycle_.restore(connection, *client, now);
+            if (client->credentials_ == nullptr && !secret.empty()) {
                 // A client without a secret keeps the first one a resume gives.
-                admission.client->secret_ = std::make_unique<const std::string>(secret);
+                client->credentials_ =
+                    std::make_unique<Credentials>(Credentials{std::string{secret}, {}});
             }
             break;
         case Admission::Verdict::take_over:
-            lifecycle_.take_over(connection, *admission.client, now);
+            lifecycle_.take_over(connection, *client, now);
             break;
         case Admission::Verdict::refuse:
             return {FrameResult::Next::close, std::move(admission.error_frame)};
     }
+    if (client->credentials_ != nullptr) {
+        client->credentials_->trusted_source = source;
+    }
     return {};
 }
 
-// A topic that is in the routing table passed this check when it was subscribed, so only
-// topics nobody subscribes to are checked on PUBLISH: the hot path pays nothing.
 bool Broker::topic_allowed(Client& client, std::string_view topic_name) {
     if (!is_valid_topic(topic_name)) {
         ++stats_.topics_refused;

@@ -37,8 +37,11 @@ class Broker {
     Broker(const Broker&) = delete;
     Broker& operator=(const Broker&) = delete;
 
-    // Acts on one frame received on `connection`.
-    FrameResult handle_frame(Connection& connection, std::string_view frame, TimePoint now);
+    // Acts on one frame received on `connection`. `source` is where the connection comes from;
+    // it matters only for a CONNECT (the secret back-off), so the server looks it up only for
+    // a connection that has no client yet.
+    FrameResult handle_frame(Connection& connection, std::string_view frame, TimePoint now,
+                             const SourceAddress& source = {});
     // The connection ended without DISCONNECT: its client (if any) becomes lost.
     void connection_closed(Connection& connection, TimePoint now);
     // Moves the connection's queued frames into `out` for writing; they stay counted against
@@ -78,10 +81,11 @@ class Broker {
     std::string check_consistency() const;
 
   private:
-    FrameResult act_on_frame(Connection& connection, std::string_view frame, TimePoint now);
+    FrameResult act_on_frame(Connection& connection, std::string_view frame, TimePoint now,
+                             const SourceAddress& source);
     bool asked_to_close(const Connection& connection) const;
     FrameResult connect(Connection& connection, std::string_view name, std::string_view secret,
-                        TimePoint now);
+                        TimePoint now, const SourceAddress& source);
     bool topic_allowed(Client& client, std::string_view topic);
     void subscribe(Client& client, std::string_view topic);
     void unsubscribe(Client& client, std::string_view topic);

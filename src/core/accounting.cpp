@@ -44,6 +44,18 @@ std::size_t QueueAccounting::bound_for(const Client& client) const {
 void QueueAccounting::deliver(Client& client, std::string_view encoded_frame, TimePoint now) {
     OutboundQueue& queue = client.outbound_;
     const std::size_t before = queue.size();
+    if (fits_without_drops(client, encoded_frame.size())) {
+        // The common case, far from every bound: no room to compute, nothing to drop.
+        queue.push(encoded_frame, std::numeric_limits<std::size_t>::max());
+        total_bytes_ += encoded_frame.size();
+        if (client.state_ == ClientState::lost) {
+            lost_bytes_ += encoded_frame.size();
+        }
+        if (before == 0) {
+            became_non_empty(client);
+        }
+        return;
+    }
     const std::size_t own_bound = room_in(queue_bound_, in_flight_messages(client));
     std::size_t bound = bound_for(client);
     if (bound < own_bound && bound < encoded_frame.size() &&
@@ -57,11 +69,25 @@ void QueueAccounting::deliver(Client& client, std::string_view encoded_frame, Ti
         count_drops(client, dropped, capped, now);
     }
     if (before == 0 && !queue.empty()) {
-        if (client.state_ == ClientState::connected) {
-            effects_.flush.push_back(client.connection_);
-        } else {
-            track_holder(client);
-        }
+        became_non_empty(client);
+    }
+}
+
+bool QueueAccounting::fits_without_drops(const Client& client, std::size_t frame_size) const {
+    if (client.held_message_bytes() + frame_size > queue_bound_) {
+        return false;
+    }
+    const std::size_t cap = config_.max_total_queue_bytes;
+    return cap == 0 || (total_bytes_ + frame_size <= cap &&
+                        (client.state_ != ClientState::lost ||
+                         lost_bytes_ + frame_size <= lost_clients_share_of_cap()));
+}
+
+void QueueAccounting::became_non_empty(Client& client) {
+    if (client.state_ == ClientState::connected) {
+        effects_.flush.push_back(client.connection_);
+    } else {
+        track_holder(client);
     }
 }
 

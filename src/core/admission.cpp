@@ -166,7 +166,7 @@ SourceAddress AdmissionControl::source_key(const SourceAddress& address) {
     return prefix;
 }
 
-Admission AdmissionControl::decide(const Connection& connection, std::string_view name,
+Admission AdmissionControl::decide(const SourceAddress& source, std::string_view name,
                                    std::string_view secret, Client* existing, TimePoint now) {
     if (!is_valid_name(name)) {
         logger_.error("Refused a CONNECT with an invalid name of ", name.size(), " bytes");
@@ -187,40 +187,40 @@ Admission AdmissionControl::decide(const Connection& connection, std::string_vie
         return {Admission::Verdict::admit_new, nullptr, {}};
     }
     Client& client = *existing;
-    if (client.connected() && (secret.empty() || client.secret_ == nullptr)) {
+    if (client.connected() && (secret.empty() || client.credentials_ == nullptr)) {
         logger_.error("Refused CONNECT '", name, "': the name is connected already");
         return refuse(kNameTaken);
     }
-    if (client.secret_ == nullptr) {
+    if (client.credentials_ == nullptr) {
         return {Admission::Verdict::restore, &client, {}};
     }
-    return check_secret(connection, client, secret, now);
+    return check_secret(source, client, secret, now);
 }
 
 // During a back-off the secret is not even compared: the answer is the same whichever secret
 // the attempt carries, so guessing gets one real try per back-off period.
-Admission AdmissionControl::check_secret(const Connection& connection, Client& client,
+Admission AdmissionControl::check_secret(const SourceAddress& from, Client& client,
                                          std::string_view secret, TimePoint now) {
-    const SourceAddress source = source_key(connection.source());
+    const SourceAddress source = source_key(from);
     Clock::duration wait = by_source_.blocked_for(source, now);
-    if (wait == Clock::duration::zero() && source != source_key(client.trusted_source_)) {
+    if (wait == Clock::duration::zero() &&
+        source != source_key(client.credentials_->trusted_source)) {
         wait = by_name_.blocked_for(client.name_, now);
     }
     if (wait > Clock::duration::zero()) {
         ++stats_.auth_throttled;
-        logger_.error("Refused CONNECT '", client.name_, "' from ", connection.source().text(),
+        logger_.error("Refused CONNECT '", client.name_, "' from ", from.text(),
                       " unchecked: too many failed attempts (retry in ", seconds_text(wait), ")");
         return refuse(std::string{kNotAuthorized} + ": too many failed attempts, retry in " +
                       seconds_text(wait));
     }
-    if (!secrets_match(*client.secret_, secret)) {
+    if (!secrets_match(client.credentials_->secret, secret)) {
         ++stats_.auth_failures;
         const Clock::duration source_wait = by_source_.record_failure(source, now);
         by_name_.record_failure(client.name_, now);
-        logger_.error("Refused CONNECT '", client.name_, "' from ", connection.source().text(),
-                      ": ", secret.empty() ? "no secret given" : "wrong secret",
-                      "; that source waits ", seconds_text(source_wait),
-                      " before its next attempt is checked");
+        logger_.error("Refused CONNECT '", client.name_, "' from ", from.text(), ": ",
+                      secret.empty() ? "no secret given" : "wrong secret", "; that source waits ",
+                      seconds_text(source_wait), " before its next attempt is checked");
         return refuse(kNotAuthorized);
     }
     by_source_.reset(source);

@@ -43,7 +43,6 @@ void Lifecycle::attach(Connection& connection, Client& client) {
     connection.client_ = &client;
     client.connection_ = &connection;
     client.state_ = ClientState::connected;
-    client.trusted_source_ = connection.source();
 }
 
 Connection* Lifecycle::detach(Client& client) {
@@ -57,7 +56,7 @@ Client& Lifecycle::admit(Connection& connection, std::string_view name, std::str
     auto owned = std::make_unique<Client>(std::string{name});
     Client& client = *owned;
     if (!secret.empty()) {
-        client.secret_ = std::make_unique<const std::string>(secret);
+        client.credentials_ = std::make_unique<Credentials>(Credentials{std::string{secret}, {}});
     }
     clients_.emplace(client.name(), std::move(owned));
     attach(connection, client);

@@ -18,16 +18,6 @@ namespace {
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds{100};
 constexpr std::string_view kServerFull{"ERROR: Server is full, try again later"};
 
-SourceAddress source_address(const asio::ip::address& address) {
-    if (address.is_v4()) {
-        return SourceAddress::ipv4(address.to_v4().to_uint());
-    }
-    SourceAddress source;
-    const auto bytes = address.to_v6().to_bytes();
-    std::copy(bytes.begin(), bytes.end(), source.bytes.begin());
-    return source;
-}
-
 // Deadlines are checked at a quarter of the shortest one: a connection overruns its deadline
 // by at most that much. Bounded so that short test timeouts work and long ones still sweep.
 Clock::duration sweep_period(const ServerOptions& options) {
@@ -157,9 +147,7 @@ void Server::on_accepted(Socket socket) {
         logger_.info("Accepting connections again (", session_count_, " open)");
     }
     ++stats_.connections_accepted;
-    std::error_code error;
-    const auto peer = socket.remote_endpoint(error);
-    std::make_shared<Session>(std::move(socket), *this, source_address(peer.address()))->start();
+    std::make_shared<Session>(std::move(socket), *this)->start();
 }
 
 void Server::refuse_connection(Socket& socket) {
@@ -232,7 +220,7 @@ void Server::apply_effects() {
         static_cast<Session*>(request.connection)->close_now(request.reason);
     }
     for (Connection* connection : effects_.flush) {
-        static_cast<Session*>(connection)->flush();
+        static_cast<Session*>(connection)->request_flush();
     }
     if (effects_.arm_expiry) {
         arm_expiry(*effects_.arm_expiry);

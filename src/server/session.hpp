@@ -40,7 +40,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
         closed,
     };
 
-    Session(Socket socket, Server& server, SourceAddress source);
+    Session(Socket socket, Server& server);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -48,6 +48,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     void start();
     // Starts a write of everything queued for this connection, unless one is in flight.
     void flush();
+    // The same, posted: everything delivered by the reads ready now goes out in one write.
+    void request_flush();
     // The core detached this connection's client: close at once, without telling the core.
     void close_now(std::string_view reason);
     // Closes the connection if it overran the deadline of its phase.
@@ -72,6 +74,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     void lose(std::string_view why);
     void close_socket();
     void set_write_deadline(TimePoint now);
+    // Where the connection comes from, asked of the socket (only a CONNECT needs it).
+    SourceAddress peer_source() const;
     std::size_t socket_unsent();
 
     Socket socket_;
@@ -85,6 +89,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     Session* next_session_ = nullptr;
     Phase phase_ = Phase::awaiting_connect;
     bool write_in_flight_ = false;
+    bool flush_posted_ = false;
     bool listed_ = false;  // in the server's list (the server may be destroyed first)
 };
 

@@ -50,8 +50,9 @@ constexpr std::array<std::string_view, 16> kCannedFrames{
 
 class FuzzConnection final : public Connection {
   public:
-    explicit FuzzConnection(SourceAddress source) : Connection(source) {}
+    explicit FuzzConnection(SourceAddress from) : source(from) {}
 
+    SourceAddress source;
     FrameSplitter splitter{kMaxFrame};
     bool closed = false;
     bool write_in_flight = false;
@@ -193,7 +194,8 @@ class Simulation {
             connection.splitter.set_max_frame(std::min(kMaxFrame, kMaxFrameBeforeConnect));
         }
         const auto status = connection.splitter.feed(bytes, [&](std::string_view frame) {
-            const FrameResult result = broker_.handle_frame(connection, frame, now_);
+            const FrameResult result =
+                broker_.handle_frame(connection, frame, now_, connection.source);
             if (connection.client() != nullptr) {
                 connection.splitter.set_max_frame(kMaxFrame);
             }

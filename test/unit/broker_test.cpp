@@ -19,10 +19,10 @@ namespace {
 class FakeConnection final : public Connection {
   public:
     explicit FakeConnection(Broker& broker, SourceAddress source = {})
-        : Connection(source), broker_(broker) {}
+        : broker_(broker), source_(source) {}
 
     FrameResult send(std::string_view frame, TimePoint now = TimePoint{}) {
-        FrameResult result = broker_.handle_frame(*this, frame, now);
+        FrameResult result = broker_.handle_frame(*this, frame, now, source_);
         apply_effects(broker_);
         return result;
     }
@@ -80,6 +80,7 @@ class FakeConnection final : public Connection {
 
   private:
     Broker& broker_;
+    SourceAddress source_;
 };
 
 // The server's expiry timer firing: expires, then takes the effects (the next arming).

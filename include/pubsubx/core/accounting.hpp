@@ -73,6 +73,8 @@ class QueueAccounting {
 
   private:
     std::size_t bound_for(const Client& client) const;
+    bool fits_without_drops(const Client& client, std::size_t frame_size) const;
+    void became_non_empty(Client& client);
     bool make_room_elsewhere(const Client& client, std::size_t frame_size, TimePoint now);
     void count_drops(Client& client, std::size_t dropped, bool capped, TimePoint now);
     void track_holder(Client& client);

@@ -69,16 +69,16 @@ class AdmissionControl {
   public:
     AdmissionControl(const BrokerConfig& config, Logger& logger, BrokerStats& stats);
 
-    // Decides a CONNECT of `name` with `secret` (empty: none) on `connection`; `existing` is
+    // Decides a CONNECT of `name` with `secret` (empty: none) from `source`; `existing` is
     // the client of that name, if any.
-    Admission decide(const Connection& connection, std::string_view name, std::string_view secret,
+    Admission decide(const SourceAddress& source, std::string_view name, std::string_view secret,
                      Client* existing, TimePoint now);
     // The source key of the back-off: the IPv4 address, or the /64 prefix of an IPv6 one (one
     // host usually has a whole /64).
     static SourceAddress source_key(const SourceAddress& address);
 
   private:
-    Admission check_secret(const Connection& connection, Client& client, std::string_view secret,
+    Admission check_secret(const SourceAddress& from, Client& client, std::string_view secret,
                            TimePoint now);
 
     const BrokerConfig& config_;

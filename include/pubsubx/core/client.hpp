@@ -44,10 +44,9 @@ struct SourceAddress {
 class Connection {
   public:
     Client* client() const { return client_; }
-    const SourceAddress& source() const { return source_; }
 
   protected:
-    explicit Connection(SourceAddress source = {}) : source_(source) {}
+    Connection() = default;
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
     ~Connection() = default;
@@ -55,7 +54,6 @@ class Connection {
   private:
     friend class Lifecycle;
     Client* client_ = nullptr;  // null while pending (no CONNECT yet) and once detached
-    SourceAddress source_;
 };
 
 // A client has a name from its CONNECT on; before that its connection is pending. It changes
@@ -96,6 +94,12 @@ struct LostRecord {
     std::list<Client*>::iterator holder;
 };
 
+// What a client that has a secret keeps; most clients have none, and pay one pointer.
+struct Credentials {
+    std::string secret;
+    SourceAddress trusted_source;  // where its last successful CONNECT came from
+};
+
 // A client by name. The record outlives its connections: while lost it keeps its
 // subscriptions and its queue, and a restore only re-attaches a connection.
 class Client {
@@ -133,9 +137,9 @@ class Client {
     std::vector<Subscription> subscriptions_;  // in subscription order: RESTORED lists them so
     OutboundQueue outbound_;
     std::size_t in_flight_bytes_ = 0;
-    std::unique_ptr<const std::string> secret_;  // null: anyone may resume this client
-    std::list<LostRecord>::iterator lost_;       // valid exactly while lost
-    TimePoint overflow_since_{};                 // first drop of the current overflow episode
+    std::unique_ptr<Credentials> credentials_;  // null: anyone may resume this client
+    std::list<LostRecord>::iterator lost_;      // valid exactly while lost
+    TimePoint overflow_since_{};                // first drop of the current overflow episode
     std::uint32_t dropped_in_episode_ = 0;
     std::uint32_t in_flight_control_bytes_ = 0;  // the control frames in in_flight_bytes_
     // The accept or RESTORED reply still queued: it answers the CONNECT and does not count
@@ -145,7 +149,6 @@ class Client {
     bool listed_slow_ = false;  // waiting to be cut off as a slow consumer
     // A write that completes with drops since its start did not catch up.
     bool dropped_since_write_start_ = false;
-    SourceAddress trusted_source_;  // where its last successful CONNECT came from
 };
 
 // Lets the maps keyed by std::string be searched with a string_view, without a copy.

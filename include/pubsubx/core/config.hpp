@@ -14,8 +14,9 @@ namespace pubsubx {
 struct BrokerConfig {
     // How long a lost client's subscriptions and queue are kept; zero keeps nothing.
     Clock::duration lost_timeout = std::chrono::seconds{60};
-    // Per client, queued plus in flight; when full the oldest messages are dropped.
-    std::size_t max_queue_bytes = 1024 * 1024;
+    // Per client, queued plus in flight; when full the oldest messages are dropped. 2 MiB:
+    // the 1 MiB of queue before issue 9 came with up to as much again in a write in flight.
+    std::size_t max_queue_bytes = 2 * 1024 * 1024;
     std::size_t max_total_queue_bytes = 1024 * 1024 * 1024;  // over all clients
     std::size_t max_topics_per_client = 10'000;
     std::size_t max_topic_length = 1024;
