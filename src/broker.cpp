@@ -65,7 +65,7 @@ FrameResult Broker::handle_frame(Connection& connection, std::string_view frame,
     return result;
 }
 
-bool Broker::asked_to_close(const Connection& connection) const {
+bool Broker::asked_to_close_slow(const Connection& connection) const {
     return std::any_of(
         effects_.close.begin(), effects_.close.end(),
         [&](const CloseRequest& request) { return request.connection == &connection; });
@@ -85,7 +85,7 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
         if (command.kind != CommandKind::connect || !command.has_argument) {
             logger_.error("Closing a connection whose first frame is not CONNECT <name>");
             ++stats_.bad_connects;
-            return {FrameResult::Next::close, std::string{kExpectedConnect}};
+            return {FrameResult::Next::close, kExpectedConnect};
         }
         return connect(connection, command.argument, command.data, now, source);
     }
@@ -134,7 +134,8 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
             lifecycle_.take_over(connection, *client, now);
             break;
         case Admission::Verdict::refuse:
-            return {FrameResult::Next::close, std::move(admission.error_frame)};
+            refusal_ = std::move(admission.error_frame);
+            return {FrameResult::Next::close, refusal_};
     }
     if (client->credentials_ != nullptr) {
         client->credentials_->trusted_source = source;

@@ -26,8 +26,9 @@ namespace pubsubx {
 struct FrameResult {
     enum class Next { read_more, close };
     Next next = Next::read_more;
-    // With close: a frame to write after what is queued (without delimiter), or empty.
-    std::string error_frame;
+    // With close: a frame to write after what is queued (without delimiter), or empty. Valid
+    // until the next call into the broker (a string view keeps the per-frame result free).
+    std::string_view error_frame;
 };
 
 class Broker {
@@ -83,7 +84,10 @@ class Broker {
   private:
     FrameResult act_on_frame(Connection& connection, std::string_view frame, TimePoint now,
                              const SourceAddress& source);
-    bool asked_to_close(const Connection& connection) const;
+    bool asked_to_close(const Connection& connection) const {
+        return !effects_.close.empty() && asked_to_close_slow(connection);
+    }
+    bool asked_to_close_slow(const Connection& connection) const;
     FrameResult connect(Connection& connection, std::string_view name, std::string_view secret,
                         TimePoint now, const SourceAddress& source);
     bool topic_allowed(Client& client, std::string_view topic);
@@ -102,6 +106,7 @@ class Broker {
     Lifecycle lifecycle_;
     AdmissionControl admission_;
     std::string encoded_;  // one publish's delivery frame, encoded once
+    std::string refusal_;  // the error frame of the last refused CONNECT
 };
 
 }  // namespace pubsubx
