@@ -15,15 +15,6 @@ using namespace pubsubx::testing;
 
 namespace {
 
-void publish_bulk(TestClient& publisher, int count, std::size_t size) {
-    const std::string frame = "PUBLISH t " + std::string(size, 'b') + "\n\nx";
-    std::string batch;
-    for (int i = 0; i < count; ++i) {
-        batch += frame;
-    }
-    publisher.send_raw(batch);
-}
-
 std::size_t open_descriptors(pid_t pid) {
     std::size_t count = 0;
     DIR* const directory = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
@@ -75,12 +66,7 @@ TEST_CASE("a slow consumer that was cut off expires after --lost-timeout") {
     slow.barrier();
     TestClient pub{server.port()};
     pub.connect_as("pub");
-    bool cut = false;
-    for (int round = 0; round < 200 && !cut; ++round) {
-        publish_bulk(pub, 100, 1000);
-        cut = server.wait_for_output("ERROR: Client 'slow' cut off", 10ms);
-    }
-    REQUIRE(cut);
+    REQUIRE(publish_until_logged(server, pub, "ERROR: Client 'slow' cut off"));
     // Nothing else is lost in this test: only the cut-off itself can arm the expiry.
     CHECK(server.wait_for_output("Client 'slow' removed (retention period of 0.5 s ended", 3s));
 }
@@ -95,12 +81,7 @@ TEST_CASE("a reader slower than the publishers is cut off after the grace, with 
     TestClient pub{server.port()};
     pub.connect_as("pub");
     // First the socket buffers and the queue fill up...
-    bool full = false;
-    for (int round = 0; round < 200 && !full; ++round) {
-        publish_bulk(pub, 100, 1000);
-        full = server.wait_for_output("Queue of client 'slow' is full", 10ms);
-    }
-    REQUIRE(full);
+    REQUIRE(publish_until_logged(server, pub, "Queue of client 'slow' is full"));
     // ...then the reader keeps taking a little, so writes keep completing and starting, but
     // the publisher is faster: it never catches up, and the episode that began goes on.
     const std::size_t mark = server.output().size();

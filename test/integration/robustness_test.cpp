@@ -44,16 +44,6 @@ int server_socket_timer(std::uint16_t server_port, std::uint16_t client_port) {
     return -1;
 }
 
-// Fills a non-reading subscriber's path: `count` messages of `size` bytes on topic t.
-void publish_bulk(TestClient& publisher, int count, std::size_t size) {
-    const std::string frame = "PUBLISH t " + std::string(size, 'b') + "\n\nx";
-    std::string batch;
-    for (int i = 0; i < count; ++i) {
-        batch += frame;
-    }
-    publisher.send_raw(batch);
-}
-
 }  // namespace
 
 TEST_CASE("a connection that sends no CONNECT is closed after --connect-timeout") {
@@ -274,12 +264,7 @@ TEST_CASE("a consumer whose queue overflows past --slow-consumer-grace is cut of
     slow.barrier();
     TestClient pub{server.port()};
     pub.connect_as("pub");
-    bool cut = false;
-    for (int round = 0; round < 100 && !cut; ++round) {
-        publish_bulk(pub, 100, 1000);
-        cut = server.wait_for_output("ERROR: Client 'slow' cut off", 50ms);
-    }
-    CHECK(cut);
+    CHECK(publish_until_logged(server, pub, "ERROR: Client 'slow' cut off", 50ms, 100));
     CHECK(server.wait_for_output("Client 'slow' lost; keeping its 1 subscription(s)"));
     CHECK(server.output().find("Client 'pub' lost") == std::string::npos);
     pub.barrier();  // the publisher was never stalled

@@ -404,6 +404,26 @@ void wait_lost(ServerProcess& server, const std::string& name) {
     }
 }
 
+void publish_bulk(TestClient& publisher, int count, std::size_t size) {
+    const std::string frame = "PUBLISH t " + std::string(size, 'b') + std::string{kDelimiter};
+    std::string batch;
+    for (int i = 0; i < count; ++i) {
+        batch += frame;
+    }
+    publisher.send_raw(batch);
+}
+
+bool publish_until_logged(ServerProcess& server, TestClient& publisher, std::string_view needle,
+                          Millis pause, int rounds) {
+    for (int round = 0; round < rounds; ++round) {
+        publish_bulk(publisher, 100, 1000);
+        if (server.wait_for_output(needle, pause)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void make_lost_subscriber(ServerProcess& server, const std::string& name,
                           const std::string& topic) {
     TestClient sub{server.port()};

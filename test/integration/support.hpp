@@ -134,6 +134,13 @@ class SilentServer {
     std::uint16_t port_ = 0;
 };
 
+// Publishes `count` messages of `size` bytes to topic t in one write (fills a slow reader).
+void publish_bulk(TestClient& publisher, int count, std::size_t size);
+// Publishes 100 messages of 1,000 bytes to t every `pause` until the server logs `needle`;
+// false if it has not after `rounds` rounds.
+bool publish_until_logged(ServerProcess& server, TestClient& publisher, std::string_view needle,
+                          Millis pause = 10ms, int rounds = 200);
+
 // Waits until the server logs that client `name` is lost; throws if it does not.
 void wait_lost(ServerProcess& server, const std::string& name);
 // A client `name` subscribed to `topic` whose connection then ends without DISCONNECT.
