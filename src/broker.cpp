@@ -143,23 +143,26 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
     return {};
 }
 
+// The length first: an over-long invalid topic is logged by its size, so a peer cannot make
+// the log grow faster than it sends.
 bool Broker::topic_allowed(Client& client, std::string_view topic_name) {
+    if (over_limit(topic_name.size(), config_.max_topic_length)) {
+        ++stats_.topics_refused;
+        logger_.error("Client '", client.name(), "' used a topic of ", topic_name.size(),
+                      " bytes (the limit is ", config_.max_topic_length, ")");
+        send_error(client, "ERROR: Topic too long (the limit is " +
+                               std::to_string(config_.max_topic_length) + " bytes)");
+        return false;
+    }
     if (!is_valid_topic(topic_name)) {
         ++stats_.topics_refused;
-        logger_.error("Client '", client.name(), "' used an invalid topic '", Escaped{topic_name},
-                      "' (not UTF-8, or a control character)");
+        logger_.error("Client '", client.name(), "' used an invalid topic '",
+                      Escaped{topic_name.substr(0, 256)}, topic_name.size() > 256 ? "'..." : "'",
+                      " (not UTF-8, or a control character)");
         send_error(client, kInvalidTopic);
         return false;
     }
-    if (!over_limit(topic_name.size(), config_.max_topic_length)) {
-        return true;
-    }
-    ++stats_.topics_refused;
-    logger_.error("Client '", client.name(), "' used a topic of ", topic_name.size(),
-                  " bytes (the limit is ", config_.max_topic_length, ")");
-    send_error(client, "ERROR: Topic too long (the limit is " +
-                           std::to_string(config_.max_topic_length) + " bytes)");
-    return false;
+    return true;
 }
 
 void Broker::subscribe(Client& client, std::string_view topic_name) {
@@ -196,16 +199,17 @@ void Broker::unsubscribe(Client& client, std::string_view topic_name) {
 
 void Broker::publish(Client& from, std::string_view topic_name, std::string_view data,
                      TimePoint now) {
+    const Topic* const topic = routing_.find(topic_name);
+    if (topic == nullptr && !topic_allowed(from, topic_name)) {
+        return;  // refused: not published
+    }
     ++stats_.published;
     if (logger_.verbose_enabled()) {
         logger_.verbose("Client '", from.name(), "' published to '", Escaped{topic_name},
                         "': ", Escaped{data});
     }
-    const Topic* const topic = routing_.find(topic_name);
     if (topic == nullptr) {
-        // Nobody can subscribe to an invalid or over-long topic; the publisher hears why.
-        topic_allowed(from, topic_name);
-        return;
+        return;  // nobody subscribes
     }
     encoded_.clear();
     append_message_frame(encoded_, topic_name, data);

@@ -126,7 +126,10 @@ void QueueAccounting::deliver_control(Client& client, std::string_view encoded_f
     changed(client, before);
     // Always: a RESTORED reply goes before a backlog that nobody was writing.
     effects_.flush.push_back(client.connection_);
-    if (queue.control_bytes() - client.queued_reply_bytes_ > kMaxControlBacklog &&
+    // Only while a write is in flight: replies to one read's worth of commands all go out in
+    // the write that follows it, whatever their number.
+    if (client.in_flight_bytes_ > 0 &&
+        queue.control_bytes() - client.queued_reply_bytes_ > kMaxControlBacklog &&
         !client.listed_slow_) {
         client.listed_slow_ = true;
         cut_offs_.push_back({&client, CutOff::Why::control_backlog});

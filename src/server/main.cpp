@@ -8,6 +8,7 @@
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -53,7 +54,11 @@ pubsubx::Clock::duration seconds(double count) {
 // past what the clock holds used to overflow silently into "keep nothing".
 std::string check_seconds(const std::string& text) {
     char* end = nullptr;
+    errno = 0;
     const double value = std::strtod(text.c_str(), &end);
+    if (errno == ERANGE && value == 0.0) {
+        return "'" + text + "' is too small a number of seconds (use 0 for none)";
+    }
     if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value) || value < 0 ||
         value > kMaxSeconds) {
         return "'" + text + "' is not a number of seconds from 0 to 31536000 (one year)";
@@ -144,7 +149,23 @@ class NonBlockingLog {
   public:
     explicit NonBlockingLog(int fd) : fd_(fd) {
         struct stat status {};
-        if (fstat(fd, &status) != 0 || !(S_ISFIFO(status.st_mode) || S_ISSOCK(status.st_mode))) {
+        if (fstat(fd, &status) != 0) {
+            return;
+        }
+        // A pipe or a terminal is opened again, so the non-blocking flag stays on a file
+        // description of our own: other writers to the same pipe (a shell pipeline) and the
+        // shell after us never see it.
+        if (S_ISFIFO(status.st_mode) || S_ISCHR(status.st_mode)) {
+            const std::string path = "/proc/self/fd/" + std::to_string(fd);
+            const int own = open(path.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+            if (own >= 0) {
+                saved_ = dup(fd);
+                dup2(own, fd);
+                close(own);
+            }
+            return;
+        }
+        if (!S_ISSOCK(status.st_mode)) {
             return;
         }
         flags_ = fcntl(fd, F_GETFL);
@@ -157,6 +178,10 @@ class NonBlockingLog {
         if (changed_) {
             fcntl(fd_, F_SETFL, flags_);
         }
+        if (saved_ >= 0) {
+            dup2(saved_, fd_);
+            close(saved_);
+        }
     }
     NonBlockingLog(const NonBlockingLog&) = delete;
     NonBlockingLog& operator=(const NonBlockingLog&) = delete;
@@ -164,6 +189,7 @@ class NonBlockingLog {
   private:
     int fd_;
     int flags_ = -1;
+    int saved_ = -1;  // the inherited description, put back at exit
     bool changed_ = false;
 };
 

@@ -1025,6 +1025,7 @@ TEST_CASE_FIXTURE(LimitFixture,
     Broker& b = make();
     FakeConnection c{b};
     c.send("CONNECT c");
+    c.start_write();  // a write that never completes: the client does not read
     FrameResult result;
     int sent = 0;
     while (result.next == FrameResult::Next::read_more && sent < 10'000) {
