@@ -60,12 +60,14 @@ SourceAddress SourceAddress::ipv4(std::uint32_t host_order) {
     return address;
 }
 
+bool SourceAddress::is_ipv4() const {
+    return std::all_of(bytes.begin(), bytes.begin() + 10, [](auto b) { return b == 0; }) &&
+           bytes[10] == 0xff && bytes[11] == 0xff;
+}
+
 std::string SourceAddress::text() const {
     char text[48];
-    const bool mapped =
-        std::all_of(bytes.begin(), bytes.begin() + 10, [](auto b) { return b == 0; }) &&
-        bytes[10] == 0xff && bytes[11] == 0xff;
-    if (mapped) {
+    if (is_ipv4()) {
         std::snprintf(text, sizeof text, "%u.%u.%u.%u", bytes[12], bytes[13], bytes[14], bytes[15]);
         return text;
     }
@@ -155,10 +157,7 @@ AdmissionControl::AdmissionControl(const BrokerConfig& config, Logger& logger, B
       by_name_(kNameLimits) {}
 
 SourceAddress AdmissionControl::source_key(const SourceAddress& address) {
-    const bool mapped_v4 = address.bytes[10] == 0xff && address.bytes[11] == 0xff &&
-                           std::all_of(address.bytes.begin(), address.bytes.begin() + 10,
-                                       [](auto b) { return b == 0; });
-    if (mapped_v4) {
+    if (address.is_ipv4()) {
         return address;
     }
     SourceAddress prefix = address;

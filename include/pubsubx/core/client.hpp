@@ -35,6 +35,7 @@ struct SourceAddress {
 
     static SourceAddress ipv4(std::uint32_t host_order);
     bool operator==(const SourceAddress&) const = default;
+    bool is_ipv4() const;  // an IPv4-mapped address
     // "127.0.0.1" or "2001:db8::1" (shortened only by dropping leading zeros).
     std::string text() const;
 };
