@@ -303,15 +303,19 @@ std::string Broker::check_consistency() const {
     std::size_t lost_held = 0;
     std::size_t lost_holders = 0;
     std::size_t control = 0;
+    // The first broken invariant found is the one reported.
+    const auto report = [&](std::string what) {
+        if (broken.empty()) {
+            broken = std::move(what);
+        }
+    };
     lifecycle_.for_each_client([&](const Client& client) {
         held += client.held_bytes();
         if (client.state() == ClientState::lost) {
             lost_held += client.held_bytes();
             lost_holders += client.outbound().message_bytes() > 0 ? 1 : 0;
             if ((client.outbound().message_bytes() > 0) != client.lost_record()->holds_bytes) {
-                broken = broken.empty()
-                             ? "lost client '" + client.name() + "' is listed as a holder wrongly"
-                             : broken;
+                report("lost client '" + client.name() + "' is listed as a holder wrongly");
             }
         }
         for (std::size_t i = 0; i < client.subscriptions().size(); ++i) {
@@ -319,15 +323,13 @@ std::string Broker::check_consistency() const {
             if (s.slot >= s.topic->subscribers.size() ||
                 s.topic->subscribers[s.slot].client != &client ||
                 s.topic->subscribers[s.slot].subscription != i) {
-                broken = broken.empty() ? "subscription " + std::to_string(i) + " of '" +
-                                              client.name() + "' and its topic disagree"
-                                        : broken;
+                report("subscription " + std::to_string(i) + " of '" + client.name() +
+                       "' and its topic disagree");
             }
         }
         control += client.held_bytes() - client.held_message_bytes();
         if (config_.max_queue_bytes != 0 && client.held_message_bytes() > config_.max_queue_bytes) {
-            broken = broken.empty() ? "client '" + client.name() + "' holds more than its bound"
-                                    : broken;
+            report("client '" + client.name() + "' holds more than its bound");
         }
     });
     if (broken.empty()) {
