@@ -211,6 +211,18 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
     if (topic == nullptr) {
         return;  // nobody subscribes
     }
+    route(topic_name, data, now);
+}
+
+void Broker::publish_system(std::string_view topic_name, std::string_view data, TimePoint now) {
+    route(topic_name, data, now);
+}
+
+void Broker::route(std::string_view topic_name, std::string_view data, TimePoint now) {
+    const Topic* const topic = routing_.find(topic_name);
+    if (topic == nullptr) {
+        return;
+    }
     encoded_.clear();
     append_message_frame(encoded_, topic_name, data);
     for (const Subscriber& subscriber : topic->subscribers) {

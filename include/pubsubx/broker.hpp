@@ -60,6 +60,9 @@ class Broker {
     void release_idle_memory(Connection& connection);
     // Removes the lost clients whose retention period ended by `now` (the expiry timer).
     void expire_lost_clients(TimePoint now);
+    // Publishes the broker's own message on `topic` (under `$SYS/`, which clients may not
+    // publish to): routed like a client's, not counted as published.
+    void publish_system(std::string_view topic, std::string_view data, TimePoint now);
 
     // The effects recorded since the last call, moved into `out` (cleared first). Taking an
     // arm_expiry is a promise to call expire_lost_clients at that time.
@@ -94,6 +97,7 @@ class Broker {
     void subscribe(Client& client, std::string_view topic);
     void unsubscribe(Client& client, std::string_view topic);
     void publish(Client& from, std::string_view topic, std::string_view data, TimePoint now);
+    void route(std::string_view topic, std::string_view data, TimePoint now);
     void send_error(Client& client, std::string_view error_frame);
     void cut_off(TimePoint now);
 
