@@ -9,6 +9,11 @@ namespace pubsubx {
 
 namespace {
 constexpr std::string_view kExpectedConnect{"ERROR: Expected CONNECT <name> as the first frame"};
+constexpr std::string_view kWildcardInPublish{"ERROR: Wildcards are not allowed in a PUBLISH topic"};
+constexpr std::string_view kHashNotLast{
+    "ERROR: Wildcard '#' is allowed only as the last level of a SUBSCRIBE topic"};
+constexpr std::string_view kSystemTopicPublish{
+    "ERROR: Topics under $SYS/ are the broker's own; clients cannot PUBLISH to them"};
 
 bool over_limit(std::size_t value, std::size_t limit) {
     return limit != 0 && value > limit;
@@ -155,11 +160,54 @@ bool Broker::topic_allowed(Client& client, std::string_view topic_name) {
         return false;
     }
     if (!is_valid_topic(topic_name)) {
-        ++stats_.topics_refused;
-        logger_.error("Client '", client.name(), "' used an invalid topic '",
-                      Escaped{topic_name.substr(0, 256)}, topic_name.size() > 256 ? "'..." : "'",
-                      " (not UTF-8, or a control character)");
-        send_error(client, kInvalidTopic);
+        refuse_topic(client, topic_name, "an invalid topic", kInvalidTopic,
+                     " (not UTF-8, or a control character)");
+        return false;
+    }
+    return true;
+}
+
+// The log shows at most 256 bytes of the topic, so that it grows no faster than the peer sends.
+void Broker::refuse_topic(Client& client, std::string_view topic_name, std::string_view what,
+                          std::string_view error_frame, std::string_view detail) {
+    ++stats_.topics_refused;
+    constexpr std::size_t kLogged = 256;
+    logger_.error("Client '", client.name(), "' used ", what, " '",
+                  Escaped{topic_name.substr(0, kLogged)}, topic_name.size() > kLogged ? "'..." : "'",
+                  detail);
+    send_error(client, error_frame);
+}
+
+// A SUBSCRIBE or UNSUBSCRIBE topic: an exact topic or a wildcard filter.
+bool Broker::filter_allowed(Client& client, std::string_view filter) {
+    if (!topic_allowed(client, filter)) {
+        return false;
+    }
+    const TopicShape shape = topic_shape(filter);
+    if (shape.hash_not_last) {
+        refuse_topic(client, filter, "a filter with '#' before its last level", kHashNotLast);
+        return false;
+    }
+    if (shape.wildcard && over_limit(shape.levels, config_.max_topic_levels)) {
+        refuse_topic(client, filter, "a wildcard filter of " + std::to_string(shape.levels) + " levels",
+                     "ERROR: Too many levels in a wildcard filter (the limit is " +
+                         std::to_string(config_.max_topic_levels) + ")");
+        return false;
+    }
+    return true;
+}
+
+bool Broker::publish_topic_allowed(Client& client, std::string_view topic_name) {
+    if (!topic_allowed(client, topic_name)) {
+        return false;
+    }
+    if (topic_shape(topic_name).wildcard) {
+        refuse_topic(client, topic_name, "a wildcard in the PUBLISH topic", kWildcardInPublish);
+        return false;
+    }
+    if (is_system_topic(topic_name)) {
+        refuse_topic(client, topic_name, "the broker's own $SYS in the PUBLISH topic",
+                     kSystemTopicPublish);
         return false;
     }
     return true;
@@ -171,7 +219,7 @@ void Broker::subscribe(Client& client, std::string_view topic_name) {
                         Escaped{topic_name}, "'");
         return;
     }
-    if (!topic_allowed(client, topic_name)) {
+    if (!filter_allowed(client, topic_name)) {
         return;
     }
     if (over_limit(client.subscriptions().size() + 1, config_.max_topics_per_client)) {
@@ -188,7 +236,7 @@ void Broker::subscribe(Client& client, std::string_view topic_name) {
 
 void Broker::unsubscribe(Client& client, std::string_view topic_name) {
     if (!routing_.unsubscribe(client, topic_name)) {
-        if (topic_allowed(client, topic_name)) {
+        if (filter_allowed(client, topic_name)) {
             logger_.verbose("Client '", client.name(), "' was not subscribed to '",
                             Escaped{topic_name}, "'");
         }
@@ -200,7 +248,7 @@ void Broker::unsubscribe(Client& client, std::string_view topic_name) {
 void Broker::publish(Client& from, std::string_view topic_name, std::string_view data,
                      TimePoint now) {
     const Topic* const topic = routing_.find(topic_name);
-    if (topic == nullptr && !topic_allowed(from, topic_name)) {
+    if ((topic == nullptr || !topic->open_to_publish) && !publish_topic_allowed(from, topic_name)) {
         return;  // refused: not published
     }
     ++stats_.published;
@@ -208,27 +256,52 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
         logger_.verbose("Client '", from.name(), "' published to '", Escaped{topic_name},
                         "': ", Escaped{data});
     }
-    if (topic == nullptr) {
-        return;  // nobody subscribes
-    }
-    route(topic_name, data, now);
+    route(topic, topic_name, data, now);
 }
 
 void Broker::publish_system(std::string_view topic_name, std::string_view data, TimePoint now) {
-    route(topic_name, data, now);
+    route(routing_.find(topic_name), topic_name, data, now);
 }
 
-void Broker::route(std::string_view topic_name, std::string_view data, TimePoint now) {
-    const Topic* const topic = routing_.find(topic_name);
-    if (topic == nullptr) {
-        return;
+void Broker::route(const Topic* exact, std::string_view topic_name, std::string_view data,
+                   TimePoint now) {
+    matched_.clear();
+    if (exact != nullptr) {
+        matched_.push_back(exact);
+    }
+    if (routing_.has_filters()) {
+        routing_.match_filters(topic_name, matched_);
+    }
+    if (matched_.empty()) {
+        return;  // nobody subscribes
     }
     encoded_.clear();
     append_message_frame(encoded_, topic_name, data);
-    for (const Subscriber& subscriber : topic->subscribers) {
+    if (matched_.size() > 1) {
+        deliver_once_each(encoded_, now);
+        return;
+    }
+    // One topic or filter: its subscribers are distinct clients.
+    for (const Subscriber& subscriber : matched_.front()->subscribers) {
         accounting_.deliver(*subscriber.client, encoded_, now);
     }
-    stats_.delivered += topic->subscribers.size();
+    stats_.delivered += matched_.front()->subscribers.size();
+}
+
+// Several topics and filters match: a client subscribed to more than one of them gets the
+// message once.
+void Broker::deliver_once_each(std::string_view encoded, TimePoint now) {
+    const std::uint64_t delivery = ++deliveries_;
+    for (const Topic* topic : matched_) {
+        for (const Subscriber& subscriber : topic->subscribers) {
+            Client& client = *subscriber.client;
+            if (client.last_delivery_ != delivery) {
+                client.last_delivery_ = delivery;
+                accounting_.deliver(client, encoded, now);
+                ++stats_.delivered;
+            }
+        }
+    }
 }
 
 void Broker::send_error(Client& client, std::string_view error_frame) {

@@ -215,6 +215,29 @@ bool is_valid_topic(std::string_view topic) {
     return !topic.empty() && is_utf8_without_controls(topic);
 }
 
+TopicShape topic_shape(std::string_view topic) {
+    TopicShape shape;
+    for (std::size_t start = 0;;) {
+        const std::size_t end = topic.find('/', start);
+        const std::string_view level =
+            topic.substr(start, end == std::string_view::npos ? end : end - start);
+        if (level == "+" || level == "#") {
+            shape.wildcard = true;
+            shape.hash_not_last |= level == "#" && end != std::string_view::npos;
+        }
+        if (end == std::string_view::npos) {
+            return shape;
+        }
+        ++shape.levels;
+        start = end + 1;
+    }
+}
+
+bool is_system_topic(std::string_view topic) {
+    constexpr std::string_view kSystem{"$SYS"};
+    return topic.starts_with(kSystem) && (topic.size() == kSystem.size() || topic[4] == '/');
+}
+
 void append_frame(std::string& out, std::string_view frame) {
     out.append(frame);
     out.append(kDelimiter);

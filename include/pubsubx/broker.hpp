@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "pubsubx/core/accounting.hpp"
 #include "pubsubx/core/admission.hpp"
@@ -94,10 +95,18 @@ class Broker {
     FrameResult connect(Connection& connection, std::string_view name, std::string_view secret,
                         TimePoint now, const SourceAddress& source);
     bool topic_allowed(Client& client, std::string_view topic);
+    bool filter_allowed(Client& client, std::string_view filter);
+    bool publish_topic_allowed(Client& client, std::string_view topic);
+    void refuse_topic(Client& client, std::string_view topic, std::string_view what,
+                      std::string_view error_frame, std::string_view detail = {});
     void subscribe(Client& client, std::string_view topic);
     void unsubscribe(Client& client, std::string_view topic);
     void publish(Client& from, std::string_view topic, std::string_view data, TimePoint now);
-    void route(std::string_view topic, std::string_view data, TimePoint now);
+    // Delivers to the subscribers of `exact` (the topic's record, or null) and of every
+    // matching filter.
+    void route(const Topic* exact, std::string_view topic, std::string_view data,
+               TimePoint now);
+    void deliver_once_each(std::string_view encoded, TimePoint now);
     void send_error(Client& client, std::string_view error_frame);
     void cut_off(TimePoint now);
 
@@ -110,6 +119,8 @@ class Broker {
     Lifecycle lifecycle_;
     AdmissionControl admission_;
     std::string encoded_;  // one publish's delivery frame, encoded once
+    std::vector<const Topic*> matched_;  // one publish's topic and matching filters
+    std::uint64_t deliveries_ = 0;       // publishes routed through overlapping filters
     std::string refusal_;  // the error frame of the last refused CONNECT
 };
 

@@ -109,6 +109,19 @@ bool is_valid_secret(std::string_view secret);
 // construction (it is one field). Its length limit is the broker's (--max-topic-length).
 bool is_valid_topic(std::string_view topic);
 
+// A topic split into levels at '/' (MQTT's syntax, docs/protocol.md#wildcards). In a SUBSCRIBE
+// topic a level that is exactly `+` matches one level and a last level that is exactly `#`
+// matches its parent and everything below; inside a longer level they are literal characters.
+struct TopicShape {
+    std::size_t levels = 1;
+    bool wildcard = false;       // a level is exactly `+` or `#`
+    bool hash_not_last = false;  // a `#` level before the last one: not a valid filter
+};
+TopicShape topic_shape(std::string_view topic);
+
+// The first level is `$SYS`: the broker's own statistics, which clients may not publish to.
+bool is_system_topic(std::string_view topic);
+
 // Appends `frame` and the delimiter to `out`.
 void append_frame(std::string& out, std::string_view frame);
 // Appends the delivery frame `<topic> <data>` to `out` without building it separately first.

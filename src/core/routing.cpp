@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "pubsubx/protocol.hpp"
+
 namespace pubsubx {
 
 Topic* Routing::find(std::string_view name) {
@@ -35,7 +37,13 @@ bool Routing::subscribe(Client& client, std::string_view name) {
     auto found = topics_.find(name);
     if (found == topics_.end()) {
         found = topics_.emplace(std::string{name}, Topic{}).first;
-        found->second.name = found->first;
+        Topic& created = found->second;
+        created.name = found->first;
+        created.is_filter = topic_shape(name).wildcard;
+        created.open_to_publish = !created.is_filter && !is_system_topic(name);
+        if (created.is_filter) {
+            filters_.insert(created.name, created);
+        }
     }
     Topic& topic = found->second;
     client.subscriptions_.push_back({&topic, static_cast<std::uint32_t>(topic.subscribers.size())});
@@ -76,6 +84,9 @@ void Routing::leave(Client& client, std::size_t index) {
             static_cast<std::uint32_t>(i);
     }
     if (topic.subscribers.empty()) {
+        if (topic.is_filter) {
+            filters_.erase(topic.name);
+        }
         topics_.erase(topics_.find(topic.name));
     }
 }
@@ -88,10 +99,19 @@ void Routing::unsubscribe_all(Client& client) {
 }
 
 std::string Routing::check_consistency() const {
+    if (std::string broken = filters_.check_consistency(); !broken.empty()) {
+        return broken;
+    }
+    std::size_t filters = 0;
     for (const auto& [name, topic] : topics_) {
         if (topic.subscribers.empty() || topic.name != name) {
             return "topic '" + name + "' is empty or misnamed";
         }
+        if (topic.is_filter != topic_shape(name).wildcard ||
+            (topic.is_filter && filters_.find(name) != &topic)) {
+            return "filter '" + name + "' is not where the filter tree has it";
+        }
+        filters += topic.is_filter ? 1 : 0;
         for (std::size_t slot = 0; slot < topic.subscribers.size(); ++slot) {
             const Subscriber& subscriber = topic.subscribers[slot];
             const auto& subscriptions = subscriber.client->subscriptions_;
@@ -105,6 +125,9 @@ std::string Routing::check_consistency() const {
                 return "a removed client still subscribes to '" + name + "'";
             }
         }
+    }
+    if (filters != filters_.filter_count()) {
+        return "the filter tree holds filters that no topic record has";
     }
     return {};
 }

@@ -100,6 +100,8 @@ void define_options(CLI::App& app, CommandLine& line) {
               "Subscriptions per client; beyond it SUBSCRIBE gets an error frame");
     add_limit(app, "--max-topic-length", line.broker.max_topic_length,
               "Bytes in a topic name; a longer one gets an error frame");
+    add_limit(app, "--max-topic-levels", line.broker.max_topic_levels,
+              "Levels in a wildcard filter (`+`, `#`); a deeper one gets an error frame");
     add_limit(app, "--max-lost-clients", line.broker.max_lost_clients,
               "Lost clients kept at once; beyond it the longest-lost one is removed");
     add_seconds(app, "--slow-consumer-grace", line.slow_consumer_grace_seconds,

@@ -79,9 +79,14 @@ struct Subscriber {
     std::uint32_t subscription;  // index in client->subscriptions()
 };
 
+// A topic or a wildcard filter that has subscribers.
 struct Topic {
     std::string_view name;  // views the key of the topic map, stable while it exists
     std::vector<Subscriber> subscribers;
+    bool is_filter = false;  // has a wildcard level: it is in the filter tree too
+    // Neither a filter nor under `$SYS`: a PUBLISH to a topic that has subscribers needs no
+    // check of its own, it was checked when the topic was created.
+    bool open_to_publish = true;
 };
 
 // What the lifecycle keeps of a lost client: the list of these is in order of loss, which is
@@ -146,6 +151,9 @@ class Client {
     // The accept or RESTORED reply still queued: it answers the CONNECT and does not count
     // as a backlog of unread error frames.
     std::uint32_t queued_reply_bytes_ = 0;
+    // The last publish delivered to this client: a client whose filters overlap gets a
+    // message once.
+    std::uint64_t last_delivery_ = 0;
     ClientState state_ = ClientState::connected;
     bool listed_slow_ = false;  // waiting to be cut off as a slow consumer
     // A write that completes with drops since its start did not catch up.

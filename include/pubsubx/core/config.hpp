@@ -20,6 +20,9 @@ struct BrokerConfig {
     std::size_t max_total_queue_bytes = 1024 * 1024 * 1024;  // over all clients
     std::size_t max_topics_per_client = 10'000;
     std::size_t max_topic_length = 1024;
+    // Levels of a wildcard filter, so that no filter makes matching expensive. Exact topics
+    // are found by hash whatever their levels, and are not limited.
+    std::size_t max_topic_levels = 32;
     std::size_t max_lost_clients = 100'000;  // beyond it the longest-lost one is removed
     // A connected client whose queue overflows for this long is cut off (it becomes lost);
     // zero: never.
@@ -42,7 +45,9 @@ struct BrokerStats {
     std::uint64_t sessions_taken_over = 0;
     std::uint64_t auth_failures = 0;   // wrong or missing secrets
     std::uint64_t auth_throttled = 0;  // CONNECTs refused unchecked during a back-off
-    std::uint64_t topics_refused = 0;  // invalid, too long, or over the per-client limit
+    // Invalid, too long, over the per-client limit, a misplaced wildcard, or a PUBLISH to a
+    // wildcard or `$SYS` topic.
+    std::uint64_t topics_refused = 0;
     // First frames that were not a valid CONNECT (garbage, a bad name or secret).
     std::uint64_t bad_connects = 0;
 };

@@ -1,5 +1,7 @@
-// Routing: topics and their subscribers, linked both ways so that a client leaves a topic in
-// O(1) whatever the number of subscribers. Knows nothing of queues, states or limits.
+// Routing: topics and wildcard filters with their subscribers, linked both ways so that a
+// client leaves one in O(1) whatever the number of subscribers. Exact topics are found by
+// hash; filters (`+`, `#`) are also in a tree of levels, consulted only while one exists.
+// Knows nothing of queues, states or limits.
 #pragma once
 
 #include <cstddef>
@@ -8,12 +10,14 @@
 #include <unordered_map>
 
 #include "pubsubx/core/client.hpp"
+#include "pubsubx/core/filter_tree.hpp"
 
 namespace pubsubx {
 
 class Routing {
   public:
-    // Topics live in the map's nodes: one allocation per topic, and clients point at them.
+    // Topics and filters live in the map's nodes: one allocation each, and clients point at
+    // them. A PUBLISH topic has no wildcard level, so it can only find an exact topic here.
     using TopicMap = std::unordered_map<std::string, Topic, StringHash, std::equal_to<>>;
 
     Topic* find(std::string_view name);
@@ -25,7 +29,15 @@ class Routing {
     bool unsubscribe(Client& client, std::string_view name);
     void unsubscribe_all(Client& client);
 
+    // Appends the filters that match `topic`, a PUBLISH topic (one entry per filter).
+    void match_filters(std::string_view topic, std::vector<const Topic*>& out) {
+        filters_.match(topic, out);
+    }
+    bool has_filters() const { return !filters_.empty(); }
+
+    // Topics and filters that have subscribers.
     std::size_t topic_count() const { return topics_.size(); }
+    std::size_t filter_count() const { return filters_.filter_count(); }
     const TopicMap& topics() const { return topics_; }
     // The links both ways agree (for Broker::check_consistency).
     std::string check_consistency() const;
@@ -34,6 +46,7 @@ class Routing {
     void leave(Client& client, std::size_t subscription_index);
 
     TopicMap topics_;
+    FilterTree filters_;
 };
 
 }  // namespace pubsubx
