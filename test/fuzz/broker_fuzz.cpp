@@ -30,7 +30,7 @@ constexpr std::size_t kConnections = 4;
 constexpr std::size_t kMaxFrame = 512;  // beyond kMaxFrameBeforeConnect, so both apply
 
 // Frames that a random byte stream would rarely spell, so the fuzzer reaches deep states fast.
-constexpr std::array<std::string_view, 16> kCannedFrames{
+constexpr std::array<std::string_view, 24> kCannedFrames{
     "CONNECT a",
     "CONNECT b",
     "CONNECT a s3cret",
@@ -46,7 +46,15 @@ constexpr std::array<std::string_view, 16> kCannedFrames{
     "SUBSCRIBE topic-that-is-too-long",
     "CONNECT",
     "",
-    "SUBSCRIBE v"};
+    "SUBSCRIBE v",
+    "SUBSCRIBE t/+",
+    "SUBSCRIBE #",
+    "SUBSCRIBE t/#",
+    "UNSUBSCRIBE t/#",
+    "PUBLISH t/x hi",
+    "PUBLISH t/+ no",
+    "SUBSCRIBE +/x/#",
+    "SUBSCRIBE a/#/b"};
 
 class FuzzConnection final : public Connection {
   public:
@@ -84,6 +92,7 @@ BrokerConfig small_limits() {
     config.max_total_queue_bytes = 1024;
     config.max_topics_per_client = 4;
     config.max_topic_length = 16;
+    config.max_topic_levels = 3;
     config.max_lost_clients = 2;
     config.slow_consumer_grace = 1s;
     return config;
