@@ -188,10 +188,15 @@ bool Broker::filter_allowed(Client& client, std::string_view filter) {
         refuse_topic(client, filter, "a filter with '#' before its last level", kHashNotLast);
         return false;
     }
-    if (shape.wildcard && over_limit(shape.levels, config_.max_topic_levels)) {
-        refuse_topic(client, filter, "a wildcard filter of " + std::to_string(shape.levels) + " levels",
+    // 0 or a larger value: the tree's own ceiling.
+    const std::size_t max_levels = config_.max_topic_levels == 0
+                                       ? FilterTree::kMaxLevels
+                                       : std::min(config_.max_topic_levels, FilterTree::kMaxLevels);
+    if (shape.wildcard && shape.levels > max_levels) {
+        refuse_topic(client, filter,
+                     "a wildcard filter of " + std::to_string(shape.levels) + " levels",
                      "ERROR: Too many levels in a wildcard filter (the limit is " +
-                         std::to_string(config_.max_topic_levels) + ")");
+                         std::to_string(max_levels) + ")");
         return false;
     }
     return true;
@@ -201,7 +206,7 @@ bool Broker::publish_topic_allowed(Client& client, std::string_view topic_name) 
     if (!topic_allowed(client, topic_name)) {
         return false;
     }
-    if (topic_shape(topic_name).wildcard) {
+    if (has_wildcard_level(topic_name)) {
         refuse_topic(client, topic_name, "a wildcard in the PUBLISH topic", kWildcardInPublish);
         return false;
     }
