@@ -102,14 +102,10 @@ class Broker {
     void subscribe(Client& client, std::string_view topic);
     void unsubscribe(Client& client, std::string_view topic);
     void publish(Client& from, std::string_view topic, std::string_view data, TimePoint now);
-    // Delivers to the subscribers of `exact` (the topic's record, or null) and of every
-    // matching filter.
-    void route(const Topic* exact, std::string_view topic, std::string_view data, TimePoint now);
-    void route_through_filters(const Topic* exact, std::string_view topic, std::string_view data,
-                               TimePoint now);
     void deliver_to(const Topic& topic, std::string_view topic_name, std::string_view data,
                     TimePoint now);
-    void deliver_once_each(std::string_view encoded, TimePoint now);
+    void deliver_to_all(const Topic* exact, const FilterTree::Matches& filters,
+                        std::string_view topic_name, std::string_view data, TimePoint now);
     void send_error(Client& client, std::string_view error_frame);
     void cut_off(TimePoint now);
 
@@ -122,8 +118,8 @@ class Broker {
     Lifecycle lifecycle_;
     AdmissionControl admission_;
     std::string encoded_;  // one publish's delivery frame, encoded once
-    std::vector<const Topic*> matched_;  // one publish's topic and matching filters
-    std::uint64_t deliveries_ = 0;       // publishes routed through overlapping filters
+    FilterTree::Matches matched_;    // the filters matching a $SYS topic
+    std::uint64_t deliveries_ = 0;  // publishes routed through overlapping filters
     std::string refusal_;  // the error frame of the last refused CONNECT
 };
 

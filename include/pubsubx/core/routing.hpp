@@ -29,10 +29,8 @@ class Routing {
     bool unsubscribe(Client& client, std::string_view name);
     void unsubscribe_all(Client& client);
 
-    // Appends the filters that match `topic`, a PUBLISH topic (one entry per filter).
-    void match_filters(std::string_view topic, std::vector<const Topic*>& out) {
-        filters_.match(topic, out);
-    }
+    // The filters that match `topic`, a PUBLISH topic (one entry per filter): see FilterTree.
+    FilterTree& filters() { return filters_; }
     bool has_filters() const { return !filters_.empty(); }
 
     // Topics and filters that have subscribers.
