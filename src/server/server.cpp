@@ -162,7 +162,7 @@ void Server::refuse_connection(Socket& socket) {
     append_frame(reply, kServerFull);
     std::error_code ignored;
     socket.non_blocking(true, ignored);
-    socket.write_some(asio::buffer(reply), ignored);
+    stats_.bytes_sent += socket.write_some(asio::buffer(reply), ignored);
     socket.shutdown(Socket::shutdown_both, ignored);
     socket.close(ignored);
 }

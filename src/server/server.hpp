@@ -14,6 +14,7 @@
 
 #include "pubsubx/broker.hpp"
 #include "pubsubx/log.hpp"
+#include "pubsubx/server_stats.hpp"
 #include "session.hpp"
 
 namespace pubsubx::server {
@@ -30,17 +31,6 @@ struct ServerOptions {
     Clock::duration write_timeout = std::chrono::seconds{30};
     // TCP keepalive: idle seconds before the first probe (3 probes, idle/3 apart).
     int keepalive_idle_seconds = 60;
-};
-
-struct ServerStats {
-    std::uint64_t connections_accepted = 0;
-    std::uint64_t connections_refused = 0;  // over max_connections
-    std::uint64_t connect_timeouts = 0;
-    std::uint64_t write_timeouts = 0;
-    std::uint64_t frames_too_long = 0;
-    // Frames (whole or partly written) of writes cut short by a closing connection: with the
-    // core's drop counters they explain every message a client never received.
-    std::uint64_t frames_unsent_at_close = 0;
 };
 
 class Server {
