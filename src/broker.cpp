@@ -306,6 +306,13 @@ void Broker::take_effects(Effects& out) {
     }
 }
 
+std::size_t Broker::subscription_count() const {
+    std::size_t count = 0;
+    lifecycle_.for_each_client(
+        [&](const Client& client) { count += client.subscriptions().size(); });
+    return count;
+}
+
 std::string Broker::check_consistency() const {
     std::string broken = lifecycle_.check_consistency();
     if (broken.empty()) {
