@@ -216,6 +216,11 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
 
 void Broker::publish_system(std::string_view topic_name, std::string_view data, TimePoint now) {
     route(topic_name, data, now);
+    // As after a frame: a subscriber this made a slow consumer is cut off now. Left listed
+    // until the next frame, it could be lost and removed meanwhile (the list would dangle).
+    if (accounting_.has_cut_offs()) {
+        cut_off(now);
+    }
 }
 
 void Broker::route(std::string_view topic_name, std::string_view data, TimePoint now) {

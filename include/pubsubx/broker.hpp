@@ -61,7 +61,8 @@ class Broker {
     // Removes the lost clients whose retention period ended by `now` (the expiry timer).
     void expire_lost_clients(TimePoint now);
     // Publishes the broker's own message on `topic` (under `$SYS/`, which clients may not
-    // publish to): routed like a client's, not counted as published.
+    // publish to): routed like a client's, not counted as published. A subscriber it makes a
+    // slow consumer is cut off at once, as after a frame.
     void publish_system(std::string_view topic, std::string_view data, TimePoint now);
 
     // The effects recorded since the last call, moved into `out` (cleared first). Taking an

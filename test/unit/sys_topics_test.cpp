@@ -187,3 +187,30 @@ TEST_CASE("Broker::subscription_count counts the subscriptions of connected and 
     broker.handle_frame(bob, "UNSUBSCRIBE a", now);
     CHECK(broker.subscription_count() == 3);
 }
+
+// A subscriber that reads nothing but $SYS topics can only become a slow consumer in
+// publish_system. It must be cut off then, as after a frame: left listed until some client's
+// next frame, it could be lost and removed meanwhile, and the list would point at nothing.
+TEST_CASE("Broker::publish_system cuts off a subscriber it made a slow consumer") {
+    Logger logger{LogLevel::quiet, std::tmpfile()};
+    BrokerConfig config;
+    config.max_queue_bytes = 1024;
+    config.slow_consumer_grace = 1s;
+    Broker broker{config, logger};
+    const TimePoint start{};
+    TestConnection reader;
+    broker.handle_frame(reader, "CONNECT reader", start);
+    broker.handle_frame(reader, "SUBSCRIBE $SYS/broker/uptime", start);
+    const std::string value(100, 'x');
+    for (int i = 0; i < 20; ++i) {
+        broker.publish_system("$SYS/broker/uptime", value, start);  // overflows: drops begin
+    }
+    REQUIRE(broker.stats().dropped > 0);
+    broker.publish_system("$SYS/broker/uptime", value, start + 2s);  // past the grace
+    CHECK(broker.find_client("reader")->state() == ClientState::lost);
+    CHECK(broker.stats().slow_consumers_cut == 1);
+    Effects effects;
+    broker.take_effects(effects);
+    REQUIRE(effects.close.size() == 1);
+    CHECK(effects.close.front().connection == &reader);
+}
