@@ -1,5 +1,5 @@
 // The Asio side of the broker: accepts connections, owns the broker core, the lost-client
-// expiry timer and the read buffer that all sessions share.
+// expiry timer, the $SYS statistics timer and the read buffer that all sessions share.
 #pragma once
 
 #include <array>
@@ -9,12 +9,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
 #include "pubsubx/broker.hpp"
 #include "pubsubx/log.hpp"
 #include "pubsubx/server_stats.hpp"
+#include "pubsubx/sys_topics.hpp"
 #include "session.hpp"
 
 namespace pubsubx::server {
@@ -31,6 +33,9 @@ struct ServerOptions {
     Clock::duration write_timeout = std::chrono::seconds{30};
     // TCP keepalive: idle seconds before the first probe (3 probes, idle/3 apart).
     int keepalive_idle_seconds = 60;
+    // How often the broker publishes its statistics on $SYS/broker/... (sys_topics.hpp); zero:
+    // never, and then there is no timer at all.
+    Clock::duration sys_interval = std::chrono::seconds{10};
 };
 
 class Server {
@@ -76,6 +81,9 @@ class Server {
     // of a timer per session: a timer would cost every idle connection memory.
     void start_deadline_sweep();
     void sweep_deadlines();
+    void start_sys_timer();
+    void publish_sys_topics();
+    SysSnapshot sys_snapshot() const;
 
     asio::io_context& io_;
     ServerOptions options_;
@@ -86,6 +94,12 @@ class Server {
     asio::steady_timer expiry_timer_;
     asio::steady_timer sweep_timer_;
     Clock::duration sweep_period_{};
+    // The $SYS statistics: made only when they are on (--sys-interval), at start().
+    struct SysReporting {
+        asio::steady_timer timer;
+        SysTopics topics;
+    };
+    std::unique_ptr<SysReporting> sys_;
     bool expiry_armed_ = false;
     TimePoint expiry_armed_for_{};
     Session* first_session_ = nullptr;
