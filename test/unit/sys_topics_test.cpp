@@ -214,3 +214,28 @@ TEST_CASE("Broker::publish_system cuts off a subscriber it made a slow consumer"
     REQUIRE(effects.close.size() == 1);
     CHECK(effects.close.front().connection == &reader);
 }
+
+// The sequence that read a destroyed client before publish_system cut off at once (found
+// with AddressSanitizer, which the sanitizer build runs this under).
+TEST_CASE("a slow $SYS subscriber removed before the next frame is never touched again") {
+    Logger logger{LogLevel::quiet, std::tmpfile()};
+    BrokerConfig config;
+    config.max_queue_bytes = 1024;
+    config.slow_consumer_grace = 1s;
+    config.lost_timeout = Clock::duration::zero();  // a lost client is removed at once
+    Broker broker{config, logger};
+    const TimePoint start{};
+    TestConnection reader, other;
+    broker.handle_frame(reader, "CONNECT reader", start);
+    broker.handle_frame(other, "CONNECT other", start);
+    broker.handle_frame(reader, "SUBSCRIBE $SYS/broker/uptime", start);
+    const std::string value(100, 'x');
+    for (int i = 0; i < 20; ++i) {
+        broker.publish_system("$SYS/broker/uptime", value, start);
+    }
+    broker.publish_system("$SYS/broker/uptime", value, start + 2s);
+    broker.connection_closed(reader, start + 2s);
+    CHECK(broker.find_client("reader") == nullptr);
+    broker.handle_frame(other, "PUBLISH t after", start + 2s);
+    CHECK(broker.check_consistency().empty());
+}
