@@ -293,6 +293,11 @@ void Broker::publish_system(std::string_view topic_name, std::string_view data, 
     matched_.clear();
     routing_.filters().match(topic_name, matched_);
     deliver_to_all(routing_.find(topic_name), matched_, topic_name, data, now);
+    // As after a frame: a subscriber this made a slow consumer is cut off now. Left listed
+    // until the next frame, it could be lost and removed meanwhile (the list would dangle).
+    if (accounting_.has_cut_offs()) {
+        cut_off(now);
+    }
 }
 
 // `exact` is the topic's record, or null.

@@ -62,7 +62,8 @@ class Broker {
     // Removes the lost clients whose retention period ended by `now` (the expiry timer).
     void expire_lost_clients(TimePoint now);
     // Publishes the broker's own message on `topic` (under `$SYS/`, which clients may not
-    // publish to): routed like a client's, not counted as published.
+    // publish to): routed like a client's, not counted as published. A subscriber it makes a
+    // slow consumer is cut off at once, as after a frame.
     void publish_system(std::string_view topic, std::string_view data, TimePoint now);
 
     // The effects recorded since the last call, moved into `out` (cleared first). Taking an
@@ -77,6 +78,9 @@ class Broker {
     std::size_t lost_client_count() const { return lifecycle_.lost_count(); }
     std::size_t client_count() const { return lifecycle_.client_count(); }
     std::size_t topic_count() const { return routing_.topic_count(); }
+    // Every client's subscriptions (topics and filters), connected and lost.
+    std::size_t subscription_count() const { return routing_.subscription_count(); }
+    std::size_t filter_count() const { return routing_.filter_count(); }
     const Client* find_client(std::string_view name) const { return lifecycle_.find(name); }
     const Topic* find_topic(std::string_view name) const { return routing_.find(name); }
     const BrokerStats& stats() const { return stats_; }

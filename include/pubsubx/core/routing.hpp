@@ -36,6 +36,7 @@ class Routing {
     // Topics and filters that have subscribers.
     std::size_t topic_count() const { return topics_.size(); }
     std::size_t filter_count() const { return filters_.filter_count(); }
+    std::size_t subscription_count() const { return subscription_count_; }
     const TopicMap& topics() const { return topics_; }
     // The links both ways agree (for Broker::check_consistency).
     std::string check_consistency() const;
@@ -45,6 +46,7 @@ class Routing {
 
     TopicMap topics_;
     FilterTree filters_;
+    std::size_t subscription_count_ = 0;
 };
 
 }  // namespace pubsubx
