@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "support.hpp"
@@ -165,4 +167,25 @@ TEST_CASE("an original client's topics with `+` or `#` inside a level keep their
     CHECK(sub.read_frame() == "c++ templates");
     CHECK(sub.read_frame() == "issue#42 fixed");
     CHECK_FALSE(sub.read_frame(200ms).has_value());
+}
+
+TEST_CASE("`$SYS/#` receives the broker's statistics; `#` does not") {
+    ServerProcess server{{"--sys-interval", "0.05"}};
+    TestClient everything{server.port()}, watcher{server.port()};
+    everything.connect_as("everything");
+    watcher.connect_as("watcher");
+    everything.send_frame("SUBSCRIBE #");
+    watcher.send_frame("SUBSCRIBE $SYS/broker/+");
+    watcher.send_frame("SUBSCRIBE $SYS/#");
+    const auto first = watcher.read_frame();
+    REQUIRE(first.has_value());
+    CHECK(first->starts_with("$SYS/broker/"));
+    // A publication lists every topic once, though both filters match most of them.
+    std::set<std::string> seen;
+    for (std::optional<std::string> frame = first; frame && !frame->starts_with("$SYS/broker/log");
+         frame = watcher.read_frame()) {
+        CHECK(seen.insert(frame->substr(0, frame->find(' '))).second);
+    }
+    CHECK(seen.count("$SYS/broker/subscriptions/filters") == 1);
+    CHECK_FALSE(everything.read_frame(300ms).has_value());
 }
