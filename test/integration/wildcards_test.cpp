@@ -12,11 +12,24 @@
 using namespace pubsubx::testing;
 using namespace std::chrono_literals;
 
-TEST_CASE("`+` matches one level and a last `#` its parent and every level below") {
+namespace {
+
+// A server with a subscriber `sub` and a publisher `pub`, both connected.
+struct SubAndPub {
+    explicit SubAndPub(std::vector<std::string> server_args = {}) : server(std::move(server_args)) {
+        sub.connect_as("sub");
+        pub.connect_as("pub");
+    }
+
     ServerProcess server;
     TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("dashboard");
-    pub.connect_as("sensors");
+};
+
+}  // namespace
+
+TEST_CASE("`+` matches one level and a last `#` its parent and every level below") {
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE s/+/temp");
     sub.send_frame("SUBSCRIBE plant/#");
     sub.barrier();
@@ -31,14 +44,12 @@ TEST_CASE("`+` matches one level and a last `#` its parent and every level below
     CHECK(sub.read_frame() == "plant level 0");
     CHECK(sub.read_frame() == "plant/a/b/c deep");
     CHECK_FALSE(sub.read_frame(200ms).has_value());
-    CHECK(server.wait_for_output("Client 'dashboard' subscribed to 's/+/temp'"));
+    CHECK(server.wait_for_output("Client 'sub' subscribed to 's/+/temp'"));
 }
 
 TEST_CASE("a client whose filters overlap receives each message once") {
-    ServerProcess server;
-    TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("sub");
-    pub.connect_as("pub");
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE a/#");
     sub.send_frame("SUBSCRIBE a/+");
     sub.send_frame("SUBSCRIBE a/b");
@@ -51,10 +62,8 @@ TEST_CASE("a client whose filters overlap receives each message once") {
 }
 
 TEST_CASE("a wildcard PUBLISH gets an error frame and the connection stays open") {
-    ServerProcess server;
-    TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("sub");
-    pub.connect_as("pub");
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE a/+");
     sub.barrier();
     pub.send_frame("PUBLISH a/+ sneaky");
@@ -93,10 +102,8 @@ TEST_CASE("--max-topic-levels bounds wildcard filters, not exact topics") {
 }
 
 TEST_CASE("clients cannot PUBLISH under $SYS, and `#` does not match $ topics") {
-    ServerProcess server;
-    TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("sub");
-    pub.connect_as("pub");
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE #");
     sub.send_frame("SUBSCRIBE $SYS/broker/uptime");
     sub.barrier();
@@ -137,10 +144,8 @@ TEST_CASE("a lost client's filters keep queueing; RESTORED lists them as given")
 }
 
 TEST_CASE("UNSUBSCRIBE removes the filter exactly as written") {
-    ServerProcess server;
-    TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("sub");
-    pub.connect_as("pub");
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE a/+");
     sub.send_frame("UNSUBSCRIBE a/b");  // not a subscription of sub: nothing changes
     sub.barrier();
@@ -153,10 +158,8 @@ TEST_CASE("UNSUBSCRIBE removes the filter exactly as written") {
 }
 
 TEST_CASE("an original client's topics with `+` or `#` inside a level keep their meaning") {
-    ServerProcess server;
-    TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("old");
-    pub.connect_as("pub");
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE c++");
     sub.send_frame("SUBSCRIBE issue#42");
     sub.barrier();
