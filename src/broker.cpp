@@ -264,34 +264,51 @@ inline void Broker::deliver_to(const Topic& topic, std::string_view topic_name,
 
 void Broker::publish(Client& from, std::string_view topic_name, std::string_view data,
                      TimePoint now) {
+    if (routing_.has_filters()) {
+        publish_among_filters(from, topic_name, data, now);
+        return;
+    }
+    // The fast path: no filter exists, so only the topic's own subscribers can match. A topic
+    // with subscribers was checked when it was subscribed to.
     const Topic* const topic = routing_.find(topic_name);
-    // A topic with subscribers was checked when subscribed, and a cached one when first
-    // published; only those skip the check.
-    const FilterTree::Matches* filters =
-        routing_.has_filters() ? routing_.filters().cached_matches(topic_name) : nullptr;
-    if ((topic == nullptr || !topic->open_to_publish) && filters == nullptr &&
-        !publish_topic_allowed(from, topic_name)) {
+    if ((topic == nullptr || !topic->open_to_publish) && !publish_topic_allowed(from, topic_name)) {
         return;  // refused: not published
     }
+    count_publish(from, topic_name, data);
+    if (topic != nullptr) {
+        deliver_to(*topic, topic_name, data, now);
+    }
+}
+
+// A cached route vouches for its topic; otherwise the topic is checked as on the fast path.
+void Broker::publish_among_filters(Client& from, std::string_view topic_name,
+                                   std::string_view data, TimePoint now) {
+    const Route* route = routing_.cached_route(topic_name);
+    if (route == nullptr) {
+        const Topic* const topic = routing_.find(topic_name);
+        if ((topic == nullptr || !topic->open_to_publish) &&
+            !publish_topic_allowed(from, topic_name)) {
+            return;
+        }
+        route = &routing_.route_and_cache(topic_name, topic);
+    }
+    count_publish(from, topic_name, data);
+    deliver_to_all(route->exact, route->filters, topic_name, data, now);
+}
+
+void Broker::count_publish(const Client& from, std::string_view topic_name,
+                           std::string_view data) {
     ++stats_.published;
     if (logger_.verbose_enabled()) {
         logger_.verbose("Client '", from.name(), "' published to '", Escaped{topic_name},
                         "': ", Escaped{data});
     }
-    if (routing_.has_filters()) {
-        if (filters == nullptr) {
-            filters = &routing_.filters().match_and_cache(topic_name);
-        }
-        deliver_to_all(topic, *filters, topic_name, data, now);
-    } else if (topic != nullptr) {
-        deliver_to(*topic, topic_name, data, now);  // the fast path: nothing else can match
-    }
 }
 
-// Not cached: the cache vouches for topics that clients may publish to.
+// Not cached: a cached route vouches for a topic that clients may publish to.
 void Broker::publish_system(std::string_view topic_name, std::string_view data, TimePoint now) {
     matched_.clear();
-    routing_.filters().match(topic_name, matched_);
+    routing_.match_filters(topic_name, matched_);
     deliver_to_all(routing_.find(topic_name), matched_, topic_name, data, now);
     // As after a frame: a subscriber this made a slow consumer is cut off now. Left listed
     // until the next frame, it could be lost and removed meanwhile (the list would dangle).

@@ -106,6 +106,9 @@ class Broker {
     void subscribe(Client& client, std::string_view topic);
     void unsubscribe(Client& client, std::string_view topic);
     void publish(Client& from, std::string_view topic, std::string_view data, TimePoint now);
+    void publish_among_filters(Client& from, std::string_view topic, std::string_view data,
+                               TimePoint now);
+    void count_publish(const Client& from, std::string_view topic, std::string_view data);
     void deliver_to(const Topic& topic, std::string_view topic_name, std::string_view data,
                     TimePoint now);
     void deliver_to_all(const Topic* exact, const FilterTree::Matches& filters,

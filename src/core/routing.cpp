@@ -43,6 +43,9 @@ bool Routing::subscribe(Client& client, std::string_view name) {
         created.open_to_publish = !created.is_filter && !is_system_topic(name);
         if (created.is_filter) {
             filters_.insert(created.name, created);
+            routes_.forget_all();  // any cached route may match it
+        } else {
+            routes_.forget(created.name);
         }
     }
     Topic& topic = found->second;
@@ -88,9 +91,18 @@ void Routing::leave(Client& client, std::size_t index) {
     if (topic.subscribers.empty()) {
         if (topic.is_filter) {
             filters_.erase(topic.name);
+            routes_.forget_all();
+        } else {
+            routes_.forget(topic.name);
         }
         topics_.erase(topics_.find(topic.name));
     }
+}
+
+const Route& Routing::route_and_cache(std::string_view topic, const Topic* exact) {
+    Route route{exact, {}};
+    filters_.match(topic, route.filters);
+    return routes_.store(topic, std::move(route));
 }
 
 void Routing::unsubscribe_all(Client& client) {

@@ -1,6 +1,7 @@
 // The wildcard filter tree against MQTT's own examples (MQTT 3.1.1, section 4.7) and against a
 // brute-force matcher on random filters and topics.
 #include "pubsubx/core/filter_tree.hpp"
+#include "pubsubx/core/routing.hpp"
 
 #include <doctest/doctest.h>
 
@@ -235,26 +236,42 @@ TEST_CASE("the tree agrees with the brute-force matcher on random filters and to
     }
 }
 
-TEST_CASE("the match cache is emptied when a filter comes or goes, and stays bounded") {
-    Filters filters;
-    filters.add("a/+");
-    FilterTree& tree = filters.tree();
-    CHECK(tree.cached_matches("a/b") == nullptr);
-    CHECK(tree.match_and_cache("a/b").size() == 1);
-    REQUIRE(tree.cached_matches("a/b") != nullptr);
-    CHECK(tree.cached_matches("a/b")->size() == 1);
-    filters.add("+/b");
-    CHECK(tree.cached_matches("a/b") == nullptr);  // it would miss the new filter
-    CHECK(tree.match_and_cache("a/b").size() == 2);
-    filters.remove("a/+");
-    CHECK(tree.cached_matches("a/b") == nullptr);
-    CHECK(tree.match_and_cache("a/b").size() == 1);
-    filters.remove("never/+");  // not a filter: the cache stays
-    CHECK(tree.cached_matches("a/b") != nullptr);
-    for (std::size_t i = 0; i < FilterTree::kMaxCachedTopics + 10; ++i) {
-        tree.match_and_cache("x/" + std::to_string(i) + "/b");
-        CHECK(tree.cached_topic_count() <= FilterTree::kMaxCachedTopics);
+TEST_CASE("cached routes follow the filters and exact topics that come and go, and are bounded") {
+    Routing routing;
+    Client a{"a"}, b{"b"};
+    routing.subscribe(a, "a/+");
+    const auto route_of = [&](std::string_view topic) -> const Route& {
+        return routing.route_and_cache(topic, routing.find(topic));
+    };
+    CHECK(routing.cached_route("a/b") == nullptr);
+    CHECK(route_of("a/b").filters.size() == 1);
+    REQUIRE(routing.cached_route("a/b") != nullptr);
+    CHECK(routing.cached_route("a/b")->exact == nullptr);
+    routing.subscribe(b, "a/b");  // an exact topic: its own route changes
+    CHECK(routing.cached_route("a/b") == nullptr);
+    CHECK(route_of("a/b").exact == routing.find("a/b"));
+    route_of("c/d");
+    routing.subscribe(b, "x/y");  // another exact topic: other routes stay
+    CHECK(routing.cached_route("a/b") != nullptr);
+    CHECK(routing.cached_route("c/d") != nullptr);
+    routing.subscribe(b, "+/b");  // a filter: any route may change
+    CHECK(routing.cached_route("a/b") == nullptr);
+    CHECK(routing.cached_route("c/d") == nullptr);
+    CHECK(route_of("a/b").filters.size() == 2);
+    routing.unsubscribe(b, "a/b");
+    CHECK(routing.cached_route("a/b") == nullptr);
+    CHECK(route_of("a/b").exact == nullptr);
+    routing.unsubscribe(a, "a/+");
+    CHECK(routing.cached_route("a/b") == nullptr);
+    CHECK(route_of("a/b").filters.size() == 1);
+    for (std::size_t i = 0; i < RouteCache::kMaxTopics + 10; ++i) {
+        route_of("x/" + std::to_string(i) + "/b");
+        CHECK(routing.cached_route_count() <= RouteCache::kMaxTopics);
     }
-    CHECK(tree.cached_matches("x/1/b") == nullptr);  // emptied once full, then filled again
-    CHECK(tree.cached_matches("x/4100/b") != nullptr);
+    CHECK(routing.cached_route("x/1/b") == nullptr);  // emptied once full, then filled again
+    CHECK(routing.cached_route("x/4100/b") != nullptr);
+    CHECK(routing.check_consistency() == "");
+    routing.unsubscribe_all(a);
+    routing.unsubscribe_all(b);
+    CHECK(routing.cached_route_count() == 0);
 }

@@ -11,6 +11,7 @@
 
 #include "pubsubx/core/client.hpp"
 #include "pubsubx/core/filter_tree.hpp"
+#include "pubsubx/core/route_cache.hpp"
 
 namespace pubsubx {
 
@@ -29,9 +30,17 @@ class Routing {
     bool unsubscribe(Client& client, std::string_view name);
     void unsubscribe_all(Client& client);
 
-    // The filters that match `topic`, a PUBLISH topic (one entry per filter): see FilterTree.
-    FilterTree& filters() { return filters_; }
     bool has_filters() const { return !filters_.empty(); }
+    // Appends the filters that match `topic`, a PUBLISH topic, each once (uncached).
+    void match_filters(std::string_view topic, FilterTree::Matches& out) {
+        filters_.match(topic, out);
+    }
+    // While filters exist, the route of a topic published before, or null: see RouteCache.
+    const Route* cached_route(std::string_view topic) const { return routes_.find(topic); }
+    // The route of `topic`, a topic clients may publish to, found and cached; `exact` is
+    // find(topic). Valid until the routing changes.
+    const Route& route_and_cache(std::string_view topic, const Topic* exact);
+    std::size_t cached_route_count() const { return routes_.size(); }
 
     // Topics and filters that have subscribers.
     std::size_t topic_count() const { return topics_.size(); }
@@ -46,6 +55,7 @@ class Routing {
 
     TopicMap topics_;
     FilterTree filters_;
+    RouteCache routes_;
     std::size_t subscription_count_ = 0;
 };
 
