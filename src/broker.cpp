@@ -188,10 +188,15 @@ bool Broker::filter_allowed(Client& client, std::string_view filter) {
         refuse_topic(client, filter, "a filter with '#' before its last level", kHashNotLast);
         return false;
     }
-    if (shape.wildcard && over_limit(shape.levels, config_.max_topic_levels)) {
-        refuse_topic(client, filter, "a wildcard filter of " + std::to_string(shape.levels) + " levels",
+    // 0 or a larger value: the tree's own ceiling.
+    const std::size_t max_levels = config_.max_topic_levels == 0
+                                       ? FilterTree::kMaxLevels
+                                       : std::min(config_.max_topic_levels, FilterTree::kMaxLevels);
+    if (shape.wildcard && shape.levels > max_levels) {
+        refuse_topic(client, filter,
+                     "a wildcard filter of " + std::to_string(shape.levels) + " levels",
                      "ERROR: Too many levels in a wildcard filter (the limit is " +
-                         std::to_string(config_.max_topic_levels) + ")");
+                         std::to_string(max_levels) + ")");
         return false;
     }
     return true;
@@ -201,7 +206,7 @@ bool Broker::publish_topic_allowed(Client& client, std::string_view topic_name) 
     if (!topic_allowed(client, topic_name)) {
         return false;
     }
-    if (topic_shape(topic_name).wildcard) {
+    if (has_wildcard_level(topic_name)) {
         refuse_topic(client, topic_name, "a wildcard in the PUBLISH topic", kWildcardInPublish);
         return false;
     }
@@ -245,6 +250,28 @@ void Broker::unsubscribe(Client& client, std::string_view topic_name) {
     logger_.info("Client '", client.name(), "' unsubscribed from '", Escaped{topic_name}, "'");
 }
 
+// One topic or filter: its subscribers are distinct clients. Inline: it is the whole of the
+// fast path of a publish.
+inline void Broker::deliver_to(const Topic& topic, std::string_view topic_name,
+                               std::string_view data, TimePoint now) {
+    encoded_.clear();
+    append_message_frame(encoded_, topic_name, data);
+    for (const Subscriber& subscriber : topic.subscribers) {
+        accounting_.deliver(*subscriber.client, encoded_, now);
+    }
+    stats_.delivered += topic.subscribers.size();
+}
+
+// `exact` is the topic's record, or null. Inline for the same reason.
+inline void Broker::route(const Topic* exact, std::string_view topic_name, std::string_view data,
+                          TimePoint now) {
+    if (routing_.has_filters()) {
+        route_through_filters(exact, topic_name, data, now);
+    } else if (exact != nullptr) {
+        deliver_to(*exact, topic_name, data, now);  // nothing else can match
+    }
+}
+
 void Broker::publish(Client& from, std::string_view topic_name, std::string_view data,
                      TimePoint now) {
     const Topic* const topic = routing_.find(topic_name);
@@ -263,29 +290,20 @@ void Broker::publish_system(std::string_view topic_name, std::string_view data, 
     route(routing_.find(topic_name), topic_name, data, now);
 }
 
-void Broker::route(const Topic* exact, std::string_view topic_name, std::string_view data,
-                   TimePoint now) {
+void Broker::route_through_filters(const Topic* exact, std::string_view topic_name,
+                                   std::string_view data, TimePoint now) {
     matched_.clear();
     if (exact != nullptr) {
         matched_.push_back(exact);
     }
-    if (routing_.has_filters()) {
-        routing_.match_filters(topic_name, matched_);
-    }
-    if (matched_.empty()) {
-        return;  // nobody subscribes
-    }
-    encoded_.clear();
-    append_message_frame(encoded_, topic_name, data);
-    if (matched_.size() > 1) {
+    routing_.match_filters(topic_name, matched_);
+    if (matched_.size() == 1) {
+        deliver_to(*matched_.front(), topic_name, data, now);
+    } else if (!matched_.empty()) {
+        encoded_.clear();
+        append_message_frame(encoded_, topic_name, data);
         deliver_once_each(encoded_, now);
-        return;
     }
-    // One topic or filter: its subscribers are distinct clients.
-    for (const Subscriber& subscriber : matched_.front()->subscribers) {
-        accounting_.deliver(*subscriber.client, encoded_, now);
-    }
-    stats_.delivered += matched_.front()->subscribers.size();
 }
 
 // Several topics and filters match: a client subscribed to more than one of them gets the

@@ -193,6 +193,10 @@ bool is_utf8_without_controls(std::string_view text) {
                 continue;
             }
         }
+        if (*p >= 0x20 && *p < 0x7f) {
+            ++p;  // printable ASCII: most topics' tails
+            continue;
+        }
         const std::size_t length =
             utf8_char_length({reinterpret_cast<const char*>(p), static_cast<std::size_t>(end - p)});
         if (length == 0) {
@@ -231,6 +235,16 @@ TopicShape topic_shape(std::string_view topic) {
         ++shape.levels;
         start = end + 1;
     }
+}
+
+bool has_wildcard_level(std::string_view topic) {
+    for (std::size_t at = 0; at < topic.size(); ++at) {
+        if ((topic[at] == '+' || topic[at] == '#') && (at == 0 || topic[at - 1] == '/') &&
+            (at + 1 == topic.size() || topic[at + 1] == '/')) {
+            return true;
+        }
+    }
+    return false;
 }
 
 bool is_system_topic(std::string_view topic) {

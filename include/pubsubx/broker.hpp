@@ -104,8 +104,11 @@ class Broker {
     void publish(Client& from, std::string_view topic, std::string_view data, TimePoint now);
     // Delivers to the subscribers of `exact` (the topic's record, or null) and of every
     // matching filter.
-    void route(const Topic* exact, std::string_view topic, std::string_view data,
-               TimePoint now);
+    void route(const Topic* exact, std::string_view topic, std::string_view data, TimePoint now);
+    void route_through_filters(const Topic* exact, std::string_view topic, std::string_view data,
+                               TimePoint now);
+    void deliver_to(const Topic& topic, std::string_view topic_name, std::string_view data,
+                    TimePoint now);
     void deliver_once_each(std::string_view encoded, TimePoint now);
     void send_error(Client& client, std::string_view error_frame);
     void cut_off(TimePoint now);

@@ -118,6 +118,8 @@ struct TopicShape {
     bool hash_not_last = false;  // a `#` level before the last one: not a valid filter
 };
 TopicShape topic_shape(std::string_view topic);
+// topic_shape(topic).wildcard, in one pass without splitting (for every new PUBLISH topic).
+bool has_wildcard_level(std::string_view topic);
 
 // The first level is `$SYS`: the broker's own statistics, which clients may not publish to.
 bool is_system_topic(std::string_view topic);

@@ -105,44 +105,41 @@ void FilterTree::erase(std::string_view filter) {
 }
 
 void FilterTree::match(std::string_view topic, std::vector<const Topic*>& out) {
-    // MQTT: a topic starting with '$' is not matched by a wildcard in the first level, so that
-    // `#` does not receive the broker's `$SYS` traffic.
-    const bool system_topic = topic.starts_with('$');
-    frontier_.assign(1, &root_);
+    levels_.clear();
     for (std::size_t start = 0;;) {
         const std::size_t end = topic.find('/', start);
-        const std::string_view level = level_at(topic, start, end);
-        next_.clear();
-        for (const Node* node : frontier_) {
-            const bool wildcards_apply = !(system_topic && node == &root_);
-            if (node->and_below != nullptr && wildcards_apply) {
-                out.push_back(node->and_below);
-            }
-            if (!node->literal.empty()) {
-                if (const auto found = node->literal.find(level); found != node->literal.end()) {
-                    next_.push_back(found->second.get());
-                }
-            }
-            if (node->any_level && wildcards_apply) {
-                next_.push_back(node->any_level.get());
-            }
-        }
-        frontier_.swap(next_);
-        if (frontier_.empty()) {
-            return;
-        }
+        levels_.push_back(level_at(topic, start, end));
         if (end == npos) {
             break;
         }
         start = end + 1;
     }
-    for (const Node* node : frontier_) {
-        if (node->ends_here != nullptr) {
-            out.push_back(node->ends_here);
+    // MQTT: a topic starting with '$' is not matched by a wildcard in the first level, so that
+    // `#` does not receive the broker's `$SYS` traffic.
+    system_topic_ = topic.starts_with('$');
+    collect(root_, 0, out);
+}
+
+// `node` matches the first `depth` levels of the topic. Every node is reached by one path, so
+// it is visited at most once and each filter is found once.
+void FilterTree::collect(const Node& node, std::size_t depth, std::vector<const Topic*>& out) {
+    const bool wildcards_apply = depth > 0 || !system_topic_;
+    if (node.and_below != nullptr && wildcards_apply) {
+        out.push_back(node.and_below);  // the levels below, or none: `a/#` matches `a`
+    }
+    if (depth == levels_.size()) {
+        if (node.ends_here != nullptr) {
+            out.push_back(node.ends_here);
         }
-        if (node->and_below != nullptr) {
-            out.push_back(node->and_below);  // `a/#` matches `a` itself
+        return;
+    }
+    if (!node.literal.empty()) {
+        if (const auto found = node.literal.find(levels_[depth]); found != node.literal.end()) {
+            collect(*found->second, depth + 1, out);
         }
+    }
+    if (node.any_level && wildcards_apply) {
+        collect(*node.any_level, depth + 1, out);
     }
 }
 

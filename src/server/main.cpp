@@ -100,8 +100,11 @@ void define_options(CLI::App& app, CommandLine& line) {
               "Subscriptions per client; beyond it SUBSCRIBE gets an error frame");
     add_limit(app, "--max-topic-length", line.broker.max_topic_length,
               "Bytes in a topic name; a longer one gets an error frame");
-    add_limit(app, "--max-topic-levels", line.broker.max_topic_levels,
-              "Levels in a wildcard filter (`+`, `#`); a deeper one gets an error frame");
+    app.add_option("--max-topic-levels", line.broker.max_topic_levels,
+                   "Levels in a wildcard filter (`+`, `#`); a deeper one gets an error frame "
+                   "(1 to 1024; exact topics are not limited)")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
     add_limit(app, "--max-lost-clients", line.broker.max_lost_clients,
               "Lost clients kept at once; beyond it the longest-lost one is removed");
     add_seconds(app, "--slow-consumer-grace", line.slow_consumer_grace_seconds,

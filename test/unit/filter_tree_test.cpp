@@ -92,6 +92,15 @@ TEST_CASE("topic shape: levels, wildcards, and `+` or `#` inside a level stay li
     CHECK(topic_shape("#/").hash_not_last);
     CHECK_FALSE(topic_shape("a/#").hash_not_last);
     CHECK_FALSE(topic_shape("+/+").hash_not_last);
+    for (const char* topic : {"a", "a//b", "a+b", "x#", "+a/b#", "a/b+/c", "#x", ""}) {
+        CAPTURE(topic);
+        CHECK_FALSE(has_wildcard_level(topic));
+    }
+    for (const char* topic : {"+", "#", "a/+", "+/a", "a/#", "a/+/b", "/+/", "a/#/b"}) {
+        CAPTURE(topic);
+        CHECK(has_wildcard_level(topic));
+        CHECK(topic_shape(topic).wildcard);
+    }
     CHECK(is_system_topic("$SYS"));
     CHECK(is_system_topic("$SYS/broker/uptime"));
     CHECK_FALSE(is_system_topic("$SYSTEM/x"));

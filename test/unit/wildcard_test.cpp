@@ -113,12 +113,21 @@ TEST_CASE("the levels of a wildcard filter are limited; exact topics are not") {
     c.send("SUBSCRIBE a/b/c/d/e/f");
     CHECK(c.received().empty());
     CHECK(c.client()->subscriptions().size() == 2);
+    // 0 means the tree's own ceiling, which bounds its recursion.
     config.max_topic_levels = 0;
-    Broker unlimited{config, logger};
-    FakeConnection u{unlimited};
+    config.max_topic_length = 0;
+    Broker ceiling{config, logger};
+    FakeConnection u{ceiling};
     u.send("CONNECT u");
-    u.send("SUBSCRIBE a/b/c/d/e/f/g/+");
-    CHECK(u.received() == Frames{"OK: Conn accepted"});
+    u.received();
+    std::string deep = "+";
+    for (std::size_t level = 1; level < FilterTree::kMaxLevels; ++level) {
+        deep += "/+";
+    }
+    u.send("SUBSCRIBE " + deep);
+    u.send("SUBSCRIBE " + deep + "/#");
+    CHECK(u.received() == Frames{"ERROR: Too many levels in a wildcard filter (the limit is 1024)"});
+    CHECK(u.client()->subscriptions().size() == 1);
 }
 
 TEST_CASE_FIXTURE(WildcardFixture, "clients cannot publish under $SYS; the broker can, and `#` does not get it") {

@@ -20,8 +20,9 @@ struct BrokerConfig {
     std::size_t max_total_queue_bytes = 1024 * 1024 * 1024;  // over all clients
     std::size_t max_topics_per_client = 10'000;
     std::size_t max_topic_length = 1024;
-    // Levels of a wildcard filter, so that no filter makes matching expensive. Exact topics
-    // are found by hash whatever their levels, and are not limited.
+    // Levels of a wildcard filter, so that no filter makes matching expensive; 0 (or more
+    // than FilterTree::kMaxLevels) means that ceiling. Exact topics are found by hash whatever
+    // their levels, and are not limited.
     std::size_t max_topic_levels = 32;
     std::size_t max_lost_clients = 100'000;  // beyond it the longest-lost one is removed
     // A connected client whose queue overflows for this long is cut off (it becomes lost);

@@ -17,6 +17,10 @@ namespace pubsubx {
 
 class FilterTree {
   public:
+    // The deepest filter the tree takes, whatever --max-topic-levels says: matching, pruning
+    // and destruction recurse once per level.
+    static constexpr std::size_t kMaxLevels = 1024;
+
     FilterTree();
     ~FilterTree();
     FilterTree(const FilterTree&) = delete;
@@ -58,10 +62,12 @@ class FilterTree {
     Topic** slot_for(std::string_view filter, bool create);
     static std::string check_node(const Node& node, std::size_t& filters);
 
+    void collect(const Node& node, std::size_t depth, std::vector<const Topic*>& out);
+
     Node root_;
     std::size_t filter_count_ = 0;
-    std::vector<const Node*> frontier_;  // match's scratch: the nodes matching the levels so far
-    std::vector<const Node*> next_;
+    std::vector<std::string_view> levels_;  // match's scratch: the topic's levels
+    bool system_topic_ = false;
 };
 
 }  // namespace pubsubx
