@@ -262,20 +262,15 @@ inline void Broker::deliver_to(const Topic& topic, std::string_view topic_name,
     stats_.delivered += topic.subscribers.size();
 }
 
-// `exact` is the topic's record, or null. Inline for the same reason.
-inline void Broker::route(const Topic* exact, std::string_view topic_name, std::string_view data,
-                          TimePoint now) {
-    if (routing_.has_filters()) {
-        route_through_filters(exact, topic_name, data, now);
-    } else if (exact != nullptr) {
-        deliver_to(*exact, topic_name, data, now);  // nothing else can match
-    }
-}
-
 void Broker::publish(Client& from, std::string_view topic_name, std::string_view data,
                      TimePoint now) {
     const Topic* const topic = routing_.find(topic_name);
-    if ((topic == nullptr || !topic->open_to_publish) && !publish_topic_allowed(from, topic_name)) {
+    // A topic with subscribers was checked when subscribed, and a cached one when first
+    // published; only those skip the check.
+    const FilterTree::Matches* filters =
+        routing_.has_filters() ? routing_.filters().cached_matches(topic_name) : nullptr;
+    if ((topic == nullptr || !topic->open_to_publish) && filters == nullptr &&
+        !publish_topic_allowed(from, topic_name)) {
         return;  // refused: not published
     }
     ++stats_.published;
@@ -283,42 +278,58 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
         logger_.verbose("Client '", from.name(), "' published to '", Escaped{topic_name},
                         "': ", Escaped{data});
     }
-    route(topic, topic_name, data, now);
+    if (routing_.has_filters()) {
+        if (filters == nullptr) {
+            filters = &routing_.filters().match_and_cache(topic_name);
+        }
+        deliver_to_all(topic, *filters, topic_name, data, now);
+    } else if (topic != nullptr) {
+        deliver_to(*topic, topic_name, data, now);  // the fast path: nothing else can match
+    }
 }
 
+// Not cached: the cache vouches for topics that clients may publish to.
 void Broker::publish_system(std::string_view topic_name, std::string_view data, TimePoint now) {
-    route(routing_.find(topic_name), topic_name, data, now);
-}
-
-void Broker::route_through_filters(const Topic* exact, std::string_view topic_name,
-                                   std::string_view data, TimePoint now) {
     matched_.clear();
-    if (exact != nullptr) {
-        matched_.push_back(exact);
-    }
-    routing_.match_filters(topic_name, matched_);
-    if (matched_.size() == 1) {
-        deliver_to(*matched_.front(), topic_name, data, now);
-    } else if (!matched_.empty()) {
-        encoded_.clear();
-        append_message_frame(encoded_, topic_name, data);
-        deliver_once_each(encoded_, now);
+    routing_.filters().match(topic_name, matched_);
+    deliver_to_all(routing_.find(topic_name), matched_, topic_name, data, now);
+    // As after a frame: a subscriber this made a slow consumer is cut off now. Left listed
+    // until the next frame, it could be lost and removed meanwhile (the list would dangle).
+    if (accounting_.has_cut_offs()) {
+        cut_off(now);
     }
 }
 
-// Several topics and filters match: a client subscribed to more than one of them gets the
-// message once.
-void Broker::deliver_once_each(std::string_view encoded, TimePoint now) {
+// `exact` is the topic's record, or null.
+void Broker::deliver_to_all(const Topic* exact, const FilterTree::Matches& filters,
+                            std::string_view topic_name, std::string_view data, TimePoint now) {
+    if (filters.empty() || (exact == nullptr && filters.size() == 1)) {
+        const Topic* const only = exact != nullptr ? exact : filters.empty() ? nullptr : filters[0];
+        if (only != nullptr) {
+            deliver_to(*only, topic_name, data, now);
+        }
+        return;
+    }
+    encoded_.clear();
+    append_message_frame(encoded_, topic_name, data);
+    // Several topics and filters match: a client subscribed to more than one of them gets the
+    // message once.
     const std::uint64_t delivery = ++deliveries_;
-    for (const Topic* topic : matched_) {
-        for (const Subscriber& subscriber : topic->subscribers) {
+    const auto deliver_once = [&](const Topic& topic) {
+        for (const Subscriber& subscriber : topic.subscribers) {
             Client& client = *subscriber.client;
             if (client.last_delivery_ != delivery) {
                 client.last_delivery_ = delivery;
-                accounting_.deliver(client, encoded, now);
+                accounting_.deliver(client, encoded_, now);
                 ++stats_.delivered;
             }
         }
+    };
+    if (exact != nullptr) {
+        deliver_once(*exact);
+    }
+    for (const Topic* filter : filters) {
+        deliver_once(*filter);
     }
 }
 

@@ -62,7 +62,8 @@ class Broker {
     // Removes the lost clients whose retention period ended by `now` (the expiry timer).
     void expire_lost_clients(TimePoint now);
     // Publishes the broker's own message on `topic` (under `$SYS/`, which clients may not
-    // publish to): routed like a client's, not counted as published.
+    // publish to): routed like a client's, not counted as published. A subscriber it makes a
+    // slow consumer is cut off at once, as after a frame.
     void publish_system(std::string_view topic, std::string_view data, TimePoint now);
 
     // The effects recorded since the last call, moved into `out` (cleared first). Taking an
@@ -77,6 +78,9 @@ class Broker {
     std::size_t lost_client_count() const { return lifecycle_.lost_count(); }
     std::size_t client_count() const { return lifecycle_.client_count(); }
     std::size_t topic_count() const { return routing_.topic_count(); }
+    // Every client's subscriptions (topics and filters), connected and lost.
+    std::size_t subscription_count() const { return routing_.subscription_count(); }
+    std::size_t filter_count() const { return routing_.filter_count(); }
     const Client* find_client(std::string_view name) const { return lifecycle_.find(name); }
     const Topic* find_topic(std::string_view name) const { return routing_.find(name); }
     const BrokerStats& stats() const { return stats_; }
@@ -102,14 +106,10 @@ class Broker {
     void subscribe(Client& client, std::string_view topic);
     void unsubscribe(Client& client, std::string_view topic);
     void publish(Client& from, std::string_view topic, std::string_view data, TimePoint now);
-    // Delivers to the subscribers of `exact` (the topic's record, or null) and of every
-    // matching filter.
-    void route(const Topic* exact, std::string_view topic, std::string_view data, TimePoint now);
-    void route_through_filters(const Topic* exact, std::string_view topic, std::string_view data,
-                               TimePoint now);
     void deliver_to(const Topic& topic, std::string_view topic_name, std::string_view data,
                     TimePoint now);
-    void deliver_once_each(std::string_view encoded, TimePoint now);
+    void deliver_to_all(const Topic* exact, const FilterTree::Matches& filters,
+                        std::string_view topic_name, std::string_view data, TimePoint now);
     void send_error(Client& client, std::string_view error_frame);
     void cut_off(TimePoint now);
 
@@ -122,8 +122,8 @@ class Broker {
     Lifecycle lifecycle_;
     AdmissionControl admission_;
     std::string encoded_;  // one publish's delivery frame, encoded once
-    std::vector<const Topic*> matched_;  // one publish's topic and matching filters
-    std::uint64_t deliveries_ = 0;       // publishes routed through overlapping filters
+    FilterTree::Matches matched_;    // the filters matching a $SYS topic
+    std::uint64_t deliveries_ = 0;  // publishes routed through overlapping filters
     std::string refusal_;  // the error frame of the last refused CONNECT
 };
 

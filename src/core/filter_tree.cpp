@@ -15,6 +15,7 @@ FilterTree::FilterTree() = default;
 FilterTree::~FilterTree() = default;
 
 void FilterTree::insert(std::string_view filter, Topic& topic) {
+    forget_matches();
     Topic** const slot = slot_for(filter, true);
     if (*slot == nullptr) {
         ++filter_count_;
@@ -89,6 +90,7 @@ void FilterTree::erase(std::string_view filter) {
     if (*slot == nullptr) {
         return;
     }
+    forget_matches();
     *slot = nullptr;
     --filter_count_;
     // Nodes that lead to no filter any more go, from the deepest up.
@@ -118,6 +120,32 @@ void FilterTree::match(std::string_view topic, std::vector<const Topic*>& out) {
     // `#` does not receive the broker's `$SYS` traffic.
     system_topic_ = topic.starts_with('$');
     collect(root_, 0, out);
+}
+
+const FilterTree::Matches* FilterTree::cached_matches(std::string_view topic) const {
+    const auto found = cache_.find(topic);
+    return found == cache_.end() ? nullptr : &found->second;
+}
+
+const FilterTree::Matches& FilterTree::match_and_cache(std::string_view topic) {
+    uncached_.clear();
+    match(topic, uncached_);
+    if (uncached_.size() > kMaxCachedMatches) {
+        return uncached_;
+    }
+    if (cache_.size() >= kMaxCachedTopics ||
+        cached_matches_ + uncached_.size() > kMaxCachedMatches) {
+        forget_matches();
+    }
+    cached_matches_ += uncached_.size();
+    return cache_.emplace(std::string{topic}, uncached_).first->second;
+}
+
+void FilterTree::forget_matches() {
+    if (!cache_.empty()) {  // clearing walks every bucket, even of an empty map
+        cache_.clear();
+        cached_matches_ = 0;
+    }
 }
 
 // `node` matches the first `depth` levels of the topic. Every node is reached by one path, so

@@ -49,6 +49,7 @@ bool Routing::subscribe(Client& client, std::string_view name) {
     client.subscriptions_.push_back({&topic, static_cast<std::uint32_t>(topic.subscribers.size())});
     topic.subscribers.push_back(
         {&client, static_cast<std::uint32_t>(client.subscriptions_.size() - 1)});
+    ++subscription_count_;
     return true;
 }
 
@@ -78,6 +79,7 @@ void Routing::leave(Client& client, std::size_t index) {
     last.client->subscriptions_[last.subscription].slot = slot;
     topic.subscribers[slot] = last;
     topic.subscribers.pop_back();
+    --subscription_count_;
     subscriptions.erase(subscriptions.begin() + static_cast<std::ptrdiff_t>(index));
     for (std::size_t i = index; i < subscriptions.size(); ++i) {
         subscriptions[i].topic->subscribers[subscriptions[i].slot].subscription =
@@ -103,7 +105,9 @@ std::string Routing::check_consistency() const {
         return broken;
     }
     std::size_t filters = 0;
+    std::size_t subscribers = 0;
     for (const auto& [name, topic] : topics_) {
+        subscribers += topic.subscribers.size();
         if (topic.subscribers.empty() || topic.name != name) {
             return "topic '" + name + "' is empty or misnamed";
         }
@@ -128,6 +132,10 @@ std::string Routing::check_consistency() const {
     }
     if (filters != filters_.filter_count()) {
         return "the filter tree holds filters that no topic record has";
+    }
+    if (subscribers != subscription_count_) {
+        return "the subscription count is " + std::to_string(subscription_count_) + ", not " +
+               std::to_string(subscribers);
     }
     return {};
 }

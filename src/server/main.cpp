@@ -34,6 +34,7 @@ struct CommandLine {
     double slow_consumer_grace_seconds = 10.0;
     double connect_timeout_seconds = 10.0;
     double write_timeout_seconds = 30.0;
+    double sys_interval_seconds = 10.0;
     bool verbose = false;
     bool quiet = false;
 };
@@ -66,10 +67,21 @@ std::string check_seconds(const std::string& text) {
     return {};
 }
 
-void add_seconds(CLI::App& app, const std::string& name, double& value, const std::string& help) {
-    app.add_option(name, value, help + "; at most 31536000 (one year)")
+CLI::Option* add_seconds(CLI::App& app, const std::string& name, double& value,
+                         const std::string& help) {
+    return app.add_option(name, value, help + "; at most 31536000 (one year)")
         ->check(CLI::Validator{check_seconds, "SECONDS"})
         ->capture_default_str();
+}
+
+// An interval between publications of the statistics is off or at least 10 ms: a shorter one
+// would keep the broker busy publishing them. Runs after check_seconds.
+std::string check_sys_interval(const std::string& text) {
+    const double value = std::strtod(text.c_str(), nullptr);
+    if (value != 0 && value < 0.01) {
+        return "'" + text + "' is too short an interval: 0 (off) or at least 0.01 seconds";
+    }
+    return {};
 }
 
 void add_limit(CLI::App& app, const std::string& name, std::size_t& value,
@@ -115,6 +127,10 @@ void define_options(CLI::App& app, CommandLine& line) {
     add_seconds(app, "--write-timeout", line.write_timeout_seconds,
                 "Seconds a write may wait for a peer that stopped reading before its "
                 "connection is closed and its client lost (0: no limit)");
+    add_seconds(app, "--sys-interval", line.sys_interval_seconds,
+                "Seconds between publications of the broker's statistics on $SYS/broker/... "
+                "topics (0: none; else at least 0.01)")
+        ->check(CLI::Validator{check_sys_interval, ""});
     app.add_option("--keepalive", line.server.keepalive_idle_seconds,
                    "Idle seconds before TCP keepalive probes a silent connection (0: off)")
         ->check(CLI::Range(0, 32767))
@@ -132,6 +148,7 @@ void apply_durations(CommandLine& line) {
     line.broker.slow_consumer_grace = seconds(line.slow_consumer_grace_seconds);
     line.server.connect_timeout = seconds(line.connect_timeout_seconds);
     line.server.write_timeout = seconds(line.write_timeout_seconds);
+    line.server.sys_interval = seconds(line.sys_interval_seconds);
     if (line.server.max_frame == 0) {
         line.server.max_frame = std::numeric_limits<std::size_t>::max();
     }

@@ -66,6 +66,11 @@ void Server::start() {
     reserve_spare_descriptor();
     accept_next();
     start_deadline_sweep();
+    if (options_.sys_interval > Clock::duration::zero()) {
+        sys_ = std::make_unique<SysReporting>(
+            SysReporting{asio::steady_timer{io_}, SysTopics{Clock::now()}});
+        start_sys_timer();
+    }
 }
 
 void Server::stop() {
@@ -78,6 +83,9 @@ void Server::stop() {
     accept_retry_timer_.cancel();
     expiry_timer_.cancel();
     sweep_timer_.cancel();
+    if (sys_ != nullptr) {
+        sys_->timer.cancel();
+    }
 }
 
 void Server::add_session(Session& session) {
@@ -162,7 +170,7 @@ void Server::refuse_connection(Socket& socket) {
     append_frame(reply, kServerFull);
     std::error_code ignored;
     socket.non_blocking(true, ignored);
-    socket.write_some(asio::buffer(reply), ignored);
+    stats_.bytes_sent += socket.write_some(asio::buffer(reply), ignored);
     socket.shutdown(Socket::shutdown_both, ignored);
     socket.close(ignored);
 }
@@ -211,6 +219,40 @@ void Server::sweep_deadlines() {
     for (Session* session = first_session_; session != nullptr; session = session->next_session_) {
         session->check_deadline(now);
     }
+}
+
+void Server::start_sys_timer() {
+    sys_->timer.expires_after(options_.sys_interval);
+    sys_->timer.async_wait([this](const std::error_code& error) {
+        if (!error) {
+            publish_sys_topics();
+            start_sys_timer();
+        }
+    });
+}
+
+// The snapshot is taken before the round is published: its own deliveries count in the next.
+void Server::publish_sys_topics() {
+    const TimePoint now = Clock::now();
+    for (const SysMessage& message : sys_->topics.update(sys_snapshot(), now)) {
+        broker_.publish_system(message.topic, message.value, now);
+    }
+    apply_effects();
+}
+
+SysSnapshot Server::sys_snapshot() const {
+    SysSnapshot snapshot;
+    snapshot.broker = broker_.stats();
+    snapshot.server = stats_;
+    snapshot.clients = broker_.client_count();
+    snapshot.lost_clients = broker_.lost_client_count();
+    snapshot.topics = broker_.topic_count();
+    snapshot.subscriptions = broker_.subscription_count();
+    snapshot.filters = broker_.filter_count();
+    snapshot.queued_bytes = broker_.total_queued_bytes();
+    snapshot.connections = session_count_;
+    snapshot.log_lines_dropped = logger_.lines_dropped();
+    return snapshot;
 }
 
 void Server::apply_effects() {

@@ -1,5 +1,5 @@
 // The Asio side of the broker: accepts connections, owns the broker core, the lost-client
-// expiry timer and the read buffer that all sessions share.
+// expiry timer, the $SYS statistics timer and the read buffer that all sessions share.
 #pragma once
 
 #include <array>
@@ -9,11 +9,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
 #include "pubsubx/broker.hpp"
 #include "pubsubx/log.hpp"
+#include "pubsubx/server_stats.hpp"
+#include "pubsubx/sys_topics.hpp"
 #include "session.hpp"
 
 namespace pubsubx::server {
@@ -30,17 +33,9 @@ struct ServerOptions {
     Clock::duration write_timeout = std::chrono::seconds{30};
     // TCP keepalive: idle seconds before the first probe (3 probes, idle/3 apart).
     int keepalive_idle_seconds = 60;
-};
-
-struct ServerStats {
-    std::uint64_t connections_accepted = 0;
-    std::uint64_t connections_refused = 0;  // over max_connections
-    std::uint64_t connect_timeouts = 0;
-    std::uint64_t write_timeouts = 0;
-    std::uint64_t frames_too_long = 0;
-    // Frames (whole or partly written) of writes cut short by a closing connection: with the
-    // core's drop counters they explain every message a client never received.
-    std::uint64_t frames_unsent_at_close = 0;
+    // How often the broker publishes its statistics on $SYS/broker/... (sys_topics.hpp); zero:
+    // never, and then there is no timer at all.
+    Clock::duration sys_interval = std::chrono::seconds{10};
 };
 
 class Server {
@@ -86,6 +81,9 @@ class Server {
     // of a timer per session: a timer would cost every idle connection memory.
     void start_deadline_sweep();
     void sweep_deadlines();
+    void start_sys_timer();
+    void publish_sys_topics();
+    SysSnapshot sys_snapshot() const;
 
     asio::io_context& io_;
     ServerOptions options_;
@@ -96,6 +94,12 @@ class Server {
     asio::steady_timer expiry_timer_;
     asio::steady_timer sweep_timer_;
     Clock::duration sweep_period_{};
+    // The $SYS statistics: made only when they are on (--sys-interval), at start().
+    struct SysReporting {
+        asio::steady_timer timer;
+        SysTopics topics;
+    };
+    std::unique_ptr<SysReporting> sys_;
     bool expiry_armed_ = false;
     TimePoint expiry_armed_for_{};
     Session* first_session_ = nullptr;

@@ -107,6 +107,7 @@ void Session::on_readable(const std::error_code& error) {
         lose(read_error == asio::error::eof ? "connection closed by peer" : read_error.message());
         return;
     }
+    server_.stats().bytes_received += count;
     handle_bytes({buffer.data(), count});
     if (phase_ == Phase::awaiting_connect || phase_ == Phase::open) {
         wait_readable();
@@ -209,6 +210,7 @@ void Session::set_write_deadline(TimePoint now) {
 
 void Session::on_written(const std::error_code& error, std::size_t written) {
     write_in_flight_ = false;
+    server_.stats().bytes_sent += written;
     if (phase_ == Phase::open || phase_ == Phase::closing) {
         deadline_ = TimePoint::max();
     }
@@ -282,7 +284,9 @@ void Session::drain() {
     const std::span<char> buffer = server_.read_buffer();
     for (;;) {
         std::error_code error;
-        socket_.read_some(asio::buffer(buffer.data(), buffer.size()), error);
+        // Discarded, but received all the same.
+        server_.stats().bytes_received +=
+            socket_.read_some(asio::buffer(buffer.data(), buffer.size()), error);
         if (error == asio::error::would_block || error == asio::error::try_again) {
             wait_readable();
             return;

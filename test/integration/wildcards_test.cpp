@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "support.hpp"
@@ -10,11 +12,24 @@
 using namespace pubsubx::testing;
 using namespace std::chrono_literals;
 
-TEST_CASE("`+` matches one level and a last `#` its parent and every level below") {
+namespace {
+
+// A server with a subscriber `sub` and a publisher `pub`, both connected.
+struct SubAndPub {
+    explicit SubAndPub(std::vector<std::string> server_args = {}) : server(std::move(server_args)) {
+        sub.connect_as("sub");
+        pub.connect_as("pub");
+    }
+
     ServerProcess server;
     TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("dashboard");
-    pub.connect_as("sensors");
+};
+
+}  // namespace
+
+TEST_CASE("`+` matches one level and a last `#` its parent and every level below") {
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE s/+/temp");
     sub.send_frame("SUBSCRIBE plant/#");
     sub.barrier();
@@ -29,14 +44,12 @@ TEST_CASE("`+` matches one level and a last `#` its parent and every level below
     CHECK(sub.read_frame() == "plant level 0");
     CHECK(sub.read_frame() == "plant/a/b/c deep");
     CHECK_FALSE(sub.read_frame(200ms).has_value());
-    CHECK(server.wait_for_output("Client 'dashboard' subscribed to 's/+/temp'"));
+    CHECK(server.wait_for_output("Client 'sub' subscribed to 's/+/temp'"));
 }
 
 TEST_CASE("a client whose filters overlap receives each message once") {
-    ServerProcess server;
-    TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("sub");
-    pub.connect_as("pub");
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE a/#");
     sub.send_frame("SUBSCRIBE a/+");
     sub.send_frame("SUBSCRIBE a/b");
@@ -49,10 +62,8 @@ TEST_CASE("a client whose filters overlap receives each message once") {
 }
 
 TEST_CASE("a wildcard PUBLISH gets an error frame and the connection stays open") {
-    ServerProcess server;
-    TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("sub");
-    pub.connect_as("pub");
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE a/+");
     sub.barrier();
     pub.send_frame("PUBLISH a/+ sneaky");
@@ -91,10 +102,8 @@ TEST_CASE("--max-topic-levels bounds wildcard filters, not exact topics") {
 }
 
 TEST_CASE("clients cannot PUBLISH under $SYS, and `#` does not match $ topics") {
-    ServerProcess server;
-    TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("sub");
-    pub.connect_as("pub");
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE #");
     sub.send_frame("SUBSCRIBE $SYS/broker/uptime");
     sub.barrier();
@@ -135,10 +144,8 @@ TEST_CASE("a lost client's filters keep queueing; RESTORED lists them as given")
 }
 
 TEST_CASE("UNSUBSCRIBE removes the filter exactly as written") {
-    ServerProcess server;
-    TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("sub");
-    pub.connect_as("pub");
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE a/+");
     sub.send_frame("UNSUBSCRIBE a/b");  // not a subscription of sub: nothing changes
     sub.barrier();
@@ -151,10 +158,8 @@ TEST_CASE("UNSUBSCRIBE removes the filter exactly as written") {
 }
 
 TEST_CASE("an original client's topics with `+` or `#` inside a level keep their meaning") {
-    ServerProcess server;
-    TestClient sub{server.port()}, pub{server.port()};
-    sub.connect_as("old");
-    pub.connect_as("pub");
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
     sub.send_frame("SUBSCRIBE c++");
     sub.send_frame("SUBSCRIBE issue#42");
     sub.barrier();
@@ -165,4 +170,25 @@ TEST_CASE("an original client's topics with `+` or `#` inside a level keep their
     CHECK(sub.read_frame() == "c++ templates");
     CHECK(sub.read_frame() == "issue#42 fixed");
     CHECK_FALSE(sub.read_frame(200ms).has_value());
+}
+
+TEST_CASE("`$SYS/#` receives the broker's statistics; `#` does not") {
+    ServerProcess server{{"--sys-interval", "0.05"}};
+    TestClient everything{server.port()}, watcher{server.port()};
+    everything.connect_as("everything");
+    watcher.connect_as("watcher");
+    everything.send_frame("SUBSCRIBE #");
+    watcher.send_frame("SUBSCRIBE $SYS/broker/+");
+    watcher.send_frame("SUBSCRIBE $SYS/#");
+    const auto first = watcher.read_frame();
+    REQUIRE(first.has_value());
+    CHECK(first->starts_with("$SYS/broker/"));
+    // A publication lists every topic once, though both filters match most of them.
+    std::set<std::string> seen;
+    for (std::optional<std::string> frame = first; frame && !frame->starts_with("$SYS/broker/log");
+         frame = watcher.read_frame()) {
+        CHECK(seen.insert(frame->substr(0, frame->find(' '))).second);
+    }
+    CHECK(seen.count("$SYS/broker/subscriptions/filters") == 1);
+    CHECK_FALSE(everything.read_frame(300ms).has_value());
 }

@@ -234,3 +234,27 @@ TEST_CASE("the tree agrees with the brute-force matcher on random filters and to
         }
     }
 }
+
+TEST_CASE("the match cache is emptied when a filter comes or goes, and stays bounded") {
+    Filters filters;
+    filters.add("a/+");
+    FilterTree& tree = filters.tree();
+    CHECK(tree.cached_matches("a/b") == nullptr);
+    CHECK(tree.match_and_cache("a/b").size() == 1);
+    REQUIRE(tree.cached_matches("a/b") != nullptr);
+    CHECK(tree.cached_matches("a/b")->size() == 1);
+    filters.add("+/b");
+    CHECK(tree.cached_matches("a/b") == nullptr);  // it would miss the new filter
+    CHECK(tree.match_and_cache("a/b").size() == 2);
+    filters.remove("a/+");
+    CHECK(tree.cached_matches("a/b") == nullptr);
+    CHECK(tree.match_and_cache("a/b").size() == 1);
+    filters.remove("never/+");  // not a filter: the cache stays
+    CHECK(tree.cached_matches("a/b") != nullptr);
+    for (std::size_t i = 0; i < FilterTree::kMaxCachedTopics + 10; ++i) {
+        tree.match_and_cache("x/" + std::to_string(i) + "/b");
+        CHECK(tree.cached_topic_count() <= FilterTree::kMaxCachedTopics);
+    }
+    CHECK(tree.cached_matches("x/1/b") == nullptr);  // emptied once full, then filled again
+    CHECK(tree.cached_matches("x/4100/b") != nullptr);
+}

@@ -149,6 +149,10 @@ TEST_CASE_FIXTURE(WildcardFixture, "clients cannot publish under $SYS; the broke
     sub.send("SUBSCRIBE $SYS/#");
     broker.publish_system("$SYS/broker/uptime", "6 seconds", t0);
     CHECK(sub.received() == Frames{"$SYS/broker/uptime 6 seconds"});
+    // The broker's own publish does not vouch for the topic (filters cache what they match).
+    pub.send("PUBLISH $SYS/broker/uptime 7 seconds");
+    CHECK(pub.received() == Frames{error});
+    CHECK(sub.received().empty());
     CHECK(broker.stats().published == 1);  // the broker's own are not counted as received
 }
 
@@ -192,4 +196,22 @@ TEST_CASE_FIXTURE(WildcardFixture, "filters of expired clients leave the tree") 
     CHECK(broker.client_count() == 2);
     CHECK(broker.topic_count() == 0);
     CHECK(broker.check_consistency() == "");
+}
+
+TEST_CASE_FIXTURE(WildcardFixture, "a topic published again reaches filters added since") {
+    sub.send("SUBSCRIBE a/+");
+    pub.send("PUBLISH a/b one");
+    pub.send("PUBLISH a/b two");  // from the cache
+    FakeConnection late{broker};
+    late.send("CONNECT late");
+    late.received();
+    late.send("SUBSCRIBE +/b");
+    pub.send("PUBLISH a/b three");
+    CHECK(sub.received() == Frames{"a/b one", "a/b two", "a/b three"});
+    CHECK(late.received() == Frames{"a/b three"});
+    sub.send("UNSUBSCRIBE a/+");
+    pub.send("PUBLISH a/b four");
+    CHECK(sub.received().empty());
+    CHECK(late.received() == Frames{"a/b four"});
+    late.send("DISCONNECT");  // before it goes out of scope
 }

@@ -33,9 +33,25 @@ class FilterTree {
     // The record stored for `filter`, or null.
     const Topic* find(std::string_view filter) const;
 
+    using Matches = std::vector<const Topic*>;
+
     // Appends the record of every filter that matches `topic` (a PUBLISH topic: no wildcard
     // levels), each once. Not const: it reuses its scratch space.
-    void match(std::string_view topic, std::vector<const Topic*>& out);
+    void match(std::string_view topic, Matches& out);
+
+    // A cache of the matches of recently published topics, as NATS's sublist keeps, so that a
+    // topic published again costs one lookup instead of a walk. It is emptied whenever a filter
+    // comes or goes, and bounded: at most kMaxCachedTopics topics and kMaxCachedMatches
+    // matches together; when full it is emptied and fills again.
+    static constexpr std::size_t kMaxCachedTopics = 4096;
+    static constexpr std::size_t kMaxCachedMatches = 65'536;
+    // The cached matches of `topic`, or null. Only topics a client may publish to are cached,
+    // so a hit also vouches for the topic.
+    const Matches* cached_matches(std::string_view topic) const;
+    // Walks for `topic`, which a client may publish to, and caches the result. The reference
+    // is valid until the next call.
+    const Matches& match_and_cache(std::string_view topic);
+    std::size_t cached_topic_count() const { return cache_.size(); }
 
     bool empty() const { return filter_count_ == 0; }
     std::size_t filter_count() const { return filter_count_; }
@@ -63,9 +79,13 @@ class FilterTree {
     static std::string check_node(const Node& node, std::size_t& filters);
 
     void collect(const Node& node, std::size_t depth, std::vector<const Topic*>& out);
+    void forget_matches();
 
     Node root_;
     std::size_t filter_count_ = 0;
+    std::unordered_map<std::string, Matches, StringHash, std::equal_to<>> cache_;
+    std::size_t cached_matches_ = 0;  // the matches in cache_ together
+    Matches uncached_;                // a result too large for the cache
     std::vector<std::string_view> levels_;  // match's scratch: the topic's levels
     bool system_topic_ = false;
 };

@@ -29,15 +29,14 @@ class Routing {
     bool unsubscribe(Client& client, std::string_view name);
     void unsubscribe_all(Client& client);
 
-    // Appends the filters that match `topic`, a PUBLISH topic (one entry per filter).
-    void match_filters(std::string_view topic, std::vector<const Topic*>& out) {
-        filters_.match(topic, out);
-    }
+    // The filters that match `topic`, a PUBLISH topic (one entry per filter): see FilterTree.
+    FilterTree& filters() { return filters_; }
     bool has_filters() const { return !filters_.empty(); }
 
     // Topics and filters that have subscribers.
     std::size_t topic_count() const { return topics_.size(); }
     std::size_t filter_count() const { return filters_.filter_count(); }
+    std::size_t subscription_count() const { return subscription_count_; }
     const TopicMap& topics() const { return topics_; }
     // The links both ways agree (for Broker::check_consistency).
     std::string check_consistency() const;
@@ -47,6 +46,7 @@ class Routing {
 
     TopicMap topics_;
     FilterTree filters_;
+    std::size_t subscription_count_ = 0;
 };
 
 }  // namespace pubsubx

@@ -1,0 +1,117 @@
+#include "pubsubx/sys_topics.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <utility>
+
+#include "pubsubx/version.hpp"
+
+namespace pubsubx {
+
+namespace {
+
+void add(std::vector<SysMessage>& out, std::string_view name, std::string value) {
+    out.push_back({std::string{kSysPrefix}.append(name), std::move(value)});
+}
+
+void add(std::vector<SysMessage>& out, std::string_view name, std::uint64_t value) {
+    add(out, name, std::to_string(value));
+}
+
+// Counters only grow, and a rate over no time is none: "0.00" rather than a division by zero.
+void add_rate(std::vector<SysMessage>& out, std::string_view name, std::uint64_t before,
+              std::uint64_t after, double seconds) {
+    const double per_second =
+        seconds > 0 && after > before ? static_cast<double>(after - before) / seconds : 0.0;
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f", per_second);
+    add(out, name, text);
+}
+
+void add_broker(std::vector<SysMessage>& out, Clock::duration uptime) {
+    add(out, "version", std::string{"pubsubx version "} + kVersion);
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(uptime).count();
+    add(out, "uptime", std::to_string(seconds) + " seconds");
+}
+
+void add_clients(std::vector<SysMessage>& out, const SysSnapshot& now, std::size_t most_connected) {
+    const BrokerStats& stats = now.broker;
+    add(out, "clients/connected", now.clients - now.lost_clients);
+    add(out, "clients/disconnected", now.lost_clients);
+    add(out, "clients/total", now.clients);
+    add(out, "clients/maximum", most_connected);
+    add(out, "clients/expired", stats.clients_expired);
+    add(out, "clients/lost", stats.clients_lost);
+    add(out, "clients/restored", stats.clients_restored);
+    add(out, "clients/evicted", stats.lost_clients_evicted);
+    add(out, "clients/taken_over", stats.sessions_taken_over);
+    add(out, "clients/cut/slow_consumer", stats.slow_consumers_cut);
+    add(out, "clients/cut/control_backlog", stats.control_backlog_cut);
+}
+
+// A drop is for one of two reasons: the receiving client's own bound (--max-queue), or the
+// bound on all clients together (--max-total-queue), which the core counts apart.
+void add_messages(std::vector<SysMessage>& out, const SysSnapshot& now) {
+    const BrokerStats& stats = now.broker;
+    add(out, "messages/received", stats.published);
+    add(out, "messages/sent", stats.delivered);
+    add(out, "publish/messages/dropped", stats.dropped);
+    add(out, "publish/messages/dropped/max_queue", stats.dropped - stats.dropped_global_cap);
+    add(out, "publish/messages/dropped/max_total_queue", stats.dropped_global_cap);
+    add(out, "store/messages/bytes", now.queued_bytes);
+    add(out, "bytes/received", now.server.bytes_received);
+    add(out, "bytes/sent", now.server.bytes_sent);
+    add(out, "topics/count", now.topics);
+    add(out, "topics/refused", stats.topics_refused);
+    add(out, "subscriptions/count", now.subscriptions);
+    add(out, "subscriptions/filters", now.filters);
+}
+
+void add_load(std::vector<SysMessage>& out, const SysSnapshot& before, const SysSnapshot& now,
+              double seconds) {
+    add_rate(out, "load/messages/received/per_second", before.broker.published,
+             now.broker.published, seconds);
+    add_rate(out, "load/messages/sent/per_second", before.broker.delivered, now.broker.delivered,
+             seconds);
+    add_rate(out, "load/publish/dropped/per_second", before.broker.dropped, now.broker.dropped,
+             seconds);
+    add_rate(out, "load/bytes/received/per_second", before.server.bytes_received,
+             now.server.bytes_received, seconds);
+    add_rate(out, "load/bytes/sent/per_second", before.server.bytes_sent, now.server.bytes_sent,
+             seconds);
+}
+
+void add_connections(std::vector<SysMessage>& out, const SysSnapshot& now) {
+    const server::ServerStats& server = now.server;
+    add(out, "connections/open", now.connections);
+    add(out, "connections/accepted", server.connections_accepted);
+    add(out, "connections/refused", server.connections_refused);
+    add(out, "connections/bad_connects", now.broker.bad_connects);
+    add(out, "connections/connect_timeouts", server.connect_timeouts);
+    add(out, "connections/write_timeouts", server.write_timeouts);
+    add(out, "connections/frames_too_long", server.frames_too_long);
+    add(out, "connections/frames_unsent_at_close", server.frames_unsent_at_close);
+    add(out, "auth/failures", now.broker.auth_failures);
+    add(out, "auth/throttled", now.broker.auth_throttled);
+    add(out, "log/lines_dropped", now.log_lines_dropped);
+}
+
+}  // namespace
+
+std::vector<SysMessage> SysTopics::update(const SysSnapshot& snapshot, TimePoint now) {
+    most_connected_ = std::max(most_connected_, snapshot.clients - snapshot.lost_clients);
+    const double seconds = std::chrono::duration<double>(now - previous_at_).count();
+    std::vector<SysMessage> out;
+    out.reserve(48);
+    add_broker(out, now - started_);
+    add_clients(out, snapshot, most_connected_);
+    add_messages(out, snapshot);
+    add_load(out, previous_, snapshot, seconds);
+    add_connections(out, snapshot);
+    previous_ = snapshot;
+    previous_at_ = now;
+    return out;
+}
+
+}  // namespace pubsubx
