@@ -33,3 +33,23 @@ configure_build() {
         meson setup "$dir" --wrap-mode=nodownload "$@"
     fi
 }
+
+# private_harness BUILD_DIR: prints the directory of a copy of the team's load harness
+# (../shared/tools/xbench: run_peers.sh, build.sh, xbench.cpp) in BUILD_DIR/xbench-harness,
+# refreshed when shared/ has a newer file. run_peers.sh builds its xbench binary next to
+# itself, and shared/ is not ours to write into.
+private_harness() {
+    local from=../shared/tools/xbench to=$1/xbench-harness file
+    if [[ ! -f $from/run_peers.sh || ! -f $from/xbench.cpp ]]; then
+        echo "$from not found (the team's shared/ sits beside the checkout)" >&2
+        return 1
+    fi
+    mkdir -p "$to"
+    for file in run_peers.sh build.sh xbench.cpp README.md; do
+        if [[ ! -f $to/$file || $from/$file -nt $to/$file ]]; then
+            rm -f "$to/$file"
+            cp "$from/$file" "$to/$file"
+        fi
+    done
+    echo "$to"
+}

@@ -38,11 +38,16 @@ void BenchClient::on_frame(std::string_view frame) {
         expect_topic_list_ = false;
         return;
     }
-    if (on_message_) {
-        const std::size_t space = frame.find(' ');
-        if (space != std::string_view::npos) {
-            on_message_(frame.substr(0, space), frame.substr(space + 1));
+    const ServerFrame parsed = parse_server_frame(frame);
+    if (parsed.kind == ServerFrameKind::error) {
+        if (errors_++ == 0) {
+            first_error_.assign(parsed.text);
         }
+        return;
+    }
+    if (on_message_ && parsed.kind == ServerFrameKind::message &&
+        parsed.topic.size() < frame.size()) {
+        on_message_(parsed.topic, parsed.text);
     }
 }
 
@@ -70,6 +75,15 @@ bool connect_all(Loop& loop, std::vector<std::unique_ptr<BenchClient>>& clients,
         }
     }
     return true;
+}
+
+std::string first_error(const std::vector<std::unique_ptr<BenchClient>>& clients) {
+    for (const auto& client : clients) {
+        if (client->errors() > 0) {
+            return client->first_error();
+        }
+    }
+    return {};
 }
 
 std::string bench_name(std::string_view role, long index) {

@@ -15,6 +15,8 @@
 namespace pubsubx::bench {
 
 // A connection that has said CONNECT <name>; messages after the reply go to on_message.
+// ERROR frames after the reply (a refused SUBSCRIBE or PUBLISH: the connection stays open) are
+// kept, not handed on, so that a scenario can stop and show the broker's own words.
 class BenchClient {
   public:
     using OnMessage = std::function<void(std::string_view topic, std::string_view data)>;
@@ -32,6 +34,8 @@ class BenchClient {
     bool accepted() const;  // OK: Conn accepted or RESTORED
     bool restored() const;
     const std::string& reply() const { return reply_; }
+    long errors() const { return errors_; }
+    const std::string& first_error() const { return first_error_; }
     void on_message(OnMessage handler) { on_message_ = std::move(handler); }
 
   private:
@@ -40,6 +44,8 @@ class BenchClient {
     std::string name_;
     std::string reply_;
     bool expect_topic_list_ = false;
+    long errors_ = 0;
+    std::string first_error_;
     OnMessage on_message_;
     Link link_;
 };
@@ -47,6 +53,9 @@ class BenchClient {
 // Connects all clients and waits for every CONNECT reply; false on timeout or a refusal.
 bool connect_all(Loop& loop, std::vector<std::unique_ptr<BenchClient>>& clients,
                  std::chrono::milliseconds timeout);
+
+// The first ERROR frame any of `clients` received after its CONNECT reply, or "".
+std::string first_error(const std::vector<std::unique_ptr<BenchClient>>& clients);
 
 // A name unique to this bench process: "bench-<pid>-<role><index>" (no index when < 0).
 std::string bench_name(std::string_view role, long index = -1);

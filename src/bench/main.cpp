@@ -1,6 +1,7 @@
 // pubsubx-bench: the project's own benchmark client. Drives a running broker over TCP with the
 // scenarios in scenarios.hpp, checks every delivery, and prints a table (or JSON lines).
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <stdexcept>
@@ -9,6 +10,7 @@
 
 #include "pubsubx/version.hpp"
 #include "scenarios.hpp"
+#include "wildcard_goals.hpp"
 
 namespace {
 
@@ -48,6 +50,32 @@ void print_table(const Result& result) {
     }
 }
 
+// Exit codes: 0 complete (and every goal met), 1 a run was incomplete (losses, errors, a
+// timeout), 2 a usage error or an unreachable broker, 3 complete but a goal missed.
+constexpr int kGoalMissed = 3;
+
+void print_goals(const std::vector<Goal>& goals, int runs, bool json) {
+    if (!json) {
+        std::printf("goals (issue 10), medians of %d round%s:\n", runs, runs > 1 ? "s" : "");
+    }
+    for (const Goal& goal : goals) {
+        if (json) {
+            char numbers[96];
+            std::snprintf(numbers, sizeof numbers, ",\"value\":%.6g,\"target\":%.6g,\"met\":%s",
+                          goal.value, goal.target, goal.met() ? "true" : "false");
+            std::printf("{\"goal\":%s,\"measured\":%s%s,\"figures\":%s}\n",
+                        json_string(goal.name).c_str(), goal.measured ? "true" : "false", numbers,
+                        json_string(goal.figures).c_str());
+        } else if (goal.target > 0) {
+            std::printf("  %-5s %s: %.2fx (goal >= %.2fx): %s\n", goal.met() ? "PASS" : "MISS",
+                        goal.name.c_str(), goal.value, goal.target, goal.figures.c_str());
+        } else {
+            std::printf("  %-5s %s: %s\n", goal.measured ? "info" : "MISS", goal.name.c_str(),
+                        goal.figures.c_str());
+        }
+    }
+}
+
 struct Settings {
     Common common;
     bool json = false;
@@ -56,7 +84,18 @@ struct Settings {
     LatencyOptions latency;
     ConnsOptions conns;
     DrainOptions drain;
+    FiltersOptions filters;
+    WildcardGoalsOptions wildcards;
 };
+
+// Topics, filters and patterns go into frames as one field: no spaces.
+CLI::Validator no_spaces() {
+    return CLI::Validator(
+        [](const std::string& text) {
+            return text.find(' ') == std::string::npos ? std::string{} : "must not contain spaces";
+        },
+        "TEXT", "no spaces");
+}
 
 void add_throughput_options(CLI::App& command, ThroughputOptions& options) {
     command.add_option("-P,--pubs", options.publishers, "Publishers")
@@ -73,6 +112,31 @@ void add_throughput_options(CLI::App& command, ThroughputOptions& options) {
         .add_option("-w,--window", options.window,
                     "Messages published but not yet received by the slowest subscriber")
         ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    TopicOptions& topics = options.topics;
+    command
+        .add_option("-t,--topic", topics.pattern,
+                    "Topic pattern: {i} becomes the topic number (default: a topic of the run's "
+                    "own)")
+        ->check(no_spaces());
+    command
+        .add_option("--pub-topics", topics.topics,
+                    "Topics from --topic; each publisher sends message k to topic k mod N")
+        ->check(CLI::Range(1L, 1'000'000L))
+        ->capture_default_str();
+    command
+        .add_option("--sub-topic", topics.filter,
+                    "Subscribers subscribe to this filter instead of every topic (it must "
+                    "match them all)")
+        ->check(no_spaces());
+    command
+        .add_option("--noise-filters", topics.noise_filters,
+                    "One more connection subscribes to this many filters that match no topic "
+                    "(the broker needs --max-topics 0 or above it)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    command.add_option("--noise-pattern", topics.noise_pattern, "Noise filter i: {i} becomes i")
+        ->check(no_spaces())
         ->capture_default_str();
 }
 
@@ -112,6 +176,21 @@ std::vector<std::function<Result()>> standard_set(const Settings& settings) {
     };
 }
 
+// Several topics or filters from one pattern must differ: the pattern needs {i}.
+std::string check_patterns(const Settings& settings) {
+    const auto numbered = [](const std::string& pattern) {
+        return pattern.find("{i}") != std::string::npos;
+    };
+    const TopicOptions& topics = settings.throughput.topics;
+    if (topics.noise_filters > 1 && !numbered(topics.noise_pattern)) {
+        return "--noise-pattern needs {i} to make distinct filters";
+    }
+    if (settings.filters.filters > 1 && !numbered(settings.filters.pattern)) {
+        return "--pattern needs {i} to make distinct filters";
+    }
+    return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -146,6 +225,40 @@ int main(int argc, char** argv) {
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     drain->add_option("-s,--size", settings.drain.size, "Payload bytes")->capture_default_str();
+    auto* filters = app.add_subcommand(
+        "filters", "Broker memory per wildcard filter (the broker needs --max-topics 0)");
+    filters->add_option("-f,--filters", settings.filters.filters, "Filters")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    filters->add_option("-c,--conns", settings.filters.connections, "Connections holding them")
+        ->check(CLI::Range(1, 10'000))
+        ->capture_default_str();
+    filters->add_option("--pattern", settings.filters.pattern, "Filter i: {i} becomes i")
+        ->check(no_spaces())
+        ->capture_default_str();
+    auto* wildcards = app.add_subcommand(
+        "wildcards",
+        "The routing goals of issue 10 in one run, each ratio next to its goal (the broker needs "
+        "--max-topics 0); exit code 3 when a goal is missed");
+    WildcardGoalsOptions& goals = settings.wildcards;
+    wildcards->add_option("-n,--msgs", goals.messages, "Messages per throughput run")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    wildcards->add_option("--runs", goals.runs, "Rounds of the throughput runs (medians)")
+        ->check(CLI::Range(1, 100))
+        ->capture_default_str();
+    wildcards->add_option("--noise-filters", goals.noise_filters, "Non-matching filters")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    wildcards->add_option("--pub-topics", goals.topics, "Topics s/<i>/temp of the fan-out")
+        ->check(CLI::Range(1L, 1'000'000L))
+        ->capture_default_str();
+    wildcards->add_option("-S,--subs", goals.subscribers, "Subscribers of the fan-out cases")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+    wildcards->add_option("-f,--filters", goals.filters, "Filters for the memory figure (0: skip)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     auto* all = app.add_subcommand("all", "The standard set (docs/performance.md)");
     try {
         app.parse(argc, argv);
@@ -153,6 +266,10 @@ int main(int argc, char** argv) {
         return app.exit(error) == 0 ? 0 : 2;  // 2: a usage error, as for the other tools
     }
     settings.common.timeout = std::chrono::seconds{settings.timeout_seconds};
+    if (const std::string problem = check_patterns(settings); !problem.empty()) {
+        std::fprintf(stderr, "%s\nRun with --help for more information.\n", problem.c_str());
+        return 2;
+    }
 
     std::vector<std::function<Result()>> runs;
     if (throughput->parsed()) {
@@ -163,16 +280,28 @@ int main(int argc, char** argv) {
         runs.push_back([&] { return run_conns(settings.common, settings.conns); });
     } else if (drain->parsed()) {
         runs.push_back([&] { return run_drain(settings.common, settings.drain); });
+    } else if (filters->parsed()) {
+        runs.push_back([&] { return run_filters(settings.common, settings.filters); });
     } else if (all->parsed()) {
         runs = standard_set(settings);
     }
     bool complete = true;
+    const auto report = [&](const Result& result) {
+        settings.json ? print_json(result) : print_table(result);
+        std::fflush(stdout);
+        complete = complete && result.complete;
+    };
     try {
+        if (wildcards->parsed()) {
+            const std::vector<Goal> goals =
+                run_wildcard_goals(settings.common, settings.wildcards, report);
+            print_goals(goals, settings.wildcards.runs, settings.json);
+            const bool met = std::all_of(goals.begin(), goals.end(),
+                                         [](const Goal& goal) { return goal.met(); });
+            return !complete ? 1 : met ? 0 : kGoalMissed;
+        }
         for (const auto& run : runs) {
-            const Result result = run();
-            settings.json ? print_json(result) : print_table(result);
-            std::fflush(stdout);
-            complete = complete && result.complete;
+            report(run());
         }
     } catch (const std::exception& error) {
         std::fprintf(stderr, "ERROR: %s\n", error.what());

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <initializer_list>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -57,10 +58,33 @@ Clients make_clients(Loop& loop, const Endpoint& endpoint, std::string_view role
     return clients;
 }
 
+// The first ERROR frame any of `groups` received: the broker refused a SUBSCRIBE or PUBLISH.
+std::string broker_error(std::initializer_list<const Clients*> groups) {
+    for (const Clients* clients : groups) {
+        if (std::string error = first_error(*clients); !error.empty()) {
+            return error;
+        }
+    }
+    return {};
+}
+
+// Why a set-up failed, in the broker's own words when it refused something.
+std::string setup_problem(const std::string& error) {
+    if (error.empty()) {
+        return "could not set up the clients";
+    }
+    std::string problem = "the broker refused: " + error;
+    if (error.find("Too many subscriptions") != std::string::npos) {
+        problem += " (start pubsubx-server with --max-topics 0)";
+    }
+    return problem;
+}
+
 // The protocol has no subscribe acknowledgement: publishers send warm-up probes until every
-// subscriber has seen one from each of them. Probes are never counted.
-bool wait_until_subscribed(Loop& loop, Clients& publishers, const std::string& topic,
-                           const std::vector<std::vector<bool>>& seen) {
+// subscriber has seen one from each of them. Probes are never counted. Gives up at once when
+// the broker refuses anything (an ERROR frame), as the probes could then never arrive.
+bool wait_until_subscribed(Loop& loop, Clients& publishers, const Clients& subscribers,
+                           const std::string& topic, const std::vector<std::vector<bool>>& seen) {
     const auto all_seen = [&] {
         for (const auto& row : seen) {
             if (std::find(row.begin(), row.end(), false) != row.end()) {
@@ -69,33 +93,41 @@ bool wait_until_subscribed(Loop& loop, Clients& publishers, const std::string& t
         }
         return true;
     };
+    const auto refused = [&] { return !broker_error({&publishers, &subscribers}).empty(); };
     const auto deadline = BenchClock::now() + kSetupTimeout;
     while (!all_seen()) {
-        if (BenchClock::now() > deadline) {
+        if (BenchClock::now() > deadline || refused()) {
             return false;
         }
         for (std::size_t p = 0; p < publishers.size(); ++p) {
             publishers[p]->link().send_frame("PUBLISH " + topic + " ~" + std::to_string(p) +
                                              ":0:0");
         }
-        loop.run_until(all_seen, kProbeInterval);
+        loop.run_until([&] { return all_seen() || refused(); }, kProbeInterval);
     }
     return true;
 }
 
+std::string barrier_topic(const BenchClient& client) {
+    return client.name() + "-barrier";
+}
+
 // The broker has handled everything `client` sent before: a probe on a private topic came back.
+// False on a timeout or when the broker refused something `client` sent (see first_error()).
+// The handler is cleared before returning: later probes must not reach this frame's locals.
 bool barrier(Loop& loop, BenchClient& client) {
-    const std::string topic = client.name() + "-barrier";
+    const std::string topic = barrier_topic(client);
     bool back = false;
     client.on_message([&](std::string_view on, std::string_view) { back = back || on == topic; });
     client.link().queue_frame("SUBSCRIBE " + topic);
     const auto deadline = BenchClock::now() + kSetupTimeout;
-    while (!back && BenchClock::now() < deadline) {
+    while (!back && client.errors() == 0 && BenchClock::now() < deadline) {
         client.link().send_frame("PUBLISH " + topic + " ~0:0:0");
-        loop.run_until([&] { return back; }, 20ms);
+        loop.run_until([&] { return back || client.errors() > 0; }, 20ms);
     }
     client.link().send_frame("UNSUBSCRIBE " + topic);
-    return back;
+    client.on_message(nullptr);
+    return back && client.errors() == 0;
 }
 
 void add(Result& result, std::string key, double value, std::string shown) {
@@ -206,20 +238,120 @@ pid_t find_listening_process(std::uint16_t port) {
     return found;
 }
 
+std::string expand(std::string_view pattern, long index, bool append) {
+    const std::string number = std::to_string(index);
+    std::string out;
+    bool replaced = false;
+    std::size_t at = 0;
+    for (std::size_t found; (found = pattern.find("{i}", at)) != std::string_view::npos;
+         at = found + 3) {
+        out.append(pattern.substr(at, found - at)).append(number);
+        replaced = true;
+    }
+    out.append(pattern.substr(at));
+    if (!replaced && append) {
+        out.append(number);
+    }
+    return out;
+}
+
+namespace {
+
+std::string throughput_name(const ThroughputOptions& options) {
+    const TopicOptions& topics = options.topics;
+    std::string name = "throughput " + std::to_string(options.publishers) + "->" +
+                       std::to_string(options.subscribers) + ", " + std::to_string(options.size) +
+                       " B";
+    if (topics.topics > 1 || !topics.pattern.empty()) {
+        name += ", " + with_thousands(topics.topics) + " topic" + (topics.topics > 1 ? "s " : " ") +
+                (topics.pattern.empty() ? "of the run's own" : topics.pattern);
+    }
+    if (!topics.filter.empty()) {
+        name += ", subscribed to " + topics.filter;
+    }
+    if (topics.noise_filters > 0) {
+        name +=
+            ", " + with_thousands(topics.noise_filters) + " noise filters " + topics.noise_pattern;
+    }
+    return name;
+}
+
+// The topics a throughput run publishes to, in order.
+std::vector<std::string> publish_topics(const TopicOptions& options) {
+    const std::string pattern =
+        options.pattern.empty() ? bench_name("topic", next_run()) + (options.topics > 1 ? "/" : "")
+                                : options.pattern;
+    std::vector<std::string> topics;
+    for (long i = 0; i < options.topics; ++i) {
+        topics.push_back(expand(pattern, i, options.topics > 1));
+    }
+    return topics;
+}
+
+// A connection subscribed to `options.noise_filters` filters that match none of the published
+// topics. Ready once a probe through a private topic came back after them (the protocol has no
+// subscribe acknowledgement, but the broker handles a connection's frames in order).
+struct Noise {
+    Clients connection;
+    long received = 0;  // messages that reached the noise filters: should stay 0
+    double setup_seconds = 0;
+};
+
+bool set_up_noise(Loop& loop, const Common& common, const TopicOptions& options, Noise& noise) {
+    const auto started = BenchClock::now();
+    noise.connection = make_clients(loop, common.endpoint, "noise", 1);
+    BenchClient& client = *noise.connection[0];
+    for (long i = 0; i < options.noise_filters; ++i) {
+        client.link().queue_frame("SUBSCRIBE " + expand(options.noise_pattern, i, false));
+    }
+    if (!connect_all(loop, noise.connection, kSetupTimeout) || !barrier(loop, client)) {
+        return false;
+    }
+    // Probes of the barrier may still be on their way.
+    client.on_message(
+        [&noise, topic = barrier_topic(client)](std::string_view on, std::string_view) {
+            noise.received += on != topic ? 1 : 0;
+        });
+    noise.setup_seconds = std::chrono::duration<double>(BenchClock::now() - started).count();
+    return true;
+}
+
+}  // namespace
+
+namespace {
+
+// The broker's process, for its memory: --pid, or the one listening on the port; 0 if its
+// /proc entry cannot be read.
+pid_t broker_process(const Common& common) {
+    const pid_t pid =
+        common.broker_pid != 0 ? common.broker_pid : find_listening_process(common.endpoint.port);
+    return pid != 0 && resident_bytes(pid) >= 0 ? pid : 0;
+}
+
+}  // namespace
+
 Result run_throughput(const Common& common, const ThroughputOptions& options) {
     Result result;
-    result.scenario = "throughput " + std::to_string(options.publishers) + "->" +
-                      std::to_string(options.subscribers) + ", " + std::to_string(options.size) +
-                      " B";
+    result.scenario = throughput_name(options);
     Loop loop;
+    Noise noise;
+    if (options.topics.noise_filters > 0 && !set_up_noise(loop, common, options.topics, noise)) {
+        fail(result, "noise filters: " + setup_problem(broker_error({&noise.connection})));
+        return result;
+    }
     Clients publishers = make_clients(loop, common.endpoint, "pub", options.publishers);
     Clients subscribers = make_clients(loop, common.endpoint, "sub", options.subscribers);
-    const std::string topic = bench_name("topic", next_run());
+    const std::vector<std::string> topics = publish_topics(options.topics);
     std::vector<OrderCheck> checks(subscribers.size(), OrderCheck{options.publishers});
     std::vector<std::vector<bool>> seen(
         subscribers.size(), std::vector<bool>(static_cast<std::size_t>(options.publishers)));
     for (std::size_t s = 0; s < subscribers.size(); ++s) {
-        subscribers[s]->link().queue_frame("SUBSCRIBE " + topic);
+        if (!options.topics.filter.empty()) {
+            subscribers[s]->link().queue_frame("SUBSCRIBE " + options.topics.filter);
+        }
+        for (std::size_t t = 0; options.topics.filter.empty() && t < topics.size(); ++t) {
+            subscribers[s]->link().queue_frame("SUBSCRIBE " + topics[t]);
+        }
         subscribers[s]->on_message([&, s](std::string_view, std::string_view data) {
             const Payload payload = parse_payload(data);
             if (payload.probe) {
@@ -231,10 +363,12 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
             checks[s].accept(payload);
         });
     }
+    // The probes go to the last topic: a subscriber of every topic subscribed to it last, so
+    // its probe proves that all its SUBSCRIBEs were handled.
     if (!connect_all(loop, publishers, kSetupTimeout) ||
         !connect_all(loop, subscribers, kSetupTimeout) ||
-        !wait_until_subscribed(loop, publishers, topic, seen)) {
-        fail(result, "could not set up the clients");
+        !wait_until_subscribed(loop, publishers, subscribers, topics.back(), seen)) {
+        fail(result, setup_problem(broker_error({&publishers, &subscribers})));
         return result;
     }
 
@@ -242,7 +376,10 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
     const long expected = per_publisher * options.publishers * options.subscribers;
     std::vector<long> sent(publishers.size(), 0);
     const long chunk = std::max(1L, options.window / 16);
-    const std::string prefix = "PUBLISH " + topic + " ";
+    std::vector<std::string> prefixes;
+    for (const std::string& topic : topics) {
+        prefixes.push_back("PUBLISH " + topic + " ");
+    }
     std::string frame;
     Progress progress{result.scenario};
     const auto started = BenchClock::now();
@@ -261,7 +398,10 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
             last_delivered = delivered;
             last_progress = now;
         } else if (now - last_progress > 5s || now - started > common.timeout) {
-            fail(result, now - started > common.timeout ? "timed out" : "stalled for 5 s");
+            const std::string error = broker_error({&publishers, &subscribers});
+            fail(result, !error.empty()                   ? "the broker refused: " + error
+                         : now - started > common.timeout ? "timed out"
+                                                          : "stalled for 5 s");
             break;
         }
         progress.update(delivered, expected);
@@ -276,7 +416,7 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
             }
             Link& link = publishers[p]->link();
             for (long i = 0; i < credit; ++i) {
-                frame.assign(prefix);
+                frame.assign(prefixes[static_cast<std::size_t>(sent[p]) % prefixes.size()]);
                 append_payload(frame, static_cast<int>(p), sent[p]++, 0, options.size);
                 link.queue_frame(frame);
             }
@@ -300,6 +440,14 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
     add(result, "MB_per_s", megabytes / seconds, fixed(megabytes / seconds, 1) + " MB/s");
     add(result, "seconds", seconds, fixed(seconds, 3) + " s");
     add_checks(result, expected, checks);
+    if (options.topics.noise_filters > 0) {
+        add(result, "noise_setup_s", noise.setup_seconds, fixed(noise.setup_seconds, 3) + " s");
+        add(result, "noise_received", static_cast<double>(noise.received),
+            with_thousands(noise.received));
+        if (noise.received != 0) {
+            fail(result, "messages reached the noise filters, which should match nothing");
+        }
+    }
     return result;
 }
 
@@ -330,8 +478,8 @@ Result run_latency(const Common& common, const LatencyOptions& options) {
     }
     if (!connect_all(loop, publishers, kSetupTimeout) ||
         !connect_all(loop, subscribers, kSetupTimeout) ||
-        !wait_until_subscribed(loop, publishers, topic, seen)) {
-        fail(result, "could not set up the clients");
+        !wait_until_subscribed(loop, publishers, subscribers, topic, seen)) {
+        fail(result, setup_problem(broker_error({&publishers, &subscribers})));
         return result;
     }
     // Every message that is due is written at once in its own send(), its time taken just
@@ -386,9 +534,8 @@ Result run_conns(const Common& common, const ConnsOptions& options) {
     Result result;
     result.scenario =
         "memory per idle subscribed connection (" + with_thousands(options.connections) + ")";
-    const pid_t pid =
-        common.broker_pid != 0 ? common.broker_pid : find_listening_process(common.endpoint.port);
-    if (pid == 0 || resident_bytes(pid) < 0) {
+    const pid_t pid = broker_process(common);
+    if (pid == 0) {
         fail(result, "cannot find the broker process (give --pid)");
         return result;
     }
@@ -461,8 +608,8 @@ Result run_drain(const Common& common, const DrainOptions& options) {
     subscriber[0]->on_message([&](std::string_view, std::string_view) { seen[0][0] = true; });
     if (!connect_all(loop, publisher, kSetupTimeout) ||
         !connect_all(loop, subscriber, kSetupTimeout) ||
-        !wait_until_subscribed(loop, publisher, topic, seen)) {
-        fail(result, "could not set up the clients");
+        !wait_until_subscribed(loop, publisher, subscriber, topic, seen)) {
+        fail(result, setup_problem(broker_error({&publisher, &subscriber})));
         return result;
     }
     subscriber[0]->link().reset();
@@ -499,6 +646,122 @@ Result run_drain(const Common& common, const DrainOptions& options) {
     add(result, "drained_per_s", checks[0].delivered() / seconds,
         rate_text(checks[0].delivered() / seconds));
     add_checks(result, options.messages, checks);
+    return result;
+}
+
+namespace {
+
+// A topic that `filter` matches: every `+` or `#` level becomes "x".
+std::string topic_matching(std::string_view filter) {
+    std::string topic;
+    std::size_t start = 0;
+    for (;;) {
+        const std::size_t slash = filter.find('/', start);
+        const std::string_view level = filter.substr(start, slash - start);
+        topic.append(level == "+" || level == "#" ? std::string_view{"x"} : level);
+        if (slash == std::string_view::npos) {
+            return topic;
+        }
+        topic.push_back('/');
+        start = slash + 1;
+    }
+}
+
+}  // namespace
+
+Result run_filters(const Common& common, const FiltersOptions& options) {
+    Result result;
+    result.scenario = "memory per wildcard filter (" + with_thousands(options.filters) +
+                      " filters " + options.pattern + " on " + with_thousands(options.connections) +
+                      " connection" + (options.connections > 1 ? "s)" : ")");
+    const pid_t pid = broker_process(common);
+    if (pid == 0) {
+        fail(result, "cannot find the broker process (give --pid)");
+        return result;
+    }
+    Loop loop;
+    Clients owners = make_clients(loop, common.endpoint, "filters", options.connections);
+    if (!connect_all(loop, owners, kSetupTimeout)) {
+        fail(result, "the connections were not accepted");
+        return result;
+    }
+    // Measured from here, so that the connections' own memory is not counted.
+    const long before = resident_bytes(pid);
+    const auto started = BenchClock::now();
+    const auto owner_of = [&](long filter) {
+        return static_cast<std::size_t>(filter % options.connections);
+    };
+    for (long i = 0; i < options.filters; ++i) {
+        owners[owner_of(i)]->link().queue_frame("SUBSCRIBE " + expand(options.pattern, i, false));
+    }
+    for (auto& owner : owners) {
+        owner->link().flush();
+    }
+    for (auto& owner : owners) {
+        if (!barrier(loop, *owner)) {
+            fail(result, setup_problem(broker_error({&owners})));
+            return result;
+        }
+    }
+    const double seconds = std::chrono::duration<double>(BenchClock::now() - started).count();
+    const long after = resident_bytes(pid);
+
+    // Every filter sampled delivers a message to its owner, once, and to nobody else.
+    std::vector<long> received(static_cast<std::size_t>(options.filters), 0);
+    long stray = 0;
+    for (std::size_t o = 0; o < owners.size(); ++o) {
+        owners[o]->on_message([&, o](std::string_view, std::string_view data) {
+            const Payload payload = parse_payload(data);
+            if (payload.publisher != 0 || payload.sequence < 0 ||
+                payload.sequence >= options.filters || owner_of(payload.sequence) != o) {
+                ++stray;
+                return;
+            }
+            ++received[static_cast<std::size_t>(payload.sequence)];
+        });
+    }
+    Clients publisher = make_clients(loop, common.endpoint, "pub", 1);
+    connect_all(loop, publisher, kSetupTimeout);
+    const long step = std::max(1L, options.filters / 100);
+    long sample_sent = 0;
+    std::string frame;
+    for (long i = 0; i < options.filters; i += step, ++sample_sent) {
+        frame.assign("PUBLISH " + topic_matching(expand(options.pattern, i, false)) + " ");
+        append_payload(frame, 0, i, 0, 16);
+        publisher[0]->link().queue_frame(frame);
+    }
+    publisher[0]->link().flush();
+    const auto sample_received = [&] {
+        long once = 0;
+        for (long i = 0; i < options.filters; i += step) {
+            once += received[static_cast<std::size_t>(i)] == 1 ? 1 : 0;
+        }
+        return once;
+    };
+    loop.run_until([&] { return sample_received() == sample_sent; }, 10s);
+    loop.run_until([] { return false; }, 100ms);  // a duplicate would arrive meanwhile
+    long duplicates = 0;
+    for (const long count : received) {
+        duplicates += std::max(0L, count - 1);
+    }
+
+    const double per_filter =
+        static_cast<double>(after - before) / static_cast<double>(options.filters);
+    add(result, "filters", static_cast<double>(options.filters), with_thousands(options.filters));
+    add(result, "subscribe_s", seconds, fixed(seconds, 3) + " s");
+    add(result, "rss_before_bytes", static_cast<double>(before), kib_text(before));
+    add(result, "rss_after_bytes", static_cast<double>(after), kib_text(after));
+    add(result, "bytes_per_filter", per_filter, fixed(per_filter, 0) + " B");
+    add(result, "sample_delivered", static_cast<double>(sample_received()),
+        std::to_string(sample_received()) + " of " + std::to_string(sample_sent));
+    add(result, "stray_or_duplicate", static_cast<double>(stray + duplicates),
+        with_thousands(stray + duplicates));
+    if (const std::string error = broker_error({&owners, &publisher}); !error.empty()) {
+        fail(result, "the broker refused: " + error);
+    }
+    if (sample_received() != sample_sent || stray + duplicates != 0) {
+        fail(result, "not every sampled filter delivered its message once to its owner alone");
+    }
     return result;
 }
 

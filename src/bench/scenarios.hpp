@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "link.hpp"
@@ -32,12 +33,28 @@ struct Common {
     std::chrono::seconds timeout{60};
 };
 
+// Where a throughput run publishes and what its subscribers subscribe to. Every subscriber must
+// receive every message, so `filter` must match all the topics.
+struct TopicOptions {
+    // Topic i of `topics` is `pattern` with every {i} replaced by i (with no {i}, i is
+    // appended when there are several). Empty: a topic of the run's own.
+    std::string pattern;
+    long topics = 1;  // each publisher sends its message k to topic k mod topics
+    // Subscribers subscribe to this (a wildcard filter, say) instead of every topic.
+    std::string filter;
+    // One more connection holds this many filters that match none of the topics, so that the
+    // broker routes with them in place; filter i is `noise_pattern` with {i} replaced by i.
+    long noise_filters = 0;
+    std::string noise_pattern = "zz{i}/+/q";
+};
+
 struct ThroughputOptions {
     int publishers = 1;
     int subscribers = 1;
     long messages = 1'000'000;  // in all, split over the publishers
     std::size_t size = 16;      // payload bytes
     long window = 10'000;       // published but not yet received by the slowest subscriber
+    TopicOptions topics = {};
 };
 
 struct LatencyOptions {
@@ -56,10 +73,24 @@ struct DrainOptions {
     std::size_t size = 16;
 };
 
+struct FiltersOptions {
+    long filters = 100'000;
+    int connections = 1;  // the filters are spread evenly over them
+    // Filter i is this with {i} replaced by i; it must give distinct filters.
+    std::string pattern = "f/{i}/+";
+};
+
 Result run_throughput(const Common& common, const ThroughputOptions& options);
 Result run_latency(const Common& common, const LatencyOptions& options);
 Result run_conns(const Common& common, const ConnsOptions& options);
 Result run_drain(const Common& common, const DrainOptions& options);
+// Broker memory per wildcard filter: RSS before and after subscribing them all; a sample of
+// filters is checked to deliver a message to its owner, once.
+Result run_filters(const Common& common, const FiltersOptions& options);
+
+// `pattern` with every {i} replaced by `index`; with no {i}, the index is appended when
+// `append` is true.
+std::string expand(std::string_view pattern, long index, bool append);
 
 // The broker process listening on `port` on this machine, or 0.
 pid_t find_listening_process(std::uint16_t port);

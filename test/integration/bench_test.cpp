@@ -59,6 +59,92 @@ TEST_CASE("latency, drain and conns complete; --json prints one line per scenari
     CHECK(contains(output, "sample_delivered       50 of 50"));
 }
 
+TEST_CASE("throughput over many topics through a wildcard filter, beside noise filters") {
+    ServerProcess server{{"--quiet", "--max-topics", "0"}};
+    std::string output;
+    CHECK(run_bench(server,
+                    {"throughput", "-P", "2", "-S", "3", "-n", "6000", "-t", "s/{i}/temp",
+                     "--pub-topics", "50", "--sub-topic", "s/+/temp", "--noise-filters", "200"},
+                    output) == 0);
+    CAPTURE(output);
+    CHECK(contains(output,
+                   "throughput 2->3, 16 B, 50 topics s/{i}/temp, subscribed to s/+/temp, "
+                   "200 noise filters zz{i}/+/q\n"));
+    CHECK(contains(output, "delivered              18,000\n"));
+    CHECK(contains(output, "lost                   0\n"));
+    CHECK(contains(output, "noise_received         0\n"));
+    // Without a filter every subscriber subscribes to each topic.
+    CHECK(run_bench(server, {"throughput", "-S", "2", "-n", "3000", "--pub-topics", "30"},
+                    output) == 0);
+    CHECK(contains(output, "delivered              6,000\n"));
+}
+
+TEST_CASE("a filter that misses some of the topics makes the run incomplete") {
+    ServerProcess server{{"--quiet"}};
+    std::string output;
+    CHECK(run_bench(server,
+                    {"throughput", "-n", "1000", "-t", "s/{i}/temp", "--pub-topics", "10",
+                     "--sub-topic", "s/9/+"},
+                    output) == 1);
+    CAPTURE(output);
+    CHECK(contains(output, "** INCOMPLETE: "));
+}
+
+TEST_CASE("what the broker refuses stops the run with its own words, exit code 1") {
+    ServerProcess server{{"--quiet", "--max-topics", "5"}};
+    std::string output;
+    CHECK(run_bench(server, {"throughput", "-n", "1000", "--noise-filters", "10"}, output) == 1);
+    CHECK(contains(output,
+                   "** INCOMPLETE: noise filters: the broker refused: ERROR: Too many "
+                   "subscriptions (the limit is 5 per client) (start pubsubx-server with "
+                   "--max-topics 0) **"));
+    CHECK(run_bench(server, {"filters", "-f", "100"}, output) == 1);
+    CHECK(contains(output, "** INCOMPLETE: the broker refused: ERROR: Too many subscriptions"));
+    CHECK(run_bench(server, {"throughput", "-n", "1000", "-t", "s/+/temp"}, output) == 1);
+    CHECK(contains(output,
+                   "the broker refused: ERROR: Wildcards are not allowed in a PUBLISH topic"));
+}
+
+TEST_CASE("filters reports the memory per filter and checks that a sample delivers once") {
+    ServerProcess server{{"--quiet", "--max-topics", "0"}};
+    std::string output;
+    CHECK(run_bench(server,
+                    {"filters", "-f", "3000", "-c", "3", "--pid", std::to_string(server.pid())},
+                    output) == 0);
+    CAPTURE(output);
+    CHECK(
+        contains(output, "memory per wildcard filter (3,000 filters f/{i}/+ on 3 connections)\n"));
+    CHECK(contains(output, "bytes_per_filter"));
+    CHECK(contains(output, "sample_delivered       100 of 100\n"));
+    CHECK(contains(output, "stray_or_duplicate     0\n"));
+}
+
+TEST_CASE("wildcards measures every goal of issue 10 in one run") {
+    ServerProcess server{{"--quiet", "--max-topics", "0"}};
+    std::string output;
+    // Tiny runs say nothing about speed: a missed goal (exit code 3) is fine here, an
+    // incomplete run (1) is not.
+    const int code =
+        run_bench(server,
+                  {"--json", "wildcards", "-n", "3000", "--noise-filters", "100", "--pub-topics",
+                   "20", "-S", "3", "-f", "2000", "--pid", std::to_string(server.pid())},
+                  output);
+    CAPTURE(output);
+    CHECK((code == 0 || code == 3));
+    CHECK(!contains(output, "\"complete\":false"));
+    CHECK(contains(output, "{\"scenario\":\"memory per wildcard filter (2,000 filters"));
+    CHECK(contains(output,
+                   "{\"scenario\":\"throughput 1->3, 16 B, 20 topics s/{i}/temp, "
+                   "subscribed to s/+/temp\",\"complete\":true"));
+    CHECK(contains(output,
+                   "{\"goal\":\"100 non-matching wildcard filters, 1 -> 1, 16 B\","
+                   "\"measured\":true"));
+    CHECK(contains(output,
+                   "{\"goal\":\"fan-out 1 -> 3 over 20 topics s/<i>/temp via s/+/temp\","
+                   "\"measured\":true"));
+    CHECK(contains(output, "{\"goal\":\"memory per wildcard filter\",\"measured\":true"));
+}
+
 TEST_CASE("a broker that drops messages makes the run incomplete, exit code 1") {
     // A window far larger than the subscriber's queue, and a queue that drops the oldest.
     ServerProcess server{{"--quiet", "--max-queue", "2000", "--slow-consumer-grace", "0"}};
