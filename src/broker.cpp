@@ -85,12 +85,12 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
     Client* const client = connection.client();
     if (client == nullptr) {
         if (asked_to_close(connection)) {
-            return {FrameResult::Next::close, {}};
+            return {FrameResult::Next::close, {}, {}};
         }
         if (command.kind != CommandKind::connect || !command.has_argument) {
             logger_.error("Closing a connection whose first frame is not CONNECT <name>");
             ++stats_.bad_connects;
-            return {FrameResult::Next::close, kExpectedConnect};
+            return {FrameResult::Next::close, kExpectedConnect, {}};
         }
         return connect(connection, command.argument, command.data, now, source);
     }
@@ -108,8 +108,13 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
             unsubscribe(*client, command.argument);
             break;
         case CommandKind::disconnect:
+            // The error frames for its last frames (a refused PUBLISH, say) still go out before
+            // the close, even when the DISCONNECT came in the same read: with no acks in the
+            // protocol, a client learns of a refusal only by reading until the close. Its
+            // queued messages are forgotten with it.
+            owed_frames_ = accounting_.take_control(*client);
             lifecycle_.remove(*client, "disconnected");
-            return {FrameResult::Next::close, {}};
+            return {FrameResult::Next::close, {}, owed_frames_};
         case CommandKind::connect:
         case CommandKind::unknown:
             // The original server ignores what it does not know, and a second CONNECT.
@@ -140,7 +145,7 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
             break;
         case Admission::Verdict::refuse:
             refusal_ = std::move(admission.error_frame);
-            return {FrameResult::Next::close, refusal_};
+            return {FrameResult::Next::close, refusal_, {}};
     }
     if (client->credentials_ != nullptr) {
         client->credentials_->trusted_source = source;

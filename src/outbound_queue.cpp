@@ -47,6 +47,15 @@ void OutboundQueue::discard_control() {
     control_.reset();
 }
 
+std::string OutboundQueue::take_control() {
+    std::string frames;
+    if (control_ != nullptr) {
+        frames.swap(*control_);
+        control_.reset();
+    }
+    return frames;
+}
+
 std::size_t OutboundQueue::message_count() const {
     std::size_t count = 0;
     const std::string_view queued = std::string_view{bytes_}.substr(head_);

@@ -30,6 +30,9 @@ struct FrameResult {
     // With close: a frame to write after what is queued (without delimiter), or empty. Valid
     // until the next call into the broker (a string view keeps the per-frame result free).
     std::string_view error_frame;
+    // With close: frames already encoded (delimiters included) to write before error_frame,
+    // valid as long: the answers still owed to a client that left with DISCONNECT.
+    std::string_view owed_frames;
 };
 
 class Broker {
@@ -128,6 +131,8 @@ class Broker {
     FilterTree::Matches matched_;    // the filters matching a $SYS topic
     std::uint64_t deliveries_ = 0;  // publishes routed through overlapping filters
     std::string refusal_;  // the error frame of the last refused CONNECT
+    // The error frames still owed to a client that sent DISCONNECT.
+    std::string owed_frames_;
 };
 
 }  // namespace pubsubx

@@ -42,6 +42,8 @@ class OutboundQueue {
     void push_control(std::string_view encoded_frames);
     // Forgets unsent control frames (they answered a connection that is gone).
     void discard_control();
+    // Moves the unsent control frames out, leaving the messages queued.
+    std::string take_control();
 
     bool empty() const { return size() == 0; }
     std::size_t size() const { return message_bytes() + control_bytes(); }

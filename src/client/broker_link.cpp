@@ -6,7 +6,11 @@
 namespace pubsubx::client {
 
 BrokerLink::BrokerLink(Strand strand, LinkListener& listener)
-    : strand_(strand), listener_(listener), resolver_(strand), socket_(strand) {}
+    : strand_(strand),
+      listener_(listener),
+      resolver_(strand),
+      socket_(strand),
+      close_timer_(strand) {}
 
 void BrokerLink::connect(const std::string& host, std::uint16_t port, const std::string& name,
                          const std::string& secret) {
@@ -116,8 +120,16 @@ void BrokerLink::handle_frame(std::string_view frame) {
                 return;
         }
     }
-    if (parsed.kind == ServerFrameKind::message) {
-        listener_.on_message(parsed.topic, parsed.text);
+    switch (parsed.kind) {
+        case ServerFrameKind::message:
+            listener_.on_message(parsed.topic, parsed.text);
+            return;
+        case ServerFrameKind::error:
+            listener_.on_error(frame);
+            return;
+        case ServerFrameKind::accepted:
+        case ServerFrameKind::restored:
+            return;  // not an answer to anything we sent now
     }
 }
 
@@ -157,22 +169,39 @@ void BrokerLink::flush() {
                           if (!pending_.empty()) {
                               flush();
                           } else if (state_ == State::closing) {
-                              finish(true);
+                              disconnect_written();
                           }
                       });
 }
 
-void BrokerLink::disconnect() {
+void BrokerLink::disconnect(std::chrono::steady_clock::duration close_wait) {
     if (state_ != State::connected) {
         return;
     }
     send_frame("DISCONNECT");
     state_ = State::closing;
+    close_wait_ = close_wait;
+}
+
+// Reading goes on while closing: the server's close ends it, through finish(true).
+void BrokerLink::disconnect_written() {
+    if (close_wait_ <= std::chrono::steady_clock::duration::zero()) {
+        finish(true);
+        return;
+    }
+    const std::uint64_t generation = generation_;
+    close_timer_.expires_after(close_wait_);
+    close_timer_.async_wait([this, generation](const std::error_code& error) {
+        if (!error && generation == generation_ && state_ == State::closing) {
+            finish(true);
+        }
+    });
 }
 
 void BrokerLink::abort() {
     ++generation_;
     resolver_.cancel();
+    close_timer_.cancel();
     std::error_code ignored;
     socket_.close(ignored);
     pending_.clear();

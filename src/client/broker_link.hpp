@@ -4,7 +4,9 @@
 
 #include <array>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -24,6 +26,10 @@ class LinkListener {
     // The server refused the CONNECT with an error frame (`ERROR: Name already taken`).
     virtual void on_refused(std::string_view error_frame) = 0;
     virtual void on_message(std::string_view topic, std::string_view data) = 0;
+    // The server refused one of our frames on a live connection, which stays open (`ERROR:
+    // Wildcards are not allowed in a PUBLISH topic`). A message whose topic is `ERROR:` arrives
+    // here too: the protocol cannot tell the two apart (docs/protocol.md).
+    virtual void on_error(std::string_view error_frame) = 0;
     // All frames of one read were reported (a good moment to flush output).
     virtual void on_read_done() {}
     // The TCP connection could not be made.
@@ -45,8 +51,12 @@ class BrokerLink {
                  const std::string& secret = {});
     void send_frame(std::string_view frame);
     void send_message(std::string_view topic, std::string_view data);
-    // Sends DISCONNECT, then closes once everything queued is written; on_closed(true).
-    void disconnect();
+    // Sends DISCONNECT, then closes once everything queued is written; on_closed(true). With a
+    // `close_wait`, it first reads on until the server closes the connection, at most that long
+    // after the DISCONNECT is written: the protocol has no acks, but the server writes the error
+    // frames it owes us before it closes, so this is how a refusal of our last frames is heard.
+    // The bound is for a server that never closes.
+    void disconnect(std::chrono::steady_clock::duration close_wait = {});
     // Closes at once without DISCONNECT (the broker then keeps us as a lost client).
     void abort();
 
@@ -60,6 +70,7 @@ class BrokerLink {
     void start_reading();
     void handle_frame(std::string_view frame);
     void flush();
+    void disconnect_written();
     void finish(bool requested);
 
     Strand strand_;
@@ -75,6 +86,8 @@ class BrokerLink {
     std::string writing_;
     bool write_in_flight_ = false;
     std::array<char, 64 * 1024> read_buffer_{};
+    std::chrono::steady_clock::duration close_wait_{};
+    asio::steady_timer close_timer_;  // bounds the wait for the server's close
 };
 
 }  // namespace pubsubx::client

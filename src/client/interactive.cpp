@@ -73,7 +73,7 @@ void InteractiveClient::run_queued() {
         return;
     }
     if (link_.connected()) {
-        link_.disconnect();  // leave cleanly; on_closed finishes
+        disconnect();  // leave cleanly; on_closed finishes
         return;
     }
     if (!finished_) {
@@ -115,7 +115,7 @@ void InteractiveClient::execute(const UserCommand& command) {
     }
     switch (command.kind) {
         case CommandKind::disconnect:
-            link_.disconnect();
+            disconnect();
             return;
         case CommandKind::publish:
             link_.send_message(command.topic, command.data);
@@ -170,6 +170,15 @@ void InteractiveClient::on_message(std::string_view topic, std::string_view data
     std::string line{"Topic: "};
     line.append(topic).append("  Data: ").append(data);
     console_.line(line);
+    prompt_if_idle();
+}
+
+void InteractiveClient::on_error(std::string_view error_frame) {
+    console_.error_line(error_frame);
+    prompt_if_idle();
+}
+
+void InteractiveClient::prompt_if_idle() {
     if (lines_.empty() && !waiting_for_server() && !input_ended_) {
         console_.prompt();
     }

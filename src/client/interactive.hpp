@@ -17,7 +17,8 @@ namespace pubsubx::client {
 class InteractiveClient final : public LinkListener {
   public:
     // `answer_timeout`: how long a script whose input has ended still waits for the answer
-    // to its CONNECT before giving up (a person ends the wait with Ctrl-C or Ctrl-D).
+    // to its CONNECT before giving up (a person ends the wait with Ctrl-C or Ctrl-D), and how
+    // long a DISCONNECT waits for the server to close (see BrokerLink::disconnect).
     InteractiveClient(Runtime& runtime, Console& console, std::string default_host,
                       std::string default_secret = {},
                       std::chrono::steady_clock::duration answer_timeout = std::chrono::seconds{
@@ -38,6 +39,7 @@ class InteractiveClient final : public LinkListener {
     void on_restored(std::vector<std::string> topics) override;
     void on_refused(std::string_view error_frame) override;
     void on_message(std::string_view topic, std::string_view data) override;
+    void on_error(std::string_view error_frame) override;
     void on_connect_failed(std::string_view reason) override;
     void on_closed(bool requested) override;
 
@@ -46,7 +48,13 @@ class InteractiveClient final : public LinkListener {
     void run_queued();
     void execute(const UserCommand& command);
     bool waiting_for_server() const { return !link_.idle() && !link_.connected(); }
+    // Leaves with DISCONNECT, reading on until the server's close: the error frames for the
+    // last commands (a refused PUBLISH, say) come before it, and a script's exit code counts
+    // them.
+    void disconnect() { link_.disconnect(answer_timeout_); }
     void command_done();
+    // Draws the prompt again below output that came unasked (a message, an error frame).
+    void prompt_if_idle();
 
     Runtime& runtime_;
     Console& console_;

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <asio/post.hpp>
+#include <chrono>
 
 #include "command.hpp"
 #include "interactive.hpp"
@@ -19,6 +20,24 @@ std::string check_secret(const std::string& secret) {
     return pubsubx::is_valid_secret(secret)
                ? std::string{}
                : std::string{"a secret is 1 to 128 bytes, no spaces or control characters"};
+}
+
+std::chrono::steady_clock::duration to_duration(double seconds) {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(seconds));
+}
+
+// One setting, given before or after `pub`/`sub`, for every wait on the server's answer: to a
+// CONNECT, and the close that answers a DISCONNECT. The clients read on until that close because
+// the protocol has no acks: the error frames for our last frames come before it.
+constexpr std::string_view kCloseWaitHelp =
+    "after DISCONNECT, for the server's close, which comes after the error frames still owed (a "
+    "refused PUBLISH or SUBSCRIBE); 0: do not wait for the close";
+
+void add_answer_timeout_option(CLI::App& command, double& seconds, const std::string& help) {
+    command.add_option("--answer-timeout", seconds, help)
+        ->check(CLI::Range(0.0, 86400.0))
+        ->capture_default_str();
 }
 
 void add_endpoint_options(CLI::App& command, pubsubx::client::Endpoint& endpoint) {
@@ -47,9 +66,7 @@ int run_interactive(const std::string& host, const std::string& secret, bool for
     auto runtime = std::make_shared<Runtime>();
     const bool terminal = isatty(STDIN_FILENO) == 1;
     Console console{force_prompt || terminal, false, terminal};
-    const auto answer_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double>(answer_timeout_seconds));
-    InteractiveClient client{*runtime, console, host, secret, answer_timeout};
+    InteractiveClient client{*runtime, console, host, secret, to_duration(answer_timeout_seconds)};
     runtime->on_interrupt([&client] { client.interrupt(); });
     runtime->read_stdin([&client](std::string line) { client.submit_line(std::move(line)); },
                         [&client] { client.end_of_input(); });
@@ -74,17 +91,18 @@ int main(int argc, char** argv) {
         ->check(check_secret);
     app.add_flag("--prompt", force_prompt, "Show the prompt even when input is not a terminal");
     double answer_timeout = 10.0;
-    app.add_option("--answer-timeout", answer_timeout,
-                   "Seconds a script whose input has ended still waits for the answer to its "
-                   "CONNECT before giving up (exit code 1)")
-        ->check(CLI::Range(0.0, 86400.0))
-        ->capture_default_str();
+    const std::string connect_wait_help =
+        "Seconds a script whose input has ended still waits for the answer to its CONNECT "
+        "before giving up (exit code 1), and any client waits ";
+    add_answer_timeout_option(app, answer_timeout, connect_wait_help + std::string{kCloseWaitHelp});
 
     pubsubx::client::PublishOptions publish;
     std::string message;
     bool lines = false;
     auto* pub = app.add_subcommand("pub", "Publish one message (-m) or each line of stdin (-l)");
     add_endpoint_options(*pub, publish.endpoint);
+    add_answer_timeout_option(*pub, answer_timeout,
+                              "Seconds to wait " + std::string{kCloseWaitHelp});
     pub->add_option("-t,--topic", publish.topic, "Topic")->required();
     auto* message_option = pub->add_option("-m,--message", message, "The message");
     auto* lines_option = pub->add_flag("-l,--lines", lines, "Publish each line of stdin");
@@ -94,6 +112,8 @@ int main(int argc, char** argv) {
     std::uint64_t count = 0;
     auto* sub = app.add_subcommand("sub", "Print the messages of one or more topics");
     add_endpoint_options(*sub, subscribe.endpoint);
+    add_answer_timeout_option(*sub, answer_timeout,
+                              "Seconds to wait " + std::string{kCloseWaitHelp});
     sub->add_option("-t,--topic", subscribe.topics, "Topic (repeat for more)")->required();
     auto* count_option = sub->add_option("-C,--count", count, "Exit after this many messages")
                              ->check(CLI::PositiveNumber);
@@ -120,6 +140,8 @@ int main(int argc, char** argv) {
         return code == 0 ? 0 : kUsageError;
     }
 
+    publish.endpoint.answer_timeout = to_duration(answer_timeout);
+    subscribe.endpoint.answer_timeout = to_duration(answer_timeout);
     if (pub->parsed()) {
         if (message_option->count() > 0) {
             publish.message = message;

@@ -13,7 +13,8 @@ namespace pubsubx::client {
 namespace {
 
 // Shared by pub and sub: connects, reports failures as `ERROR:` lines on stderr and ends the
-// runtime with exit code 1, or 0 after an orderly DISCONNECT.
+// runtime with exit code 1, or after an orderly DISCONNECT with 1 if the server sent an error
+// frame (a refused PUBLISH or SUBSCRIBE), else 0.
 class OneShotClient : public LinkListener {
   public:
     OneShotClient(Runtime& runtime, const Endpoint& endpoint, std::string_view name_prefix)
@@ -35,22 +36,25 @@ class OneShotClient : public LinkListener {
     }
     void on_closed(bool requested) override {
         if (requested) {
-            runtime_.finish(0);
+            runtime_.finish(exit_code());
         } else {
             fail("ERROR: Server shut the connection, all subscriptions are lost");
         }
     }
 
   protected:
-    // Leaves cleanly when connected; otherwise ends now.
+    // Leaves cleanly when connected, reading on until the server closes: the protocol has no
+    // acks, and the error frames for our last frames come before the close. Otherwise (still
+    // connecting, or a second Ctrl-C while leaving) ends now.
     void stop() {
         if (link_.connected()) {
-            link_.disconnect();
+            link_.disconnect(endpoint_.answer_timeout);
         } else if (!link_.idle()) {
             link_.abort();
-            runtime_.finish(0);
+            runtime_.finish(exit_code());
         }
     }
+    int exit_code() const { return console_.printed_error() ? 1 : 0; }
     void fail(std::string_view error) {
         console_.error_line(error);
         link_.abort();
@@ -72,12 +76,14 @@ class Publisher final : public OneShotClient {
     void on_accepted() override { publish(); }
     void on_restored(std::vector<std::string>) override { publish(); }
     void on_message(std::string_view, std::string_view) override {}
+    // A refused PUBLISH: with -l the other lines still go out; the exit code will say 1.
+    void on_error(std::string_view error_frame) override { console_.error_line(error_frame); }
 
   private:
     void publish() {
         if (options_.message) {
             link_.send_message(options_.topic, *options_.message);
-            link_.disconnect();
+            stop();
             return;
         }
         runtime_.read_stdin(
@@ -118,6 +124,15 @@ class Subscriber final : public OneShotClient {
         }
     }
     void on_read_done() override { std::fflush(stdout); }
+    // A refused SUBSCRIBE: waiting for messages that cannot come would be waiting forever.
+    // Leaving reads on until the server's close, so every refused topic is named.
+    void on_error(std::string_view error_frame) override {
+        console_.error_line(error_frame);
+        done_ = true;
+        if (link_.connected()) {
+            stop();
+        }
+    }
 
   private:
     void subscribe() {

@@ -2,6 +2,7 @@
 // scripts, like mosquitto_pub/mosquitto_sub. Exit codes: 0 ok, 1 connection or protocol error.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -17,6 +18,9 @@ struct Endpoint {
     std::uint16_t port = 12000;
     std::string name;    // empty: a unique one is made up
     std::string secret;  // empty: none (anyone with the name may resume the session)
+    // After DISCONNECT, how long to read on for the error frames the server still owes us
+    // (a refused PUBLISH or SUBSCRIBE) until it closes the connection.
+    std::chrono::steady_clock::duration answer_timeout = std::chrono::seconds{10};
 };
 
 struct PublishOptions {

@@ -146,6 +146,14 @@ void QueueAccounting::take_for_write(Client& client, std::string& out) {
     client.queued_reply_bytes_ = 0;
 }
 
+std::string QueueAccounting::take_control(Client& client) {
+    const std::size_t before = client.outbound_.size();
+    std::string frames = client.outbound_.take_control();
+    client.queued_reply_bytes_ = 0;
+    changed(client, before);
+    return frames;
+}
+
 void QueueAccounting::write_completed(Client& client, TimePoint now, std::size_t socket_unsent) {
     total_bytes_ -= client.in_flight_bytes_;
     client.in_flight_bytes_ = 0;

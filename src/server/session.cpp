@@ -127,7 +127,7 @@ void Session::handle_bytes(std::string_view bytes) {
             splitter_.set_max_frame(server_.max_frame());
         }
         if (result.next == FrameResult::Next::close) {
-            close_after_flush(result.error_frame);
+            close_after_flush(result.error_frame, result.owed_frames);
             return false;
         }
         return phase_ == Phase::awaiting_connect || phase_ == Phase::open;
@@ -257,7 +257,7 @@ std::size_t Session::socket_unsent() {
     return static_cast<std::size_t>(unsent);
 }
 
-void Session::close_after_flush(std::string_view error_frame) {
+void Session::close_after_flush(std::string_view error_frame, std::string_view owed_frames) {
     if (phase_ == Phase::closing || phase_ == Phase::draining || phase_ == Phase::closed) {
         return;
     }
@@ -265,9 +265,11 @@ void Session::close_after_flush(std::string_view error_frame) {
     if (!write_in_flight_) {
         deadline_ = TimePoint::max();
     }
-    if (!error_frame.empty()) {
-        closing_frame_ = std::make_unique<std::string>();
-        append_frame(*closing_frame_, error_frame);
+    if (!error_frame.empty() || !owed_frames.empty()) {
+        closing_frame_ = std::make_unique<std::string>(owed_frames);
+        if (!error_frame.empty()) {
+            append_frame(*closing_frame_, error_frame);
+        }
     }
     flush();
 }

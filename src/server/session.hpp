@@ -66,8 +66,9 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     void on_frame_too_long(TimePoint now);
     void start_write();
     void on_written(const std::error_code& error, std::size_t written);
-    // Stops reading, writes what is queued plus `error_frame` (if any), then closes.
-    void close_after_flush(std::string_view error_frame);
+    // Stops reading, writes what is queued, then `owed_frames` (encoded) and `error_frame` (if
+    // any), then closes.
+    void close_after_flush(std::string_view error_frame, std::string_view owed_frames = {});
     void start_draining();
     void drain();
     // The peer is gone or broken: its client becomes lost and the socket is closed now.
@@ -82,7 +83,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     Server& server_;
     FrameSplitter splitter_;
     std::string writing_;  // the bytes of the write in flight
-    // The error frame that goes out after everything queued when closing (rarely set).
+    // The frames that go out after everything queued when closing (rarely set).
     std::unique_ptr<std::string> closing_frame_;
     TimePoint deadline_;
     Session* previous_session_ = nullptr;

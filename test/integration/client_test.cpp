@@ -18,6 +18,20 @@ std::string client_path() {
     return binary_path("PUBSUBX_CLIENT");
 }
 
+// The client with its standard output thrown away: what it prints is what went to stderr.
+class ClientStderr : public ChildProcess {
+  public:
+    static std::vector<std::string> through_shell(std::vector<std::string> args) {
+        args.insert(args.begin(), {"-c", "exec \"$0\" \"$@\" >/dev/null", client_path()});
+        return args;
+    }
+    explicit ClientStderr(std::vector<std::string> args, bool pipe_stdin = false)
+        : ChildProcess("/bin/sh", through_shell(std::move(args)), pipe_stdin) {}
+};
+
+constexpr std::string_view kWildcardPublish =
+    "ERROR: Wildcards are not allowed in a PUBLISH topic\n";
+
 // The interactive client with the prompt forced on, as a person at a terminal sees it.
 class InteractiveClient : public ChildProcess {
   public:
@@ -81,6 +95,23 @@ TEST_CASE("interactive errors are explained in the original's words") {
     CHECK(client.type("CONNECT " + port + " b", "ERROR: Already connected"));
     CHECK(client.type("SUBSCRIBE", "ERROR: Topic is empty"));
     CHECK(client.type("PUBLISH", "ERROR: Topic is empty"));
+}
+
+TEST_CASE("a refused PUBLISH is reported at the prompt and fails a script") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    InteractiveClient client;
+    CHECK(client.type("CONNECT " + port + " a", "INFO: Connection successfully established"));
+    CHECK(client.type("PUBLISH a/+ x", std::string{kPrompt} + "\n" + std::string{kWildcardPublish} +
+                                           std::string{kPrompt}));
+
+    // The error for a script's last line comes after its DISCONNECT was sent, before the close.
+    ChildProcess script{client_path(), {}, true};
+    script.write_stdin("connect " + port + " b\npublish a/+ x\n");
+    script.close_stdin();
+    CHECK(script.wait_exit() == 1);
+    CHECK(script.output() == "INFO: Connection successfully established\n" +
+                                 std::string{kWildcardPublish} + "INFO: Disconnected\n");
 }
 
 TEST_CASE("connection refused and name taken") {
@@ -257,6 +288,58 @@ TEST_CASE("sub -v prints the topic; pub -m publishes one message") {
     CHECK(pub2.wait_exit() == 0);
     CHECK(sub.wait_exit() == 0);
     CHECK(sub.output() == "x one\ny \n");
+}
+
+TEST_CASE("pub: a refused PUBLISH exits 1 with the error on stderr; an accepted one exits 0") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    TestClient reader{server.port()};
+    reader.connect_as("reader");
+    reader.send_frame("SUBSCRIBE a/#");
+    reader.barrier();
+    ClientStderr refused{{"pub", "-p", port, "-t", "a/+", "-m", "hi"}};
+    CHECK(refused.wait_exit() == 1);
+    CHECK(refused.output() == kWildcardPublish);
+    // What did not change: a PUBLISH the server takes is delivered and pub exits 0, silent.
+    ChildProcess accepted{client_path(), {"pub", "-p", port, "-t", "a/b", "-m", "hi"}};
+    CHECK(accepted.wait_exit() == 0);
+    CHECK(accepted.output().empty());
+    CHECK(reader.read_frame() == "a/b hi");
+}
+
+TEST_CASE("pub -l prints each refusal as it comes and exits 1 at the end") {
+    ServerProcess server;
+    ClientStderr pub{{"pub", "-p", std::to_string(server.port()), "-t", "a/+", "-l"}, true};
+    pub.write_stdin("one\n");
+    CHECK(pub.wait_for_output(kWildcardPublish));  // before the input ends
+    pub.write_stdin("two\n");
+    pub.close_stdin();
+    CHECK(pub.wait_exit() == 1);
+    CHECK(pub.output() == std::string{kWildcardPublish} + std::string{kWildcardPublish});
+}
+
+TEST_CASE("pub stops waiting for the close after DISCONNECT after --answer-timeout") {
+    // A server that accepts, takes the message and DISCONNECT, then never closes.
+    SilentServer hung;
+    ChildProcess pub{client_path(),
+                     {"pub", "-p", std::to_string(hung.port()), "--answer-timeout", "0.3", "-t",
+                      "t", "-m", "hi"}};
+    REQUIRE(hung.accept_and_read("CONNECT "));
+    hung.send_raw("OK: Conn accepted\n\nx");
+    REQUIRE(hung.read_until("DISCONNECT\n\nx"));
+    CHECK_FALSE(pub.wait_exit(100ms).has_value());
+    CHECK(pub.wait_exit(2000ms) == 0);  // nothing was refused
+    CHECK(pub.output().empty());
+}
+
+TEST_CASE("sub: a refused SUBSCRIBE exits 1 with the error on stderr instead of waiting") {
+    ServerProcess server;
+    ClientStderr sub{
+        {"sub", "-p", std::to_string(server.port()), "-n", "s", "-t", "ok", "-t", "a/#/b"}};
+    CHECK(sub.wait_exit() == 1);
+    CHECK(sub.output() ==
+          "ERROR: Wildcard '#' is allowed only as the last level of a SUBSCRIBE topic\n");
+    CHECK(server.wait_for_output("Client 's' removed (disconnected)"));
 }
 
 TEST_CASE("a killed sub with a fixed name gets the missed messages when started again") {

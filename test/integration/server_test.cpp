@@ -141,6 +141,16 @@ TEST_CASE("DISCONNECT forgets the client and closes the connection") {
     again.connect_as("c");
 }
 
+TEST_CASE("DISCONNECT in the same read as a refused PUBLISH still writes the error first") {
+    ServerProcess server;
+    TestClient c{server.port()};
+    c.connect_as("c");
+    c.send_raw("PUBLISH a/+ x\n\nxDISCONNECT\n\nx");
+    CHECK(c.wait_closed());
+    CHECK(c.read_frame() == "ERROR: Wildcards are not allowed in a PUBLISH topic");
+    CHECK_FALSE(c.read_frame(0ms).has_value());
+}
+
 TEST_CASE("a frame over --max-frame closes only the offender, which keeps its queue") {
     ServerProcess server{{"--max-frame", "1024"}};
     TestClient good{server.port()}, bad{server.port()};

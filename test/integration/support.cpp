@@ -382,6 +382,11 @@ bool SilentServer::accept_and_read(std::string_view needle, Millis timeout) {
         return false;
     }
     connection_fd_ = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    return read_until(needle, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()));
+}
+
+bool SilentServer::read_until(std::string_view needle, Millis timeout) {
+    const auto deadline = SteadyClock::now() + timeout;
     std::string received;
     while (connection_fd_ >= 0 && received.find(needle) == std::string::npos) {
         pollfd readable{connection_fd_, POLLIN, 0};
@@ -396,6 +401,16 @@ bool SilentServer::accept_and_read(std::string_view needle, Millis timeout) {
         received.append(buffer, static_cast<std::size_t>(count));
     }
     return connection_fd_ >= 0;
+}
+
+void SilentServer::send_raw(std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t sent = ::send(connection_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (sent < 0) {
+            fail("send");
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(sent));
+    }
 }
 
 void wait_lost(ServerProcess& server, const std::string& name) {

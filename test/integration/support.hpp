@@ -127,6 +127,10 @@ class SilentServer {
     std::uint16_t port() const { return port_; }
     // Accepts one connection and reads from it until `needle` has arrived; true if in time.
     bool accept_and_read(std::string_view needle, Millis timeout = 3000ms);
+    // Then, on that connection: reads on until `needle` arrives, or writes bytes (a server that
+    // answers some frames, then hangs).
+    bool read_until(std::string_view needle, Millis timeout = 3000ms);
+    void send_raw(std::string_view bytes);
 
   private:
     int listen_fd_ = -1;

@@ -171,6 +171,19 @@ TEST_CASE_FIXTURE(Fixture, "DISCONNECT forgets the client at once") {
     CHECK_FALSE(broker.next_expiry().has_value());
 }
 
+TEST_CASE_FIXTURE(Fixture, "DISCONNECT still writes the error frames owed for earlier frames") {
+    FakeConnection c{broker};
+    c.send("CONNECT c");
+    c.received();
+    c.send("SUBSCRIBE t");
+    c.send("PUBLISH t mine");  // a message queued for c: forgotten with it
+    c.send("PUBLISH a/+ x");
+    const FrameResult result = c.send("DISCONNECT");
+    CHECK(result.next == FrameResult::Next::close);
+    CHECK(result.owed_frames == "ERROR: Wildcards are not allowed in a PUBLISH topic\n\nx");
+    CHECK(broker.total_queued_bytes() == 0);
+}
+
 TEST_CASE("a zero retention period removes a lost client at once") {
     Logger logger{LogLevel::quiet, std::tmpfile()};
     BrokerConfig config;

@@ -44,6 +44,9 @@ class QueueAccounting {
 
     // Moves the client's queue into `out` for writing; the bytes stay held until written.
     void take_for_write(Client& client, std::string& out);
+    // Moves the client's unsent control frames out of the accounts, for a client that leaves
+    // (the caller writes them; its messages stay queued).
+    std::string take_control(Client& client);
     // The write in flight completed: its bytes are no longer held. An overflow episode ends
     // when a write completes with nothing queued, nothing dropped while it went out, and at
     // most kCaughtUpSocketBytes still unread in the socket: the kernel's buffers (megabytes)
