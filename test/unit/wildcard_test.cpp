@@ -1,6 +1,7 @@
 // Wildcard subscriptions and the `$SYS` namespace in the broker core (docs/protocol.md#wildcards).
 #include <doctest/doctest.h>
 
+#include <list>
 #include <string>
 
 #include "broker_fixture.hpp"
@@ -22,6 +23,15 @@ struct WildcardFixture : Fixture {
         sub.received();
     }
     ~WildcardFixture() { CHECK(broker.check_consistency() == ""); }
+
+    // Another connection, kept until the check above: the broker may still point at it.
+    FakeConnection& connect(const std::string& name, TimePoint now = TimePoint{}) {
+        FakeConnection& connection = more.emplace_back(broker);
+        connection.send("CONNECT " + name, now);
+        return connection;
+    }
+
+    std::list<FakeConnection> more;
 };
 
 }  // namespace
@@ -45,8 +55,7 @@ TEST_CASE_FIXTURE(WildcardFixture, "a client whose filters overlap gets each mes
     sub.send("SUBSCRIBE a/+");
     sub.send("SUBSCRIBE a/b");
     sub.send("SUBSCRIBE #");
-    FakeConnection other{broker};
-    other.send("CONNECT other");
+    FakeConnection& other = connect("other");
     other.send("SUBSCRIBE +/b");
     other.received();
     pub.send("PUBLISH a/b once");
@@ -164,8 +173,7 @@ TEST_CASE_FIXTURE(WildcardFixture, "a lost client's filters queue messages; REST
     pub.send("PUBLISH s/1/temp 21");
     pub.send("PUBLISH a/b/c deep");
     pub.send("PUBLISH x exact");
-    FakeConnection back{broker};
-    back.send("CONNECT sub", t0 + 1s);
+    FakeConnection& back = connect("sub", t0 + 1s);
     CHECK(back.received() ==
           Frames{"RESTORED sub", "s/+/temp x a/#", "s/1/temp 21", "a/b/c deep", "x exact"});
 }
@@ -182,13 +190,11 @@ TEST_CASE_FIXTURE(WildcardFixture, "UNSUBSCRIBE removes the filter given, exactl
 }
 
 TEST_CASE_FIXTURE(WildcardFixture, "filters of expired clients leave the tree") {
-    std::vector<std::unique_ptr<FakeConnection>> clients;
     for (int i = 0; i < 50; ++i) {
-        auto& c = clients.emplace_back(std::make_unique<FakeConnection>(broker));
-        c->send("CONNECT c" + std::to_string(i));
-        c->send("SUBSCRIBE s/+/temp");
-        c->send("SUBSCRIBE c/" + std::to_string(i) + "/#");
-        c->lose(t0);
+        FakeConnection& c = connect("c" + std::to_string(i));
+        c.send("SUBSCRIBE s/+/temp");
+        c.send("SUBSCRIBE c/" + std::to_string(i) + "/#");
+        c.lose(t0);
     }
     pub.send("PUBLISH s/1/temp 21");
     CHECK(broker.check_consistency() == "");
@@ -202,8 +208,7 @@ TEST_CASE_FIXTURE(WildcardFixture, "a topic published again reaches filters adde
     sub.send("SUBSCRIBE a/+");
     pub.send("PUBLISH a/b one");
     pub.send("PUBLISH a/b two");  // from the cache
-    FakeConnection late{broker};
-    late.send("CONNECT late");
+    FakeConnection& late = connect("late");
     late.received();
     late.send("SUBSCRIBE +/b");
     pub.send("PUBLISH a/b three");
@@ -213,5 +218,4 @@ TEST_CASE_FIXTURE(WildcardFixture, "a topic published again reaches filters adde
     pub.send("PUBLISH a/b four");
     CHECK(sub.received().empty());
     CHECK(late.received() == Frames{"a/b four"});
-    late.send("DISCONNECT");  // before it goes out of scope
 }
