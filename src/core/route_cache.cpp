@@ -3,7 +3,7 @@
 namespace pubsubx {
 
 const Route& RouteCache::store(std::string_view topic, Route route) {
-    if (route.filters.size() > kMaxFilters) {
+    if (topic.size() > kMaxTopicBytes || route.filters.size() > kMaxFilters) {
         oversized_ = std::move(route);
         return oversized_;
     }

@@ -270,6 +270,9 @@ TEST_CASE("cached routes follow the filters and exact topics that come and go, a
     }
     CHECK(routing.cached_route("x/1/b") == nullptr);  // emptied once full, then filled again
     CHECK(routing.cached_route("x/4100/b") != nullptr);
+    const std::string long_topic = std::string(RouteCache::kMaxTopicBytes, 'a') + "/b";
+    CHECK(route_of(long_topic).filters.size() == 1);  // matched, but not kept
+    CHECK(routing.cached_route(long_topic) == nullptr);
     CHECK(routing.check_consistency() == "");
     routing.unsubscribe_all(a);
     routing.unsubscribe_all(b);

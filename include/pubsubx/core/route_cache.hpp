@@ -25,6 +25,8 @@ class RouteCache {
     // Bounds on its memory; when one is reached the cache is emptied and fills again.
     static constexpr std::size_t kMaxTopics = 4096;
     static constexpr std::size_t kMaxFilters = 65'536;  // in all routes together
+    // Longer topics are not stored, so that the keys take at most 1 MiB together.
+    static constexpr std::size_t kMaxTopicBytes = 256;
 
     // Only topics a client may publish to are stored, so a route found also vouches for its
     // topic. Null when not stored.
