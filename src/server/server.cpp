@@ -67,9 +67,13 @@ void Server::start() {
     accept_next();
     start_deadline_sweep();
     if (options_.sys_interval > Clock::duration::zero()) {
+        logger_.info("Publishing statistics on $SYS/broker/... every ",
+                     seconds_text(options_.sys_interval));
         sys_ = std::make_unique<SysReporting>(
             SysReporting{asio::steady_timer{io_}, SysTopics{Clock::now()}});
         start_sys_timer();
+    } else {
+        logger_.info("No statistics on $SYS/broker/... (--sys-interval 0)");
     }
 }
 

@@ -135,6 +135,9 @@ TEST_CASE("$SYS per-second rates show traffic in the interval it happened") {
 
 TEST_CASE("with --sys-interval 0 no $SYS topic is published") {
     ServerProcess server{{"--sys-interval", "0"}};
+    // No timer at all, not one with a long period that the wait below would miss.
+    CHECK(server.wait_for_output("No statistics on $SYS/broker/... (--sys-interval 0)"));
+    CHECK_FALSE(server.wait_for_output("every", 100ms));
     TestClient watcher{server.port()};
     watcher.connect_as("watcher");
     subscribe_all(watcher, {"$SYS/broker/uptime", "$SYS/broker/messages/received",
