@@ -209,7 +209,8 @@ void Server::start_deadline_sweep() {
     }
     sweep_timer_.expires_after(sweep_period_);
     sweep_timer_.async_wait([this](const std::error_code& error) {
-        if (!error) {
+        // A wait that had already ended when stop() cancelled it arms no next one.
+        if (!error && acceptor_.is_open()) {
             sweep_deadlines();
             start_deadline_sweep();
         }
@@ -228,7 +229,7 @@ void Server::sweep_deadlines() {
 void Server::start_sys_timer() {
     sys_->timer.expires_after(options_.sys_interval);
     sys_->timer.async_wait([this](const std::error_code& error) {
-        if (!error) {
+        if (!error && acceptor_.is_open()) {  // as for the sweep
             publish_sys_topics();
             start_sys_timer();
         }
