@@ -9,7 +9,8 @@ namespace pubsubx {
 
 namespace {
 constexpr std::string_view kExpectedConnect{"ERROR: Expected CONNECT <name> as the first frame"};
-constexpr std::string_view kWildcardInPublish{"ERROR: Wildcards are not allowed in a PUBLISH topic"};
+constexpr std::string_view kWildcardInPublish{
+    "ERROR: Wildcards are not allowed in a PUBLISH topic"};
 constexpr std::string_view kHashNotLast{
     "ERROR: Wildcard '#' is allowed only as the last level of a SUBSCRIBE topic"};
 constexpr std::string_view kSystemTopicPublish{
@@ -178,8 +179,8 @@ void Broker::refuse_topic(Client& client, std::string_view topic_name, std::stri
     ++stats_.topics_refused;
     constexpr std::size_t kLogged = 256;
     logger_.error("Client '", client.name(), "' used ", what, " '",
-                  Escaped{topic_name.substr(0, kLogged)}, topic_name.size() > kLogged ? "'..." : "'",
-                  detail);
+                  Escaped{topic_name.substr(0, kLogged)},
+                  topic_name.size() > kLogged ? "'..." : "'", detail);
     send_error(client, error_frame);
 }
 
@@ -269,7 +270,7 @@ inline void Broker::deliver_to(const Topic& topic, std::string_view topic_name,
 
 // Inline: it is on the fast path of every publish.
 inline void Broker::count_publish(const Client& from, std::string_view topic_name,
-                           std::string_view data) {
+                                  std::string_view data) {
     ++stats_.published;
     if (logger_.verbose_enabled()) {
         logger_.verbose("Client '", from.name(), "' published to '", Escaped{topic_name},
@@ -296,8 +297,8 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
 }
 
 // A cached route vouches for its topic; otherwise the topic is checked as on the fast path.
-void Broker::publish_among_filters(Client& from, std::string_view topic_name,
-                                   std::string_view data, TimePoint now) {
+void Broker::publish_among_filters(Client& from, std::string_view topic_name, std::string_view data,
+                                   TimePoint now) {
     const Route* route = routing_.cached_route(topic_name);
     if (route == nullptr) {
         const Topic* const topic = routing_.find(topic_name);

@@ -127,10 +127,10 @@ class Broker {
     QueueAccounting accounting_;
     Lifecycle lifecycle_;
     AdmissionControl admission_;
-    std::string encoded_;  // one publish's delivery frame, encoded once
-    FilterTree::Matches matched_;    // the filters matching a $SYS topic
+    std::string encoded_;           // one publish's delivery frame, encoded once
+    FilterTree::Matches matched_;   // the filters matching a $SYS topic
     std::uint64_t deliveries_ = 0;  // publishes routed through overlapping filters
-    std::string refusal_;  // the error frame of the last refused CONNECT
+    std::string refusal_;           // the error frame of the last refused CONNECT
     // The error frames still owed to a client that sent DISCONNECT.
     std::string owed_frames_;
 };

@@ -26,7 +26,7 @@ struct SysSnapshot {
     std::size_t lost_clients = 0;
     std::size_t topics = 0;
     std::size_t subscriptions = 0;
-    std::size_t filters = 0;  // wildcard filters with subscribers (counted in topics too)
+    std::size_t filters = 0;       // wildcard filters with subscribers (counted in topics too)
     std::size_t queued_bytes = 0;  // Broker::total_queued_bytes
     std::size_t connections = 0;   // open sockets, with or without a client
     std::uint64_t log_lines_dropped = 0;

@@ -710,8 +710,8 @@ Result run_filters(const Common& common, const FiltersOptions& options) {
     std::vector<long> received(static_cast<std::size_t>(options.filters), 0);
     long stray = 0;
     for (std::size_t o = 0; o < owners.size(); ++o) {
-        owners[o]->on_message([&, o, barrier = barrier_topic(*owners[o])](
-                                  std::string_view topic, std::string_view data) {
+        owners[o]->on_message([&, o, barrier = barrier_topic(*owners[o])](std::string_view topic,
+                                                                          std::string_view data) {
             if (topic == barrier) {
                 return;  // probes of the barrier may still be on their way
             }

@@ -112,5 +112,4 @@ struct Fixture {
     TimePoint t0{};
 };
 
-
 }  // namespace pubsubx::test_support

@@ -1,7 +1,6 @@
 // The wildcard filter tree against MQTT's own examples (MQTT 3.1.1, section 4.7) and against a
 // brute-force matcher on random filters and topics.
 #include "pubsubx/core/filter_tree.hpp"
-#include "pubsubx/core/routing.hpp"
 
 #include <doctest/doctest.h>
 
@@ -11,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "pubsubx/core/routing.hpp"
 #include "pubsubx/protocol.hpp"
 
 using namespace pubsubx;

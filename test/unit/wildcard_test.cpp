@@ -64,7 +64,8 @@ TEST_CASE_FIXTURE(WildcardFixture, "a client whose filters overlap gets each mes
     CHECK(broker.stats().delivered == 2);
 }
 
-TEST_CASE_FIXTURE(WildcardFixture, "a wildcard in a PUBLISH topic is refused; the connection stays") {
+TEST_CASE_FIXTURE(WildcardFixture,
+                  "a wildcard in a PUBLISH topic is refused; the connection stays") {
     for (const char* topic : {"a/+", "#", "+", "a/#", "+/b"}) {
         CAPTURE(topic);
         CHECK(pub.send(std::string{"PUBLISH "} + topic + " x").next ==
@@ -82,7 +83,8 @@ TEST_CASE_FIXTURE(WildcardFixture, "a wildcard in a PUBLISH topic is refused; th
     CHECK(sub.received() == Frames{"a/b fine"});
 }
 
-TEST_CASE_FIXTURE(WildcardFixture, "`+` or `#` inside a level is literal, as for original clients") {
+TEST_CASE_FIXTURE(WildcardFixture,
+                  "`+` or `#` inside a level is literal, as for original clients") {
     sub.send("SUBSCRIBE a+b");
     sub.send("SUBSCRIBE x#/y+");
     pub.send("PUBLISH a+b one");
@@ -94,9 +96,11 @@ TEST_CASE_FIXTURE(WildcardFixture, "`+` or `#` inside a level is literal, as for
     CHECK_FALSE(broker.find_topic("a+b")->is_filter);
 }
 
-TEST_CASE_FIXTURE(WildcardFixture, "`#` before the last level is refused on SUBSCRIBE and UNSUBSCRIBE") {
-    const std::string error = "ERROR: Wildcard '#' is allowed only as the last level of a "
-                              "SUBSCRIBE topic";
+TEST_CASE_FIXTURE(WildcardFixture,
+                  "`#` before the last level is refused on SUBSCRIBE and UNSUBSCRIBE") {
+    const std::string error =
+        "ERROR: Wildcard '#' is allowed only as the last level of a "
+        "SUBSCRIBE topic";
     sub.send("SUBSCRIBE a/#/b");
     sub.send("SUBSCRIBE #/");
     sub.send("UNSUBSCRIBE a/#/b");
@@ -115,9 +119,8 @@ TEST_CASE("the levels of a wildcard filter are limited; exact topics are not") {
     c.received();
     c.send("SUBSCRIBE a/b/+/d");
     c.send("SUBSCRIBE a/b/c/#");
-    CHECK(c.received() ==
-          Frames{"ERROR: Too many levels in a wildcard filter (the limit is 3)",
-                 "ERROR: Too many levels in a wildcard filter (the limit is 3)"});
+    CHECK(c.received() == Frames{"ERROR: Too many levels in a wildcard filter (the limit is 3)",
+                                 "ERROR: Too many levels in a wildcard filter (the limit is 3)"});
     c.send("SUBSCRIBE a/b/+");
     c.send("SUBSCRIBE a/b/c/d/e/f");
     CHECK(c.received().empty());
@@ -135,11 +138,13 @@ TEST_CASE("the levels of a wildcard filter are limited; exact topics are not") {
     }
     u.send("SUBSCRIBE " + deep);
     u.send("SUBSCRIBE " + deep + "/#");
-    CHECK(u.received() == Frames{"ERROR: Too many levels in a wildcard filter (the limit is 1024)"});
+    CHECK(u.received() ==
+          Frames{"ERROR: Too many levels in a wildcard filter (the limit is 1024)"});
     CHECK(u.client()->subscriptions().size() == 1);
 }
 
-TEST_CASE_FIXTURE(WildcardFixture, "clients cannot publish under $SYS; the broker can, and `#` does not get it") {
+TEST_CASE_FIXTURE(WildcardFixture,
+                  "clients cannot publish under $SYS; the broker can, and `#` does not get it") {
     sub.send("SUBSCRIBE #");
     sub.send("SUBSCRIBE $SYS/broker/uptime");
     const std::string error =
@@ -165,7 +170,8 @@ TEST_CASE_FIXTURE(WildcardFixture, "clients cannot publish under $SYS; the broke
     CHECK(broker.stats().published == 1);  // the broker's own are not counted as received
 }
 
-TEST_CASE_FIXTURE(WildcardFixture, "a lost client's filters queue messages; RESTORED lists them as given") {
+TEST_CASE_FIXTURE(WildcardFixture,
+                  "a lost client's filters queue messages; RESTORED lists them as given") {
     sub.send("SUBSCRIBE s/+/temp");
     sub.send("SUBSCRIBE x");
     sub.send("SUBSCRIBE a/#");

@@ -39,7 +39,6 @@ class FilterTree {
     // levels), each once. Not const: it reuses its scratch space.
     void match(std::string_view topic, Matches& out);
 
-
     bool empty() const { return filter_count_ == 0; }
     std::size_t filter_count() const { return filter_count_; }
     // Every node leads to a filter, and the count agrees (for Broker::check_consistency).
@@ -47,8 +46,8 @@ class FilterTree {
 
   private:
     struct Node;
-    using Children = std::unordered_map<std::string, std::unique_ptr<Node>, StringHash,
-                                        std::equal_to<>>;
+    using Children =
+        std::unordered_map<std::string, std::unique_ptr<Node>, StringHash, std::equal_to<>>;
     struct Node {
         Children literal;                 // the next level, written out
         std::unique_ptr<Node> any_level;  // the next level is `+`

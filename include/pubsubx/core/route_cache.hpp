@@ -44,7 +44,7 @@ class RouteCache {
   private:
     std::unordered_map<std::string, Route, StringHash, std::equal_to<>> routes_;
     std::size_t filters_ = 0;  // in all routes together
-    Route oversized_;           // a route too large to be stored
+    Route oversized_;          // a route too large to be stored
 };
 
 }  // namespace pubsubx
