@@ -32,6 +32,17 @@ int remaining_ms(SteadyClock::time_point deadline) {
     return left < 0 ? 0 : static_cast<int>(left);
 }
 
+// Sends all of `bytes` on `fd`, blocking.
+void send_all(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t sent = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (sent < 0) {
+            fail("send");
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(sent));
+    }
+}
+
 }  // namespace
 
 std::string binary_path(const char* environment_variable) {
@@ -239,13 +250,7 @@ TestClient::~TestClient() {
 }
 
 void TestClient::send_raw(std::string_view bytes) {
-    while (!bytes.empty()) {
-        const ssize_t sent = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (sent < 0) {
-            fail("send");
-        }
-        bytes.remove_prefix(static_cast<std::size_t>(sent));
-    }
+    send_all(fd_, bytes);
 }
 
 void TestClient::send_frame(std::string_view frame) {
@@ -404,13 +409,7 @@ bool SilentServer::read_until(std::string_view needle, Millis timeout) {
 }
 
 void SilentServer::send_raw(std::string_view bytes) {
-    while (!bytes.empty()) {
-        const ssize_t sent = ::send(connection_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (sent < 0) {
-            fail("send");
-        }
-        bytes.remove_prefix(static_cast<std::size_t>(sent));
-    }
+    send_all(connection_fd_, bytes);
 }
 
 void wait_lost(ServerProcess& server, const std::string& name) {
