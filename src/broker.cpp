@@ -13,6 +13,9 @@ constexpr std::string_view kWildcardInPublish{
     "ERROR: Wildcards are not allowed in a PUBLISH topic"};
 constexpr std::string_view kHashNotLast{
     "ERROR: Wildcard '#' is allowed only as the last level of a SUBSCRIBE topic"};
+constexpr std::string_view kReplyTopicPublish{
+    "ERROR: Topics ERROR:, OK: and RESTORED are reserved: their messages would read as the "
+    "broker's replies"};
 constexpr std::string_view kSystemTopicPublish{
     "ERROR: Topics under $SYS/ are the broker's own; clients cannot PUBLISH to them"};
 
@@ -214,6 +217,11 @@ bool Broker::publish_topic_allowed(Client& client, std::string_view topic_name) 
     }
     if (has_wildcard_level(topic_name)) {
         refuse_topic(client, topic_name, "a wildcard in the PUBLISH topic", kWildcardInPublish);
+        return false;
+    }
+    if (reads_as_reply(topic_name)) {
+        refuse_topic(client, topic_name, "a reply's first word as the PUBLISH topic",
+                     kReplyTopicPublish);
         return false;
     }
     if (is_system_topic(topic_name)) {

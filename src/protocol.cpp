@@ -247,6 +247,10 @@ bool has_wildcard_level(std::string_view topic) {
     return false;
 }
 
+bool reads_as_reply(std::string_view topic) {
+    return topic == "ERROR:" || topic == "OK:" || topic == "RESTORED";
+}
+
 bool is_system_topic(std::string_view topic) {
     constexpr std::string_view kSystem{"$SYS"};
     return topic.starts_with(kSystem) && (topic.size() == kSystem.size() || topic[4] == '/');

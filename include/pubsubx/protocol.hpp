@@ -124,6 +124,11 @@ bool has_wildcard_level(std::string_view topic);
 // The first level is `$SYS`: the broker's own statistics, which clients may not publish to.
 bool is_system_topic(std::string_view topic);
 
+// `ERROR:`, `OK:` or `RESTORED`: a message on such a topic reads as one of the broker's
+// replies (`<topic> <data>` is `ERROR: ...`), so a publisher could end others' clients.
+// Clients may not publish to them.
+bool reads_as_reply(std::string_view topic);
+
 // Appends `frame` and the delimiter to `out`.
 void append_frame(std::string& out, std::string_view frame);
 // Appends the delivery frame `<topic> <data>` to `out` without building it separately first.

@@ -10,8 +10,9 @@ const Route& RouteCache::store(std::string_view topic, Route route) {
     if (routes_.size() >= kMaxTopics || filters_ + route.filters.size() > kMaxFilters) {
         forget_all();
     }
+    forget(topic);  // a route stored again replaces the old one in the count too
     filters_ += route.filters.size();
-    return routes_.insert_or_assign(std::string{topic}, std::move(route)).first->second;
+    return routes_.emplace(std::string{topic}, std::move(route)).first->second;
 }
 
 void RouteCache::forget(std::string_view topic) {

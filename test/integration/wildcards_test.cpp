@@ -192,3 +192,17 @@ TEST_CASE("`$SYS/#` receives the broker's statistics; `#` does not") {
     CHECK(seen.count("$SYS/broker/subscriptions/filters") == 1);
     CHECK_FALSE(everything.read_frame(300ms).has_value());
 }
+
+TEST_CASE("a PUBLISH to a topic that reads as a reply is refused, so `#` is not fooled") {
+    SubAndPub clients;
+    auto& [server, sub, pub] = clients;
+    sub.send_frame("SUBSCRIBE #");
+    sub.barrier();
+    pub.send_frame("PUBLISH ERROR: you have been disconnected");
+    CHECK(pub.read_frame() ==
+          "ERROR: Topics ERROR:, OK: and RESTORED are reserved: their "
+          "messages would read as the broker's replies");
+    pub.send_frame("PUBLISH news still here");
+    CHECK(sub.read_frame() == "news still here");
+    CHECK_FALSE(sub.read_frame(200ms).has_value());
+}

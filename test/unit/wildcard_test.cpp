@@ -225,3 +225,23 @@ TEST_CASE_FIXTURE(WildcardFixture, "a topic published again reaches filters adde
     CHECK(sub.received().empty());
     CHECK(late.received() == Frames{"a/b four"});
 }
+
+TEST_CASE_FIXTURE(WildcardFixture,
+                  "topics that read as the broker's replies cannot be published to") {
+    // `#` receives every topic, so a message on `ERROR:` would end a careful client.
+    sub.send("SUBSCRIBE #");
+    sub.send("SUBSCRIBE ERROR:");
+    const std::string error =
+        "ERROR: Topics ERROR:, OK: and RESTORED are reserved: their "
+        "messages would read as the broker's replies";
+    for (const char* topic : {"ERROR:", "OK:", "RESTORED"}) {
+        CAPTURE(topic);
+        pub.send(std::string{"PUBLISH "} + topic + " you have been disconnected");
+        CHECK(pub.received() == Frames{error});
+    }
+    pub.send("PUBLISH ERROR:x fine");
+    pub.send("PUBLISH RESTORED/x fine");
+    CHECK(pub.received().empty());
+    CHECK(sub.received() == Frames{"ERROR:x fine", "RESTORED/x fine"});
+    CHECK(broker.stats().published == 2);
+}
