@@ -215,21 +215,28 @@ bool Broker::publish_topic_allowed(Client& client, std::string_view topic_name) 
     if (!topic_allowed(client, topic_name)) {
         return false;
     }
-    if (has_wildcard_level(topic_name)) {
-        refuse_topic(client, topic_name, "a wildcard in the PUBLISH topic", kWildcardInPublish);
-        return false;
+    switch (publish_ban(topic_name)) {
+        case PublishBan::none:
+            return true;
+        case PublishBan::wildcard:
+            refuse_topic(client, topic_name, "a wildcard in the PUBLISH topic", kWildcardInPublish);
+            break;
+        case PublishBan::reply_word:
+            refuse_topic(client, topic_name, "a reply's first word as the PUBLISH topic",
+                         kReplyTopicPublish);
+            break;
+        case PublishBan::system:
+            refuse_topic(client, topic_name, "the broker's own $SYS in the PUBLISH topic",
+                         kSystemTopicPublish);
+            break;
     }
-    if (reads_as_reply(topic_name)) {
-        refuse_topic(client, topic_name, "a reply's first word as the PUBLISH topic",
-                     kReplyTopicPublish);
-        return false;
-    }
-    if (is_system_topic(topic_name)) {
-        refuse_topic(client, topic_name, "the broker's own $SYS in the PUBLISH topic",
-                     kSystemTopicPublish);
-        return false;
-    }
-    return true;
+    return false;
+}
+
+// A topic with subscribers was checked when it was subscribed to (its record says whether a
+// client may publish to it); any other is checked now. Inline: on the fast path of a publish.
+inline bool Broker::may_publish(Client& from, const Topic* topic, std::string_view topic_name) {
+    return (topic != nullptr && topic->open_to_publish) || publish_topic_allowed(from, topic_name);
 }
 
 void Broker::subscribe(Client& client, std::string_view topic_name) {
@@ -292,10 +299,9 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
         publish_among_filters(from, topic_name, data, now);
         return;
     }
-    // The fast path: no filter exists, so only the topic's own subscribers can match. A topic
-    // with subscribers was checked when it was subscribed to.
+    // The fast path: no filter exists, so only the topic's own subscribers can match.
     const Topic* const topic = routing_.find(topic_name);
-    if ((topic == nullptr || !topic->open_to_publish) && !publish_topic_allowed(from, topic_name)) {
+    if (!may_publish(from, topic, topic_name)) {
         return;  // refused: not published
     }
     count_publish(from, topic_name, data);
@@ -310,8 +316,7 @@ void Broker::publish_among_filters(Client& from, std::string_view topic_name, st
     const Route* route = routing_.cached_route(topic_name);
     if (route == nullptr) {
         const Topic* const topic = routing_.find(topic_name);
-        if ((topic == nullptr || !topic->open_to_publish) &&
-            !publish_topic_allowed(from, topic_name)) {
+        if (!may_publish(from, topic, topic_name)) {
             return;
         }
         route = &routing_.route_and_cache(topic_name, topic);
@@ -335,11 +340,15 @@ void Broker::publish_system(std::string_view topic_name, std::string_view data, 
 // `exact` is the topic's record, or null.
 void Broker::deliver_to_all(const Topic* exact, const FilterTree::Matches& filters,
                             std::string_view topic_name, std::string_view data, TimePoint now) {
-    if (filters.empty() || (exact == nullptr && filters.size() == 1)) {
-        const Topic* const only = exact != nullptr ? exact : filters.empty() ? nullptr : filters[0];
-        if (only != nullptr) {
-            deliver_to(*only, topic_name, data, now);
+    // One topic or filter: its subscribers are distinct clients.
+    if (filters.empty()) {
+        if (exact != nullptr) {
+            deliver_to(*exact, topic_name, data, now);
         }
+        return;
+    }
+    if (exact == nullptr && filters.size() == 1) {
+        deliver_to(*filters.front(), topic_name, data, now);
         return;
     }
     encoded_.clear();

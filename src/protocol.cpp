@@ -251,6 +251,16 @@ bool reads_as_reply(std::string_view topic) {
     return topic == "ERROR:" || topic == "OK:" || topic == "RESTORED";
 }
 
+PublishBan publish_ban(std::string_view topic) {
+    if (has_wildcard_level(topic)) {
+        return PublishBan::wildcard;
+    }
+    if (reads_as_reply(topic)) {
+        return PublishBan::reply_word;
+    }
+    return is_system_topic(topic) ? PublishBan::system : PublishBan::none;
+}
+
 bool is_system_topic(std::string_view topic) {
     constexpr std::string_view kSystem{"$SYS"};
     return topic.starts_with(kSystem) && (topic.size() == kSystem.size() || topic[4] == '/');

@@ -104,6 +104,7 @@ class Broker {
     bool topic_allowed(Client& client, std::string_view topic);
     bool filter_allowed(Client& client, std::string_view filter);
     bool publish_topic_allowed(Client& client, std::string_view topic);
+    bool may_publish(Client& from, const Topic* topic, std::string_view topic_name);
     void refuse_topic(Client& client, std::string_view topic, std::string_view what,
                       std::string_view error_frame, std::string_view detail = {});
     void subscribe(Client& client, std::string_view topic);

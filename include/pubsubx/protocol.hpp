@@ -129,6 +129,11 @@ bool is_system_topic(std::string_view topic);
 // Clients may not publish to them.
 bool reads_as_reply(std::string_view topic);
 
+// Why a client may not PUBLISH to a topic that is otherwise valid: the one rule that both the
+// check of a PUBLISH and the record of a subscribed topic (Topic::open_to_publish) follow.
+enum class PublishBan { none, wildcard, reply_word, system };
+PublishBan publish_ban(std::string_view topic);
+
 // Appends `frame` and the delimiter to `out`.
 void append_frame(std::string& out, std::string_view frame);
 // Appends the delivery frame `<topic> <data>` to `out` without building it separately first.

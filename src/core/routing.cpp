@@ -40,8 +40,7 @@ bool Routing::subscribe(Client& client, std::string_view name) {
         Topic& created = found->second;
         created.name = found->first;
         created.is_filter = topic_shape(name).wildcard;
-        created.open_to_publish =
-            !created.is_filter && !is_system_topic(name) && !reads_as_reply(name);
+        created.open_to_publish = publish_ban(name) == PublishBan::none;
         if (created.is_filter) {
             filters_.insert(created.name, created);
             routes_.forget_all();  // any cached route may match it
