@@ -15,7 +15,7 @@ FilterTree::FilterTree() = default;
 FilterTree::~FilterTree() = default;
 
 void FilterTree::insert(std::string_view filter, Topic& topic) {
-    Topic** const slot = slot_for(filter, true);
+    Topic** const slot = place_of(filter, true).slot;
     if (*slot == nullptr) {
         ++filter_count_;
     }
@@ -23,8 +23,8 @@ void FilterTree::insert(std::string_view filter, Topic& topic) {
 }
 
 const Topic* FilterTree::find(std::string_view filter) const {
-    // slot_for creates nothing when asked not to.
-    Topic** const slot = const_cast<FilterTree*>(this)->slot_for(filter, false);
+    // place_of creates nothing when asked not to.
+    Topic** const slot = const_cast<FilterTree*>(this)->place_of(filter, false).slot;
     return slot == nullptr ? nullptr : *slot;
 }
 
@@ -44,49 +44,33 @@ FilterTree::Node* FilterTree::child(Node& node, std::string_view level, bool cre
     return node.literal.emplace(std::string{level}, std::make_unique<Node>()).first->second.get();
 }
 
-Topic** FilterTree::slot_for(std::string_view filter, bool create) {
+FilterTree::Place FilterTree::place_of(std::string_view filter, bool create, Path* path) {
     Node* node = &root_;
     for (std::size_t start = 0;;) {
         const std::size_t end = filter.find('/', start);
         const std::string_view level = level_at(filter, start, end);
         if (level == "#" && end == npos) {
-            return &node->and_below;
+            return {node, &node->and_below};
         }
-        node = child(*node, level, create);
-        if (node == nullptr) {
-            return nullptr;
+        Node* const next = child(*node, level, create);
+        if (next == nullptr) {
+            return {};
         }
+        if (path != nullptr) {
+            path->emplace_back(node, level);
+        }
+        node = next;
         if (end == npos) {
-            return &node->ends_here;
+            return {node, &node->ends_here};
         }
         start = end + 1;
     }
 }
 
 void FilterTree::erase(std::string_view filter) {
-    // The nodes passed on the way down, each with the level that leads out of it.
-    std::vector<std::pair<Node*, std::string_view>> path;
-    Node* node = &root_;
-    Topic** slot = nullptr;
-    for (std::size_t start = 0; slot == nullptr;) {
-        const std::size_t end = filter.find('/', start);
-        const std::string_view level = level_at(filter, start, end);
-        if (level == "#" && end == npos) {
-            slot = &node->and_below;
-            break;
-        }
-        Node* const next = child(*node, level, false);
-        if (next == nullptr) {
-            return;
-        }
-        path.emplace_back(node, level);
-        node = next;
-        if (end == npos) {
-            slot = &node->ends_here;
-        }
-        start = end + 1;
-    }
-    if (*slot == nullptr) {
+    Path path;
+    auto [node, slot] = place_of(filter, false, &path);
+    if (slot == nullptr || *slot == nullptr) {
         return;
     }
     *slot = nullptr;

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "pubsubx/core/client.hpp"
@@ -60,8 +61,15 @@ class FilterTree {
     };
 
     static Node* child(Node& node, std::string_view level, bool create);
-    // Where the record of `filter` is kept; null when not `create` and its path is missing.
-    Topic** slot_for(std::string_view filter, bool create);
+    // Where the record of `filter` is kept: the node that holds it and the field; both null
+    // when not `create` and its path is missing. `path` gets the nodes passed on the way down,
+    // each with the level that leads out of it (erase prunes along it).
+    struct Place {
+        Node* node = nullptr;
+        Topic** slot = nullptr;
+    };
+    using Path = std::vector<std::pair<Node*, std::string_view>>;
+    Place place_of(std::string_view filter, bool create, Path* path = nullptr);
     static std::string check_node(const Node& node, std::size_t& filters);
 
     void collect(const Node& node, std::size_t depth, std::vector<const Topic*>& out);
