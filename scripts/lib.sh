@@ -2,7 +2,8 @@
 # and configures a build directory once.
 
 # Debian packages the build and the test suite use.
-PUBSUBX_PACKAGES=(g++ meson ninja-build pkg-config cmake libasio-dev libcli11-dev doctest-dev)
+PUBSUBX_PACKAGES=(g++ meson ninja-build pkg-config cmake libasio-dev libcli11-dev doctest-dev
+    libsqlite3-dev libssl-dev)
 
 ensure_packages() {
     local missing=() package

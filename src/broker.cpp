@@ -137,12 +137,7 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
             client = &lifecycle_.admit(connection, name, secret);
             break;
         case Admission::Verdict::restore:
-            lifecycle_.restore(connection, *client, now);
-            if (client->credentials_ == nullptr && !secret.empty()) {
-                // A client without a secret keeps the first one a resume gives.
-                client->credentials_ =
-                    std::make_unique<Credentials>(Credentials{std::string{secret}, {}});
-            }
+            lifecycle_.restore(connection, *client, now, secret);
             break;
         case Admission::Verdict::take_over:
             lifecycle_.take_over(connection, *client, now);
@@ -197,10 +192,7 @@ bool Broker::filter_allowed(Client& client, std::string_view filter) {
         refuse_topic(client, filter, "a filter with '#' before its last level", kHashNotLast);
         return false;
     }
-    // 0 or a larger value: the tree's own ceiling.
-    const std::size_t max_levels = config_.max_topic_levels == 0
-                                       ? FilterTree::kMaxLevels
-                                       : std::min(config_.max_topic_levels, FilterTree::kMaxLevels);
+    const std::size_t max_levels = max_filter_levels();
     if (shape.wildcard && shape.levels > max_levels) {
         refuse_topic(client, filter,
                      "a wildcard filter of " + std::to_string(shape.levels) + " levels",
@@ -209,6 +201,20 @@ bool Broker::filter_allowed(Client& client, std::string_view filter) {
         return false;
     }
     return true;
+}
+
+// 0 or a larger value: the tree's own ceiling.
+std::size_t Broker::max_filter_levels() const {
+    return config_.max_topic_levels == 0
+               ? FilterTree::kMaxLevels
+               : std::min(config_.max_topic_levels, FilterTree::kMaxLevels);
+}
+
+// A stored subscription passes today's limits, which may be lower than when it was made.
+bool Broker::recoverable_filter(std::string_view filter) const {
+    const TopicShape shape = topic_shape(filter);
+    return !over_limit(filter.size(), config_.max_topic_length) && is_valid_topic(filter) &&
+           !shape.hash_not_last && !(shape.wildcard && shape.levels > max_filter_levels());
 }
 
 bool Broker::publish_topic_allowed(Client& client, std::string_view topic_name) {
@@ -257,6 +263,9 @@ void Broker::subscribe(Client& client, std::string_view topic_name) {
         return;
     }
     routing_.subscribe(client, topic_name);
+    if (persistence_ != nullptr) {
+        persistence_->subscribed(client, topic_name);
+    }
     logger_.info("Client '", client.name(), "' subscribed to '", Escaped{topic_name}, "'");
 }
 
@@ -267,6 +276,9 @@ void Broker::unsubscribe(Client& client, std::string_view topic_name) {
                             Escaped{topic_name}, "'");
         }
         return;
+    }
+    if (persistence_ != nullptr) {
+        persistence_->unsubscribed(client, topic_name);
     }
     logger_.info("Client '", client.name(), "' unsubscribed from '", Escaped{topic_name}, "'");
 }
@@ -439,6 +451,36 @@ void Broker::release_idle_memory(Connection& connection) {
 
 void Broker::expire_lost_clients(TimePoint now) {
     lifecycle_.expire(now);
+}
+
+bool Broker::recover(const RecoveredClient& stored, TimePoint now) {
+    const std::uint64_t evicted_before = stats_.lost_clients_evicted;
+    const std::uint64_t dropped_before = stats_.dropped;
+    Client* const client = lifecycle_.recover(stored.id, stored.name, stored.secret, now);
+    if (client == nullptr) {
+        return false;
+    }
+    bool as_stored = true;
+    for (const std::string& topic : stored.subscriptions) {
+        if (!recoverable_filter(topic) || routing_.is_subscribed(*client, topic) ||
+            over_limit(client->subscriptions().size() + 1, config_.max_topics_per_client)) {
+            logger_.error("Client '", client->name(), "': stored subscription '",
+                          Escaped{topic.substr(0, 256)}, "' is not kept (a limit is lower now)");
+            as_stored = false;
+            continue;
+        }
+        routing_.subscribe(*client, topic);
+    }
+    for_each_encoded_frame(
+        stored.frames, [&](std::string_view frame) { accounting_.deliver(*client, frame, now); });
+    return as_stored && stats_.lost_clients_evicted == evicted_before &&
+           stats_.dropped == dropped_before;
+}
+
+void Broker::attach_persistence(Persistence* persistence) {
+    persistence_ = persistence;
+    lifecycle_.attach_persistence(persistence);
+    accounting_.attach_persistence(persistence);
 }
 
 void Broker::take_effects(Effects& out) {

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "pubsubx/core/accounting.hpp"
@@ -18,6 +19,7 @@
 #include "pubsubx/core/config.hpp"
 #include "pubsubx/core/effects.hpp"
 #include "pubsubx/core/lifecycle.hpp"
+#include "pubsubx/core/persistence.hpp"
 #include "pubsubx/core/routing.hpp"
 #include "pubsubx/log.hpp"
 
@@ -69,6 +71,21 @@ class Broker {
     // slow consumer is cut off at once, as after a frame.
     void publish_system(std::string_view topic, std::string_view data, TimePoint now);
 
+    // A client the store kept (src/store/), before the server accepts connections: it is lost
+    // from `now` on, with its subscriptions and queued messages. False if it could not be
+    // kept as stored (a limit is lower now, or the retention period is 0): the store must then
+    // be written anew from memory.
+    bool recover(const RecoveredClient& stored, TimePoint now);
+    // From now on the store hears of every change it must keep (core/persistence.hpp).
+    void attach_persistence(Persistence* persistence);
+    // New clients get ids above `id` (the highest the store has seen).
+    void ids_start_after(std::uint64_t id) { lifecycle_.ids_start_after(id); }
+    // Every client, connected or lost (for the store's snapshots).
+    template <typename Visit>
+    void for_each_client(Visit&& visit) const {
+        lifecycle_.for_each_client(std::forward<Visit>(visit));
+    }
+
     // The effects recorded since the last call, moved into `out` (cleared first). Taking an
     // arm_expiry is a promise to call expire_lost_clients at that time.
     void take_effects(Effects& out);
@@ -103,6 +120,8 @@ class Broker {
                         TimePoint now, const SourceAddress& source);
     bool topic_allowed(Client& client, std::string_view topic);
     bool filter_allowed(Client& client, std::string_view filter);
+    std::size_t max_filter_levels() const;
+    bool recoverable_filter(std::string_view filter) const;
     bool publish_topic_allowed(Client& client, std::string_view topic);
     bool may_publish(Client& from, const Topic* topic, std::string_view topic_name);
     void refuse_topic(Client& client, std::string_view topic, std::string_view what,
@@ -134,6 +153,7 @@ class Broker {
     std::string refusal_;           // the error frame of the last refused CONNECT
     // The error frames still owed to a client that sent DISCONNECT.
     std::string owed_frames_;
+    Persistence* persistence_ = nullptr;
 };
 
 }  // namespace pubsubx

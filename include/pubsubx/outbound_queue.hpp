@@ -48,6 +48,8 @@ class OutboundQueue {
     bool empty() const { return size() == 0; }
     std::size_t size() const { return message_bytes() + control_bytes(); }
     std::size_t message_bytes() const { return bytes_.size() - head_; }
+    // The queued messages, oldest first, delimiters included.
+    std::string_view messages() const { return std::string_view{bytes_}.substr(head_); }
     std::size_t control_bytes() const { return control_ == nullptr ? 0 : control_->size(); }
     // Number of queued messages (counts delimiters; not for hot paths).
     std::size_t message_count() const;

@@ -152,6 +152,18 @@ struct ServerFrame {
 // that, so it must not pass that frame here.
 ServerFrame parse_server_frame(std::string_view frame);
 
+// Calls on_frame with each encoded frame of `frames` (frames with their delimiters, as queued
+// for a client), in order, each with its delimiter. An unfinished tail is not a frame.
+template <typename OnFrame>
+void for_each_encoded_frame(std::string_view frames, OnFrame&& on_frame) {
+    std::size_t start = 0;
+    for (std::size_t end = frames.find(kDelimiter); end != std::string_view::npos;
+         end = frames.find(kDelimiter, start)) {
+        on_frame(frames.substr(start, end + kDelimiter.size() - start));
+        start = end + kDelimiter.size();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 template <typename OnFrame>

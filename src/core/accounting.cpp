@@ -50,6 +50,9 @@ void QueueAccounting::deliver(Client& client, std::string_view encoded_frame, Ti
         total_bytes_ += encoded_frame.size();
         if (client.state_ == ClientState::lost) {
             lost_bytes_ += encoded_frame.size();
+            if (persistence_ != nullptr) {
+                persistence_->messages_kept(client, encoded_frame);
+            }
         }
         if (before == 0) {
             became_non_empty(client);
@@ -65,11 +68,27 @@ void QueueAccounting::deliver(Client& client, std::string_view encoded_frame, Ti
     const bool capped = bound < own_bound;
     const std::size_t dropped = queue.push(encoded_frame, bound);
     changed(client, before);
+    if (persistence_ != nullptr && client.state_ == ClientState::lost) {
+        persist_push(client, encoded_frame, dropped, encoded_frame.size() <= bound);
+    }
     if (dropped > 0) {
         count_drops(client, dropped, capped, now);
     }
     if (before == 0 && !queue.empty()) {
         became_non_empty(client);
+    }
+}
+
+// A push within a bound: either the oldest messages went to make room for the new one, or the
+// new one alone was dropped, larger than the bound (OutboundQueue::push).
+void QueueAccounting::persist_push(const Client& client, std::string_view encoded_frame,
+                                   std::size_t dropped, bool kept) {
+    const std::size_t oldest_dropped = kept ? dropped : 0;
+    if (oldest_dropped > 0) {
+        persistence_->oldest_dropped(client, oldest_dropped);
+    }
+    if (kept) {
+        persistence_->messages_kept(client, encoded_frame);
     }
 }
 
@@ -106,6 +125,9 @@ bool QueueAccounting::make_room_elsewhere(const Client& client, std::size_t need
         const OutboundQueue::Dropped dropped = holder.outbound_.drop_oldest(needed - freed);
         freed += dropped.bytes;
         changed(holder, before);
+        if (persistence_ != nullptr) {
+            persistence_->oldest_dropped(holder, dropped.messages);
+        }
         count_drops(holder, dropped.messages, true, now);
         if (holder.outbound_.message_bytes() == 0) {
             untrack_holder(holder);

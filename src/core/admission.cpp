@@ -30,20 +30,6 @@ constexpr Backoff<SourceAddress, SourceAddressHash>::Limits kSourceLimits{
 constexpr Backoff<std::string>::Limits kNameLimits{milliseconds{100}, seconds{5}, minutes{10},
                                                    65'536};
 
-// Compares every byte of `offered` whatever the contents, so the time taken does not tell an
-// attacker how much of a guess was right.
-bool secrets_match(std::string_view expected, std::string_view offered) {
-    if (expected.empty()) {
-        return false;
-    }
-    unsigned difference = expected.size() == offered.size() ? 0U : 1U;
-    for (std::size_t i = 0; i < offered.size(); ++i) {
-        difference |= static_cast<unsigned char>(offered[i]) ^
-                      static_cast<unsigned char>(expected[i % expected.size()]);
-    }
-    return difference == 0;
-}
-
 Admission refuse(std::string_view error_frame) {
     return {Admission::Verdict::refuse, nullptr, std::string{error_frame}};
 }
@@ -213,7 +199,7 @@ Admission AdmissionControl::check_secret(const SourceAddress& from, Client& clie
         return refuse(std::string{kNotAuthorized} + ": too many failed attempts, retry in " +
                       seconds_text(wait));
     }
-    if (!secrets_match(client.credentials_->secret, secret)) {
+    if (!client.credentials_->secret.matches(secret)) {
         ++stats_.auth_failures;
         const Clock::duration source_wait = by_source_.record_failure(source, now);
         by_name_.record_failure(client.name_, now);

@@ -53,13 +53,17 @@ Connection* Lifecycle::detach(Client& client) {
 }
 
 Client& Lifecycle::admit(Connection& connection, std::string_view name, std::string_view secret) {
-    auto owned = std::make_unique<Client>(std::string{name});
+    auto owned = std::make_unique<Client>(std::string{name}, ++last_client_id_);
     Client& client = *owned;
     if (!secret.empty()) {
-        client.credentials_ = std::make_unique<Credentials>(Credentials{std::string{secret}, {}});
+        client.credentials_ =
+            std::make_unique<Credentials>(Credentials{SecretDigest::of(secret), {}});
     }
     clients_.emplace(client.name(), std::move(owned));
     attach(connection, client);
+    if (persistence_ != nullptr) {
+        persistence_->client_saved(client);
+    }
     std::string reply;
     append_frame(reply, kConnAccepted);
     accounting_.deliver_reply(client, reply);
@@ -80,11 +84,24 @@ void Lifecycle::reply_restored(Client& client) {
     accounting_.deliver_reply(client, reply);
 }
 
-void Lifecycle::restore(Connection& connection, Client& client, TimePoint now) {
+void Lifecycle::restore(Connection& connection, Client& client, TimePoint now,
+                        std::string_view secret) {
     const std::uint64_t loss_id = client.lost_->loss_id;
     accounting_.client_attached(client, true, now);
     lost_.erase(client.lost_);
     attach(connection, client);
+    // A client without a secret keeps the first one a resume gives.
+    const bool adopts_secret = client.credentials_ == nullptr && !secret.empty();
+    if (adopts_secret) {
+        client.credentials_ =
+            std::make_unique<Credentials>(Credentials{SecretDigest::of(secret), {}});
+    }
+    if (persistence_ != nullptr) {
+        persistence_->queue_handed_over(client);
+        if (adopts_secret) {
+            persistence_->client_saved(client);
+        }
+    }
     ++stats_.clients_restored;
     reply_restored(client);
     logger_.info("Client '", client.name(), "' restored with ", client.subscriptions_.size(),
@@ -112,6 +129,42 @@ void Lifecycle::lose(Client& client, TimePoint now, std::string_view why) {
         return;
     }
     detach(client);
+    keep_as_lost(client, now);
+    accounting_.client_detached(client, true);
+    if (persistence_ != nullptr && client.outbound_.message_bytes() > 0) {
+        persistence_->messages_kept(client, client.outbound_.messages());
+    }
+    logger_.info("Client '", client.name(), "' lost; keeping its ", client.subscriptions_.size(),
+                 " subscription(s) and ", client.outbound_.message_count(),
+                 " queued message(s) for ", seconds_text(config_.lost_timeout), " (loss #",
+                 last_loss_id_, ": ", why, ")");
+    if (config_.max_lost_clients != 0 && lost_.size() > config_.max_lost_clients) {
+        evict_longest_lost();
+    }
+}
+
+Client* Lifecycle::recover(std::uint64_t id, std::string_view name,
+                           const std::optional<SecretDigest>& secret, TimePoint now) {
+    ids_start_after(id);
+    if (config_.lost_timeout <= Clock::duration::zero()) {
+        return nullptr;
+    }
+    auto owned = std::make_unique<Client>(std::string{name}, id);
+    Client& client = *owned;
+    if (secret) {
+        client.credentials_ = std::make_unique<Credentials>(Credentials{*secret, {}});
+    }
+    clients_.emplace(client.name(), std::move(owned));
+    keep_as_lost(client, now);
+    ++stats_.clients_recovered;
+    if (config_.max_lost_clients != 0 && lost_.size() > config_.max_lost_clients) {
+        evict_longest_lost();
+    }
+    return find(name);
+}
+
+// Lists the client among the lost, with the deadline of a whole retention period from `now`.
+void Lifecycle::keep_as_lost(Client& client, TimePoint now) {
     // Deadlines must ascend along the list; the clock never goes back, but callers' "now" may
     // differ by a little, so a later loss never gets an earlier deadline.
     TimePoint deadline = now + config_.lost_timeout;
@@ -121,17 +174,9 @@ void Lifecycle::lose(Client& client, TimePoint now, std::string_view why) {
     client.lost_ =
         lost_.insert(lost_.end(), LostRecord{&client, ++last_loss_id_, now, deadline, false, {}});
     client.state_ = ClientState::lost;
-    accounting_.client_detached(client, true);
     if (!(expiry_promised_ && *expiry_promised_ <= deadline) &&
         !(effects_.arm_expiry && *effects_.arm_expiry <= deadline)) {
         effects_.arm_expiry = deadline;
-    }
-    logger_.info("Client '", client.name(), "' lost; keeping its ", client.subscriptions_.size(),
-                 " subscription(s) and ", client.outbound_.message_count(),
-                 " queued message(s) for ", seconds_text(config_.lost_timeout), " (loss #",
-                 last_loss_id_, ": ", why, ")");
-    if (config_.max_lost_clients != 0 && lost_.size() > config_.max_lost_clients) {
-        evict_longest_lost();
     }
 }
 
@@ -153,6 +198,9 @@ void Lifecycle::remove(Client& client, std::string_view why) {
         lost_.erase(client.lost_);
     }
     client.state_ = ClientState::removed;
+    if (persistence_ != nullptr) {
+        persistence_->client_removed(client);
+    }
     logger_.info("Client '", client.name(), "' removed (", why, ")");
     clients_.erase(std::string_view{client.name()});
 }

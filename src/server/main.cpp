@@ -16,6 +16,8 @@
 #include <cstdlib>
 #include <functional>
 #include <limits>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -24,6 +26,7 @@
 #include "pubsubx/log.hpp"
 #include "pubsubx/version.hpp"
 #include "server.hpp"
+#include "store/durable_store.hpp"
 
 namespace {
 
@@ -35,6 +38,8 @@ struct CommandLine {
     double connect_timeout_seconds = 10.0;
     double write_timeout_seconds = 30.0;
     double sys_interval_seconds = 10.0;
+    std::string data_dir;  // empty: nothing is kept across restarts
+    pubsubx::store::Durability durability = pubsubx::store::Durability::normal;
     bool verbose = false;
     bool quiet = false;
 };
@@ -137,6 +142,19 @@ void define_options(CLI::App& app, CommandLine& line) {
         ->capture_default_str();
     app.add_flag("--require-secret", line.broker.require_secret,
                  "Refuse CONNECTs without a session-resume secret (CONNECT <name> <secret>)");
+    app.add_option("--data-dir", line.data_dir,
+                   "Directory of the durable store: clients, their subscriptions and the "
+                   "messages of lost clients survive a restart or a crash (default: none, "
+                   "nothing is kept)");
+    app.add_option("--durability", line.durability,
+                   "With --data-dir: 'normal' loses nothing on a crash of the server, 'full' "
+                   "also nothing committed on a power cut (docs/durability.md)")
+        ->transform(CLI::CheckedTransformer(
+            std::map<std::string, pubsubx::store::Durability>{
+                {"normal", pubsubx::store::Durability::normal},
+                {"full", pubsubx::store::Durability::full}},
+            CLI::ignore_case))
+        ->default_str("normal");
     auto* verbose = app.add_flag("-v,--verbose", line.verbose, "Log every message");
     app.add_flag("-q,--quiet", line.quiet, "Log errors only")->excludes(verbose);
     app.set_version_flag("--version", std::string{"pubsubx-server "} + pubsubx::kVersion);
@@ -259,6 +277,16 @@ pubsubx::LogLevel log_level(const CommandLine& line) {
     return line.verbose ? pubsubx::LogLevel::verbose : pubsubx::LogLevel::info;
 }
 
+std::string store_figures_text(const pubsubx::store::StoreFigures& figures) {
+    return "store_messages_written=" + std::to_string(figures.messages_written) +
+           " store_messages_stored=" + std::to_string(figures.messages_stored) +
+           " store_messages_not_durable=" + std::to_string(figures.messages_not_durable) +
+           " store_commits=" + std::to_string(figures.commits) +
+           " store_failed_commits=" + std::to_string(figures.failed_commits) +
+           " store_rewrites=" + std::to_string(figures.rewrites) +
+           " store_backlog_bytes=" + std::to_string(figures.backlog_bytes);
+}
+
 std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
     const auto address = endpoint.address();
     const std::string host =
@@ -307,10 +335,25 @@ int main(int argc, char** argv) {
                      failure.code().message());
         return 1;
     }
+    std::unique_ptr<pubsubx::store::DurableStore> store;
+    if (!line.data_dir.empty()) {
+        // A store file past RLIMIT_FSIZE must fail a write (a full disk), not kill the server.
+        std::signal(SIGXFSZ, SIG_IGN);
+        try {
+            store = std::make_unique<pubsubx::store::DurableStore>(
+                pubsubx::store::StoreOptions{line.data_dir, line.durability}, broker, logger);
+        } catch (const pubsubx::store::StoreError& failure) {
+            logger.error("Cannot use the store: ", failure.what());
+            logger.flush(std::chrono::seconds{1});
+            return 1;
+        }
+    }
     server->start();
+    server->apply_effects();  // the expiry of the clients the store brought back
 
     const auto counters = [&] {
         return pubsubx::describe(broker.stats()) + " " + server_stats_text(server->stats()) +
+               (store != nullptr ? " " + store_figures_text(store->figures()) : "") +
                " log_lines_dropped=" + std::to_string(logger.lines_dropped()) +
                " clients=" + std::to_string(broker.client_count()) +
                " lost_now=" + std::to_string(broker.lost_client_count()) +
@@ -341,13 +384,30 @@ int main(int argc, char** argv) {
         });
     };
     flush_log_now_and_then();
+    asio::steady_timer store_timer{io};
+    std::function<void()> maintain_store_now_and_then = [&] {
+        store_timer.expires_after(std::chrono::milliseconds{100});
+        store_timer.async_wait([&](const std::error_code& wait_error) {
+            if (!wait_error) {
+                store->maintain();
+                maintain_store_now_and_then();
+            }
+        });
+    };
+    if (store != nullptr) {
+        maintain_store_now_and_then();
+    }
     asio::signal_set signals{io, SIGINT, SIGTERM};
     signals.async_wait([&](const std::error_code& wait_error, int) {
         if (!wait_error) {
             logger.info("Shutting down; ", counters());
             stats_signal.cancel();
             log_flush_timer.cancel();
+            store_timer.cancel();
             server->stop();
+            if (store != nullptr) {
+                store->close();
+            }
             io.stop();
         }
     });

@@ -238,7 +238,7 @@ TEST_CASE("the tree agrees with the brute-force matcher on random filters and to
 
 TEST_CASE("cached routes follow the filters and exact topics that come and go, and are bounded") {
     Routing routing;
-    Client a{"a"}, b{"b"};
+    Client a{"a", 1}, b{"b", 2};
     routing.subscribe(a, "a/+");
     const auto route_of = [&](std::string_view topic) -> const Route& {
         return routing.route_and_cache(topic, routing.find(topic));

@@ -12,6 +12,7 @@
 #include "pubsubx/core/client.hpp"
 #include "pubsubx/core/config.hpp"
 #include "pubsubx/core/effects.hpp"
+#include "pubsubx/core/persistence.hpp"
 #include "pubsubx/log.hpp"
 
 namespace pubsubx {
@@ -62,6 +63,8 @@ class QueueAccounting {
     void client_attached(Client& client, bool was_lost, TimePoint now);
     void client_removed(Client& client);
 
+    void attach_persistence(Persistence* persistence) { persistence_ = persistence; }
+
     std::vector<CutOff> take_cut_offs();
     bool has_cut_offs() const { return !cut_offs_.empty(); }
 
@@ -80,6 +83,8 @@ class QueueAccounting {
     void became_non_empty(Client& client);
     bool make_room_elsewhere(const Client& client, std::size_t frame_size, TimePoint now);
     void count_drops(Client& client, std::size_t dropped, bool capped, TimePoint now);
+    void persist_push(const Client& client, std::string_view encoded_frame, std::size_t dropped,
+                      bool kept);
     void track_holder(Client& client);
     void untrack_holder(Client& client);
     void changed(Client& client, std::size_t before);
@@ -97,6 +102,7 @@ class QueueAccounting {
     std::list<Client*> holders_;
     bool global_cap_reached_ = false;  // for one log line per episode
     std::vector<CutOff> cut_offs_;
+    Persistence* persistence_ = nullptr;  // a durable store mirrors the lost clients' queues
 };
 
 }  // namespace pubsubx

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pubsubx/core/secret_digest.hpp"
 #include "pubsubx/outbound_queue.hpp"
 
 namespace pubsubx {
@@ -102,7 +103,7 @@ struct LostRecord {
 
 // What a client that has a secret keeps; most clients have none, and pay one pointer.
 struct Credentials {
-    std::string secret;
+    SecretDigest secret;
     SourceAddress trusted_source;  // where its last successful CONNECT came from
 };
 
@@ -110,9 +111,12 @@ struct Credentials {
 // subscriptions and its queue, and a restore only re-attaches a connection.
 class Client {
   public:
-    explicit Client(std::string name) : name_(std::move(name)) {}
+    Client(std::string name, std::uint64_t id) : name_(std::move(name)), id_(id) {}
 
     const std::string& name() const { return name_; }
+    // Never reused by this broker or the store it loaded: names the client's record there.
+    std::uint64_t id() const { return id_; }
+    const Credentials* credentials() const { return credentials_.get(); }
     ClientState state() const { return state_; }
     bool connected() const { return state_ == ClientState::connected; }
     Connection* connection() const { return connection_; }
@@ -139,6 +143,7 @@ class Client {
     friend class Broker;
 
     std::string name_;
+    std::uint64_t id_;
     Connection* connection_ = nullptr;         // set exactly while connected
     std::vector<Subscription> subscriptions_;  // in subscription order: RESTORED lists them so
     OutboundQueue outbound_;

@@ -39,6 +39,7 @@ struct BrokerStats {
     std::uint64_t dropped_global_cap = 0;  // of those, dropped because of the global cap
     std::uint64_t clients_lost = 0;
     std::uint64_t clients_restored = 0;
+    std::uint64_t clients_recovered = 0;  // loaded from the store at start
     std::uint64_t clients_expired = 0;
     std::uint64_t lost_clients_evicted = 0;  // removed early: too many lost clients
     std::uint64_t slow_consumers_cut = 0;

@@ -1,0 +1,65 @@
+// The changes the event loop hands to the store's writer thread, in the order they happened.
+// Plain data: the frames and names live in one byte arena per batch, so a message kept for a
+// lost client costs an append, not an allocation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pubsubx::store {
+
+struct StoreOp {
+    enum class Kind : std::uint8_t {
+        wipe,                // forget everything stored: a snapshot of memory follows
+        save_client,         // text: name, then the secret digest's bytes if `count` is 1
+        remove_client,       // with its subscriptions and messages
+        subscribe,           // text: the topic
+        unsubscribe,         // text: the topic
+        keep_messages,       // text: encoded frames, delimiters included
+        drop_oldest,         // count: messages
+        hand_over_messages,  // all of them: the client was restored
+    };
+    Kind kind;
+    std::uint64_t client = 0;
+    std::uint64_t count = 0;
+    std::size_t offset = 0;  // of the text in the batch's arena
+    std::size_t length = 0;
+};
+
+struct StoreBatch {
+    std::vector<StoreOp> ops;
+    std::string arena;
+    // The whole store is replaced by this batch (it starts with a wipe): whatever the writer
+    // still holds unwritten is superseded.
+    bool replaces_all = false;
+
+    void add(StoreOp::Kind kind, std::uint64_t client, std::uint64_t count = 0,
+             std::string_view text = {}) {
+        ops.push_back({kind, client, count, arena.size(), text.size()});
+        arena.append(text);
+    }
+    std::string_view text(const StoreOp& op) const {
+        return std::string_view{arena}.substr(op.offset, op.length);
+    }
+    bool empty() const { return ops.empty(); }
+    std::size_t bytes() const { return arena.size() + ops.size() * sizeof(StoreOp); }
+    void clear() {
+        ops.clear();
+        arena.clear();
+        replaces_all = false;
+    }
+    // Appends `later` after this batch's ops.
+    void append(const StoreBatch& later) {
+        const std::size_t base = arena.size();
+        arena.append(later.arena);
+        for (StoreOp op : later.ops) {
+            op.offset += base;
+            ops.push_back(op);
+        }
+    }
+};
+
+}  // namespace pubsubx::store

@@ -1,0 +1,116 @@
+#include "store_writer.hpp"
+
+namespace pubsubx::store {
+
+StoreWriter::StoreWriter(std::unique_ptr<SqliteStore> store, std::size_t max_backlog_bytes)
+    : store_(std::move(store)), max_backlog_bytes_(max_backlog_bytes) {
+    status_.live_messages = store_->live_messages();
+    thread_ = std::thread{[this] { run(); }};
+}
+
+StoreWriter::~StoreWriter() {
+    stop();
+}
+
+bool StoreWriter::add(StoreOp::Kind kind, std::uint64_t client, std::uint64_t count,
+                      std::string_view text) {
+    std::lock_guard lock{mutex_};
+    if (pending_.bytes() + held_bytes_ + text.size() > max_backlog_bytes_ || stopping_) {
+        return false;
+    }
+    pending_.add(kind, client, count, text);
+    // Only a writer waiting for work needs waking; later changes join its group.
+    if (pending_.ops.size() == 1 || pending_.ops.size() == kGroupOps) {
+        wake_.notify_one();
+    }
+    return true;
+}
+
+void StoreWriter::replace_all(StoreBatch&& batch) {
+    std::lock_guard lock{mutex_};
+    pending_ = std::move(batch);
+    pending_.replaces_all = true;
+    wake_.notify_one();
+}
+
+bool StoreWriter::idle() const {
+    std::lock_guard lock{mutex_};
+    return pending_.empty() && !busy_ && held_bytes_ == 0;
+}
+
+StoreWriter::Status StoreWriter::status() const {
+    std::lock_guard lock{mutex_};
+    Status status = status_;
+    status.backlog_bytes = pending_.bytes() + held_bytes_;
+    return status;
+}
+
+std::size_t StoreWriter::stop() {
+    {
+        std::lock_guard lock{mutex_};
+        stopping_ = true;
+        wake_.notify_one();
+    }
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+    std::lock_guard lock{mutex_};
+    return unwritten_;
+}
+
+void StoreWriter::run() {
+    StoreBatch work;  // what the writer commits; kept while commits fail
+    std::unique_lock lock{mutex_};
+    for (;;) {
+        if (status_.failing && !stopping_) {
+            wake_.wait_for(lock, kRetryPeriod, [&] { return stopping_ || pending_.replaces_all; });
+        } else {
+            wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+            // Group commit: what comes within the window shares this transaction.
+            wake_.wait_for(lock, kGroupWindow,
+                           [&] { return stopping_ || pending_.ops.size() >= kGroupOps; });
+        }
+        if (pending_.replaces_all) {
+            work = std::move(pending_);
+        } else {
+            work.append(pending_);
+        }
+        pending_.clear();
+        held_bytes_ = work.bytes();
+        busy_ = true;
+        lock.unlock();
+        commit(work);
+        lock.lock();
+        busy_ = false;
+        held_bytes_ = work.bytes();
+        if (stopping_ && (pending_.empty() || status_.failing)) {
+            unwritten_ = work.ops.size() + pending_.ops.size();
+            return;
+        }
+    }
+}
+
+// Runs without the lock: the event loop goes on adding changes meanwhile.
+void StoreWriter::commit(StoreBatch& work) {
+    if (work.empty()) {
+        return;
+    }
+    const bool committed = store_->apply(work);
+    if (committed) {
+        work.clear();
+        store_->compact_if_worthwhile();
+    }
+    std::lock_guard lock{mutex_};
+    status_.live_messages = store_->live_messages();
+    status_.messages_written = store_->messages_appended();
+    if (committed) {
+        ++status_.commits;
+        status_.failing = false;
+    } else {
+        ++status_.failed_commits;
+        status_.failing = true;
+        status_.last_error = store_->error();
+    }
+}
+
+}  // namespace pubsubx::store
