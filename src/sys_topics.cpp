@@ -97,6 +97,22 @@ void add_connections(std::vector<SysMessage>& out, const SysSnapshot& now) {
     add(out, "log/lines_dropped", now.log_lines_dropped);
 }
 
+// The durable store (--data-dir), under durable/: store/ already names the queues in memory,
+// as in Mosquitto.
+void add_durable(std::vector<SysMessage>& out, const SysSnapshot& before, const SysSnapshot& now,
+                 double seconds) {
+    const StoreFigures& store = *now.store;
+    add(out, "durable/messages/written", store.messages_written);
+    add(out, "durable/messages/stored", store.messages_stored);
+    add(out, "durable/messages/not_durable", store.messages_not_durable);
+    add(out, "durable/commits", store.commits);
+    add(out, "durable/commits/failed", store.failed_commits);
+    add(out, "durable/rewrites", store.rewrites);
+    add(out, "durable/backlog/bytes", store.backlog_bytes);
+    add_rate(out, "load/durable/messages/written/per_second",
+             before.store ? before.store->messages_written : 0, store.messages_written, seconds);
+}
+
 }  // namespace
 
 std::vector<SysMessage> SysTopics::update(const SysSnapshot& snapshot, TimePoint now) {
@@ -109,6 +125,9 @@ std::vector<SysMessage> SysTopics::update(const SysSnapshot& snapshot, TimePoint
     add_messages(out, snapshot);
     add_load(out, previous_, snapshot, seconds);
     add_connections(out, snapshot);
+    if (snapshot.store) {
+        add_durable(out, previous_, snapshot, seconds);
+    }
     previous_ = snapshot;
     previous_at_ = now;
     return out;

@@ -7,12 +7,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "pubsubx/core/config.hpp"
 #include "pubsubx/server_stats.hpp"
+#include "pubsubx/store_figures.hpp"
 
 namespace pubsubx {
 
@@ -30,6 +32,7 @@ struct SysSnapshot {
     std::size_t queued_bytes = 0;  // Broker::total_queued_bytes
     std::size_t connections = 0;   // open sockets, with or without a client
     std::uint64_t log_lines_dropped = 0;
+    std::optional<StoreFigures> store;  // with --data-dir only
 };
 
 struct SysMessage {

@@ -277,7 +277,7 @@ pubsubx::LogLevel log_level(const CommandLine& line) {
     return line.verbose ? pubsubx::LogLevel::verbose : pubsubx::LogLevel::info;
 }
 
-std::string store_figures_text(const pubsubx::store::StoreFigures& figures) {
+std::string store_figures_text(const pubsubx::StoreFigures& figures) {
     return "store_messages_written=" + std::to_string(figures.messages_written) +
            " store_messages_stored=" + std::to_string(figures.messages_stored) +
            " store_messages_not_durable=" + std::to_string(figures.messages_not_durable) +
@@ -347,6 +347,9 @@ int main(int argc, char** argv) {
             logger.flush(std::chrono::seconds{1});
             return 1;
         }
+    }
+    if (store != nullptr) {
+        server->report_store([&store] { return store->figures(); });
     }
     server->start();
     server->apply_effects();  // the expiry of the clients the store brought back

@@ -257,6 +257,9 @@ SysSnapshot Server::sys_snapshot() const {
     snapshot.queued_bytes = broker_.total_queued_bytes();
     snapshot.connections = session_count_;
     snapshot.log_lines_dropped = logger_.lines_dropped();
+    if (store_figures_) {
+        snapshot.store = store_figures_();
+    }
     return snapshot;
 }
 

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -16,6 +17,7 @@
 #include "pubsubx/broker.hpp"
 #include "pubsubx/log.hpp"
 #include "pubsubx/server_stats.hpp"
+#include "pubsubx/store_figures.hpp"
 #include "pubsubx/sys_topics.hpp"
 #include "session.hpp"
 
@@ -49,6 +51,10 @@ class Server {
     asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
     void start();
     void stop();
+    // With a durable store: its figures join the $SYS topics.
+    void report_store(std::function<StoreFigures()> figures) {
+        store_figures_ = std::move(figures);
+    }
 
     Broker& broker() { return broker_; }
     Logger& logger() { return logger_; }
@@ -108,6 +114,7 @@ class Server {
     Effects effects_;                    // scratch for apply_effects, keeps its capacity
     int spare_descriptor_ = -1;
     ServerStats stats_;
+    std::function<StoreFigures()> store_figures_;
     std::array<char, 64 * 1024> read_buffer_{};
 };
 

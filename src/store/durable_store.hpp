@@ -15,6 +15,7 @@
 #include "pubsubx/broker.hpp"
 #include "pubsubx/core/persistence.hpp"
 #include "pubsubx/log.hpp"
+#include "pubsubx/store_figures.hpp"
 #include "sqlite_store.hpp"
 #include "store_writer.hpp"
 
@@ -26,16 +27,6 @@ struct StoreOptions {
     // Changes not yet committed; beyond it the store is written anew once the writer catches
     // up, and the messages meanwhile are counted as not durable.
     std::size_t max_backlog_bytes = 64 * 1024 * 1024;
-};
-
-struct StoreFigures {
-    std::uint64_t messages_written = 0;      // reached the file
-    std::uint64_t messages_stored = 0;       // in the file now, for lost clients
-    std::uint64_t messages_not_durable = 0;  // kept in memory only (the writer was behind)
-    std::uint64_t commits = 0;
-    std::uint64_t failed_commits = 0;
-    std::uint64_t rewrites = 0;  // the store written anew from memory
-    std::size_t backlog_bytes = 0;
 };
 
 class DurableStore final : public Persistence {

@@ -134,6 +134,26 @@ TEST_CASE("every topic reads its own counter, the shutdown line's included") {
     check_values(values, expected);
 }
 
+TEST_CASE("with a durable store its figures join, each under durable/") {
+    const TimePoint start{};
+    SysTopics sys{start};
+    SysSnapshot snapshot = distinct_counters();
+    snapshot.store = StoreFigures{301, 302, 303, 304, 305, 306, 307};
+    Values values = by_name(sys.update(snapshot, start + 10s));
+    CHECK(values["durable/messages/written"] == "301");
+    CHECK(values["durable/messages/stored"] == "302");
+    CHECK(values["durable/messages/not_durable"] == "303");
+    CHECK(values["durable/commits"] == "304");
+    CHECK(values["durable/commits/failed"] == "305");
+    CHECK(values["durable/rewrites"] == "306");
+    CHECK(values["durable/backlog/bytes"] == "307");
+    CHECK(values["load/durable/messages/written/per_second"] == "30.10");
+    snapshot.store->messages_written = 401;
+    values = by_name(sys.update(snapshot, start + 20s));
+    CHECK(values["load/durable/messages/written/per_second"] == "10.00");
+    CHECK(values.size() == 41 + 8);
+}
+
 TEST_CASE("rates are per second over the interval since the previous update") {
     const TimePoint start{};
     SysTopics sys{start};
