@@ -38,6 +38,7 @@ std::string describe(const BrokerStats& stats) {
            " dropped_global_cap=" + std::to_string(stats.dropped_global_cap) +
            " lost=" + std::to_string(stats.clients_lost) +
            " restored=" + std::to_string(stats.clients_restored) +
+           " recovered=" + std::to_string(stats.clients_recovered) +
            " expired=" + std::to_string(stats.clients_expired) +
            " lost_evicted=" + std::to_string(stats.lost_clients_evicted) +
            " slow_consumers_cut=" + std::to_string(stats.slow_consumers_cut) +

@@ -44,6 +44,7 @@ void add_clients(std::vector<SysMessage>& out, const SysSnapshot& now, std::size
     add(out, "clients/expired", stats.clients_expired);
     add(out, "clients/lost", stats.clients_lost);
     add(out, "clients/restored", stats.clients_restored);
+    add(out, "clients/recovered", stats.clients_recovered);
     add(out, "clients/evicted", stats.lost_clients_evicted);
     add(out, "clients/taken_over", stats.sessions_taken_over);
     add(out, "clients/cut/slow_consumer", stats.slow_consumers_cut);

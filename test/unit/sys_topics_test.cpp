@@ -59,6 +59,7 @@ SysSnapshot distinct_counters() {
     broker.auth_throttled = 113;
     broker.topics_refused = 114;
     broker.bad_connects = 115;
+    broker.clients_recovered = 116;
     server::ServerStats& server = snapshot.server;
     server.connections_accepted = 201;
     server.connections_refused = 202;
@@ -98,6 +99,7 @@ TEST_CASE("every topic reads its own counter, the shutdown line's included") {
         {"clients/expired", "107"},
         {"clients/lost", "105"},
         {"clients/restored", "106"},
+        {"clients/recovered", "116"},
         {"clients/evicted", "108"},
         {"clients/taken_over", "111"},
         {"clients/cut/slow_consumer", "109"},
@@ -151,7 +153,7 @@ TEST_CASE("with a durable store its figures join, each under durable/") {
     snapshot.store->messages_written = 401;
     values = by_name(sys.update(snapshot, start + 20s));
     CHECK(values["load/durable/messages/written/per_second"] == "10.00");
-    CHECK(values.size() == 41 + 8);
+    CHECK(values.size() == 42 + 8);
 }
 
 TEST_CASE("rates are per second over the interval since the previous update") {
