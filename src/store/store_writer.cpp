@@ -70,8 +70,10 @@ void StoreWriter::run() {
             wake_.wait_for(lock, kGroupWindow,
                            [&] { return stopping_ || pending_.ops.size() >= kGroupOps; });
         }
-        if (pending_.replaces_all) {
-            work = std::move(pending_);
+        // Swapped, not copied, unless a failed batch is still held: the event loop waits
+        // for this lock.
+        if (pending_.replaces_all || work.empty()) {
+            std::swap(work, pending_);
         } else {
             work.append(pending_);
         }
