@@ -41,7 +41,10 @@ void check_writable(const std::filesystem::path& dir) {
 
 DataDir::DataDir(std::filesystem::path path) : path_(std::move(path)) {
     std::error_code error;
-    std::filesystem::create_directories(path_, error);
+    // A directory the server makes is its user's alone: the store names its clients.
+    if (std::filesystem::create_directories(path_, error)) {
+        std::filesystem::permissions(path_, std::filesystem::perms::owner_all, error);
+    }
     if (error || !std::filesystem::is_directory(path_)) {
         throw StoreError("cannot use --data-dir " + path_.string() + ": " +
                          (error ? error.message() : "not a directory"));

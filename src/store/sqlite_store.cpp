@@ -1,6 +1,8 @@
 #include "sqlite_store.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -56,6 +58,13 @@ CREATE TABLE messages(
 SqliteStore::SqliteStore(const std::filesystem::path& file, Durability durability) : file_(file) {
     std::error_code ignored;
     const bool existed = std::filesystem::file_size(file, ignored) > 0 && !ignored;
+    if (!std::filesystem::exists(file)) {
+        // Made here, readable by this user only; SQLite gives its WAL the same mode.
+        const int fd = ::open(file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            ::close(fd);
+        }
+    }
     const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(file.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
         const std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
