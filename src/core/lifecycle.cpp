@@ -146,7 +146,8 @@ void Lifecycle::lose(Client& client, TimePoint now, std::string_view why) {
 Client* Lifecycle::recover(std::uint64_t id, std::string_view name,
                            const std::optional<SecretDigest>& secret, TimePoint now) {
     ids_start_after(id);
-    if (config_.lost_timeout <= Clock::duration::zero()) {
+    // The store's names are unique; a second record of a name is not kept twice.
+    if (config_.lost_timeout <= Clock::duration::zero() || find(name) != nullptr) {
         return nullptr;
     }
     auto owned = std::make_unique<Client>(std::string{name}, id);

@@ -6,6 +6,9 @@
 // step the core's invariants are checked, and so are the server's: a lost client always has
 // an expiry armed at or before its deadline; a connection the core closed has no client.
 //
+// A model store hears the core's persistence calls (core/persistence.hpp) and must hold, for
+// every lost client, exactly its queue and subscriptions, and nothing for a connected one.
+//
 // Built with clang: meson setup build-fuzz -Dfuzz=true (see README). The same file is linked
 // into fuzz-replay, which runs the seed corpus as an ordinary test in every build.
 #include <array>
@@ -13,10 +16,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "pubsubx/broker.hpp"
 #include "pubsubx/protocol.hpp"
@@ -55,6 +61,87 @@ constexpr std::array<std::string_view, 24> kCannedFrames{
     "PUBLISH t/+ no",
     "SUBSCRIBE +/x/#",
     "SUBSCRIBE a/#/b"};
+
+[[noreturn]] void fail(const char* what) {
+    std::fprintf(stderr, "%s\n", what);
+    std::abort();
+}
+
+// What a durable store would hold, by client id, as plain containers.
+class ModelStore final : public Persistence {
+  public:
+    void client_saved(const Client& client) override {
+        Record& record = records_[client.id()];
+        record.name = client.name();
+        record.has_secret = client.credentials() != nullptr;
+    }
+    void client_removed(const Client& client) override { records_.erase(client.id()); }
+    void subscribed(const Client& client, std::string_view topic) override {
+        known(client).topics.emplace_back(topic);
+    }
+    void unsubscribed(const Client& client, std::string_view topic) override {
+        auto& topics = known(client).topics;
+        std::erase(topics, std::string{topic});
+    }
+    void messages_kept(const Client& client, std::string_view frames) override {
+        for_each_encoded_frame(
+            frames, [&](std::string_view frame) { known(client).frames.emplace_back(frame); });
+    }
+    void oldest_dropped(const Client& client, std::size_t count) override {
+        auto& frames = known(client).frames;
+        if (count > frames.size()) {
+            fail("the store was told to drop more messages than it holds");
+        }
+        frames.erase(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(count));
+    }
+    void queue_handed_over(const Client& client) override { known(client).frames.clear(); }
+
+    void check(const Broker& broker) const {
+        if (records_.size() != broker.client_count()) {
+            fail("the store and the broker have different clients");
+        }
+        broker.for_each_client([&](const Client& client) {
+            const auto found = records_.find(client.id());
+            if (found == records_.end() || found->second.name != client.name() ||
+                found->second.has_secret != (client.credentials() != nullptr)) {
+                fail("a client's record in the store differs");
+            }
+            std::vector<std::string> topics;
+            for (const Subscription& subscription : client.subscriptions()) {
+                topics.emplace_back(subscription.topic->name);
+            }
+            if (topics != found->second.topics) {
+                fail("a client's subscriptions in the store differ");
+            }
+            std::string frames;
+            for (const std::string& frame : found->second.frames) {
+                frames += frame;
+            }
+            const std::string_view expected =
+                client.connected() ? std::string_view{} : client.outbound().messages();
+            if (frames != expected) {
+                fail("the store's queue of a client differs from the broker's");
+            }
+        });
+    }
+
+  private:
+    struct Record {
+        std::string name;
+        bool has_secret = false;
+        std::vector<std::string> topics;
+        std::deque<std::string> frames;
+    };
+    Record& known(const Client& client) {
+        const auto found = records_.find(client.id());
+        if (found == records_.end()) {
+            fail("the store heard of a client it never saved");
+        }
+        return found->second;
+    }
+
+    std::map<std::uint64_t, Record> records_;
+};
 
 class FuzzConnection final : public Connection {
   public:
@@ -104,6 +191,7 @@ class Simulation {
         for (std::size_t i = 0; i < kConnections; ++i) {
             connections_[i] = std::make_unique<FuzzConnection>(source_of(i));
         }
+        broker_.attach_persistence(&store_);
     }
 
     void step(Program& program) {
@@ -192,11 +280,6 @@ class Simulation {
         }
     }
 
-    [[noreturn]] static void fail(const char* what) {
-        std::fprintf(stderr, "%s\n", what);
-        std::abort();
-    }
-
     // What a session does with received bytes.
     void feed(FuzzConnection& connection, std::string_view bytes) {
         if (connection.client() == nullptr) {
@@ -227,6 +310,7 @@ class Simulation {
             std::fprintf(stderr, "broker invariant broken: %s\n", broken.c_str());
             std::abort();
         }
+        store_.check(broker_);
         if (broker_.lost_client_count() > small_limits().max_lost_clients) {
             fail("more lost clients than the limit");
         }
@@ -243,6 +327,7 @@ class Simulation {
     }
 
     Logger logger_;
+    ModelStore store_;
     Broker broker_;
     std::array<std::unique_ptr<FuzzConnection>, kConnections> connections_;
     TimePoint now_{};
