@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "lost_clients.hpp"
 #include "pubsubx/version.hpp"
 #include "scenarios.hpp"
 #include "wildcard_goals.hpp"
@@ -86,6 +87,8 @@ struct Settings {
     DrainOptions drain;
     FiltersOptions filters;
     WildcardGoalsOptions wildcards;
+    LostFloodOptions lost_flood;
+    ChurnOptions churn;
 };
 
 // Topics, filters and patterns go into frames as one field: no spaces.
@@ -150,6 +153,37 @@ void add_latency_options(CLI::App& command, LatencyOptions& options) {
     command.add_option("-s,--size", options.size, "Payload bytes")->capture_default_str();
     command.add_option("-S,--subs", options.subscribers, "Subscribers")
         ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+}
+
+void add_lost_flood_options(CLI::App& command, LostFloodOptions& options) {
+    command.add_option("-S,--subs", options.subscribers, "Subscribers, lost before the flood")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+    command.add_option("-n,--msgs", options.messages, "Messages published")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    command.add_option("-s,--size", options.size, "Payload bytes")->capture_default_str();
+    command.add_option("-t,--topic", options.topic, "Topic (default: one of the run's own)")
+        ->check(no_spaces());
+    command.add_option("-r,--rate", options.rate, "Messages a second (0: as fast as it goes)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+}
+
+void add_churn_options(CLI::App& command, ChurnOptions& options) {
+    command.add_option("--keepers", options.keepers, "Clients restored every round")
+        ->check(CLI::Range(0, 1000))
+        ->capture_default_str();
+    command.add_option("--leavers", options.leavers, "New clients a round that expire")
+        ->check(CLI::Range(0, 1000))
+        ->capture_default_str();
+    command.add_option("-n,--msgs", options.messages, "Messages published a round")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    command.add_option("-s,--size", options.size, "Payload bytes")->capture_default_str();
+    command.add_option("--seconds", options.seconds, "Rounds start until this many seconds")
+        ->check(CLI::PositiveNumber)
         ->capture_default_str();
 }
 
@@ -259,6 +293,16 @@ int main(int argc, char** argv) {
     wildcards->add_option("-f,--filters", goals.filters, "Filters for the memory figure (0: skip)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
+    auto* lost_flood = app.add_subcommand(
+        "lost-flood",
+        "Subscribers on one topic are lost, then one publisher floods the topic: the broker "
+        "queues every message for each of them (bench/durability reads its store meanwhile)");
+    add_lost_flood_options(*lost_flood, settings.lost_flood);
+    auto* churn = app.add_subcommand(
+        "churn",
+        "Rounds of clients lost, restored or left to expire while messages are queued for "
+        "them (the broker needs a --lost-timeout longer than a round)");
+    add_churn_options(*churn, settings.churn);
     auto* all = app.add_subcommand("all", "The standard set (docs/performance.md)");
     try {
         app.parse(argc, argv);
@@ -282,6 +326,10 @@ int main(int argc, char** argv) {
         runs.push_back([&] { return run_drain(settings.common, settings.drain); });
     } else if (filters->parsed()) {
         runs.push_back([&] { return run_filters(settings.common, settings.filters); });
+    } else if (lost_flood->parsed()) {
+        runs.push_back([&] { return run_lost_flood(settings.common, settings.lost_flood); });
+    } else if (churn->parsed()) {
+        runs.push_back([&] { return run_churn(settings.common, settings.churn); });
     } else if (all->parsed()) {
         runs = standard_set(settings);
     }

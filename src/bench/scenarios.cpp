@@ -24,6 +24,8 @@ using Clients = std::vector<std::unique_ptr<BenchClient>>;
 constexpr auto kProbeInterval = 2ms;
 constexpr auto kSetupTimeout = 30s;
 
+}  // namespace
+
 std::string fixed(double value, int decimals) {
     char text[64];
     std::snprintf(text, sizeof text, "%.*f", decimals, value);
@@ -36,6 +38,8 @@ std::string rate_text(double per_second) {
     }
     return fixed(per_second / 1e3, 1) + " k msgs/s";
 }
+
+namespace {
 
 // Each scenario run gets its own topics and names, so that runs in one process never meet.
 long next_run() {
@@ -112,8 +116,8 @@ std::string barrier_topic(const BenchClient& client) {
     return client.name() + "-barrier";
 }
 
-// The broker has handled everything `client` sent before: a probe on a private topic came back.
-// False on a timeout or when the broker refused something `client` sent (see first_error()).
+}  // namespace
+
 // The handler is cleared before returning: later probes must not reach this frame's locals.
 bool barrier(Loop& loop, BenchClient& client) {
     const std::string topic = barrier_topic(client);
@@ -140,6 +144,8 @@ void fail(Result& result, const std::string& problem) {
         result.problem = problem;
     }
 }
+
+namespace {
 
 void add_checks(Result& result, long expected, const std::vector<OrderCheck>& checks) {
     long delivered = 0, out_of_order = 0, duplicates = 0, unrecognised = 0;

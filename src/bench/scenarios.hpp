@@ -95,4 +95,14 @@ std::string expand(std::string_view pattern, long index, bool append);
 // The broker process listening on `port` on this machine, or 0.
 pid_t find_listening_process(std::uint16_t port);
 
+// For scenarios in other files.
+class BenchClient;
+void add(Result& result, std::string key, double value, std::string shown);
+void fail(Result& result, const std::string& problem);  // the first problem is kept
+std::string fixed(double value, int decimals);
+std::string rate_text(double per_second);  // "1.23 M msgs/s", "456.7 k msgs/s"
+// The broker has handled everything `client` sent before: a probe on a private topic came back.
+// False on a timeout or when the broker refused something `client` sent (see first_error()).
+bool barrier(Loop& loop, BenchClient& client);
+
 }  // namespace pubsubx::bench

@@ -145,6 +145,31 @@ TEST_CASE("wildcards measures every goal of issue 10 in one run") {
     CHECK(contains(output, "{\"goal\":\"memory per wildcard filter\",\"measured\":true"));
 }
 
+TEST_CASE("lost-flood queues every message for each lost subscriber") {
+    ServerProcess server{{"--quiet", "--max-queue", "0"}};
+    std::string output;
+    CHECK(run_bench(server, {"lost-flood", "-S", "3", "-n", "2000"}, output) == 0);
+    CAPTURE(output);
+    CHECK(contains(output, "2,000 msgs of 16 B queued for 3 lost clients\n"));
+    CHECK(contains(output, "queued                 6,000\n"));
+    CHECK(run_bench(server, {"--json", "lost-flood", "-n", "500", "-r", "5000"}, output) == 0);
+    CHECK(contains(output,
+                   "{\"scenario\":\"500 msgs of 16 B queued for 1 lost client, 5,000 "
+                   "msgs/s\",\"complete\":true"));
+}
+
+TEST_CASE("churn restores its keepers every round and they receive their queues") {
+    ServerProcess server{{"--quiet", "--lost-timeout", "5"}};
+    std::string output;
+    CHECK(run_bench(server,
+                    {"churn", "--seconds", "1", "--keepers", "3", "--leavers", "2", "-n", "100"},
+                    output) == 0);
+    CAPTURE(output);
+    CHECK(contains(output, "churn: 3 restored and 2 expiring clients a round, 100 msgs"));
+    CHECK(contains(output, "not_restored           0\n"));
+    CHECK(!contains(output, "received_on_restore    0\n"));
+}
+
 TEST_CASE("a broker that drops messages makes the run incomplete, exit code 1") {
     // A window far larger than the subscriber's queue, and a queue that drops the oldest.
     ServerProcess server{{"--quiet", "--max-queue", "2000", "--slow-consumer-grace", "0"}};
