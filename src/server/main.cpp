@@ -341,7 +341,9 @@ int main(int argc, char** argv) {
         std::signal(SIGXFSZ, SIG_IGN);
         try {
             store = std::make_unique<pubsubx::store::DurableStore>(
-                pubsubx::store::StoreOptions{line.data_dir, line.durability}, broker, logger);
+                pubsubx::store::StoreOptions{line.data_dir, line.durability,
+                                             pubsubx::store::backlog_bound(line.broker)},
+                broker, logger);
         } catch (const pubsubx::store::StoreError& failure) {
             logger.error("Cannot use the store: ", failure.what());
             logger.flush(std::chrono::seconds{1});

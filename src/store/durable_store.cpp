@@ -36,6 +36,13 @@ void add_client(StoreBatch& batch, const Client& client, bool with_queue, std::s
 }
 }  // namespace
 
+std::size_t backlog_bound(const BrokerConfig& config) {
+    constexpr std::size_t kLeast = 64 * 1024 * 1024;
+    constexpr std::size_t kWithoutCap = 256 * 1024 * 1024;
+    return config.max_total_queue_bytes == 0 ? kWithoutCap
+                                             : std::max(kLeast, config.max_total_queue_bytes / 4);
+}
+
 DurableStore::DurableStore(const StoreOptions& options, Broker& broker, Logger& logger)
     : broker_(broker), logger_(logger), dir_(options.data_dir) {
     const auto started = Clock::now();

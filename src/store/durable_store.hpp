@@ -25,9 +25,15 @@ struct StoreOptions {
     std::filesystem::path data_dir;
     Durability durability = Durability::normal;
     // Changes not yet committed; beyond it the store is written anew once the writer catches
-    // up, and the messages meanwhile are counted as not durable.
+    // up, and the messages meanwhile are counted as not durable. backlog_bound() gives the
+    // default for a broker's limits.
     std::size_t max_backlog_bytes = 64 * 1024 * 1024;
 };
+
+// A quarter of the global cap (the memory an operator allowed for queues), and at least
+// 64 MiB: a burst of a second or two at full speed waits for the writer instead of costing
+// a rewrite of the store.
+std::size_t backlog_bound(const BrokerConfig& config);
 
 class DurableStore final : public Persistence {
   public:

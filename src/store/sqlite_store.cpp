@@ -181,7 +181,7 @@ void SqliteStore::configure(Durability durability) {
         exec(durability == Durability::full ? "PRAGMA synchronous = FULL"
                                             : "PRAGMA synchronous = NORMAL");
         exec("PRAGMA cache_size = -65536");            // KiB
-        exec("PRAGMA journal_size_limit = 67108864");  // the WAL shrinks back after a burst
+        exec("PRAGMA journal_size_limit = 16777216");  // the WAL shrinks back after a burst
         exec("PRAGMA temp_store = MEMORY");
     } catch (const BatchFailed& failure) {
         throw StoreError(file_.string() + ": " + failure.what);
@@ -431,9 +431,39 @@ void SqliteStore::recount_from_file() {
     }
 }
 
+// Nothing is live: the whole table goes at once (SQLite drops its pages without a scan).
+bool SqliteStore::delete_all_messages() {
+    try {
+        exec("BEGIN");
+        exec("DELETE FROM messages");
+        exec("UPDATE clients SET dropped = 0 WHERE dropped != 0");
+        exec("COMMIT");
+    } catch (const BatchFailed& failure) {
+        error_ = failure.what;
+        exec_quietly("ROLLBACK");
+        recount_from_file();
+        return false;
+    }
+    forget_dead_rows();
+    return true;
+}
+
+void SqliteStore::forget_dead_rows() {
+    for (auto& [id, rows] : clients_) {
+        rows.rows -= rows.dropped;
+        rows.dropped = 0;
+    }
+    orphan_rows_ = 0;
+    dead_messages_ = 0;
+    exec_quietly("PRAGMA incremental_vacuum");
+}
+
 // One pass in sequence order finds the dead rows: each client's first `dropped`, and every row
 // of a removed client. They are deleted by runs of consecutive rows.
 bool SqliteStore::compact_if_worthwhile() {
+    if (live_messages_ == 0 && dead_messages_ > 0) {
+        return delete_all_messages();
+    }
     if (dead_messages_ < kCompactAtLeast || dead_messages_ <= live_messages_) {
         return true;
     }
@@ -482,13 +512,7 @@ bool SqliteStore::compact_if_worthwhile() {
         sqlite3_finalize(erase);
         exec("UPDATE clients SET dropped = 0 WHERE dropped != 0");
         exec("COMMIT");
-        for (auto& [id, rows] : clients_) {
-            rows.rows -= rows.dropped;
-            rows.dropped = 0;
-        }
-        orphan_rows_ = 0;
-        dead_messages_ = 0;
-        exec_quietly("PRAGMA incremental_vacuum");
+        forget_dead_rows();
         return true;
     } catch (const BatchFailed& failure) {
         error_ = failure.what;

@@ -38,7 +38,14 @@ struct StoreBatch {
 
     void add(StoreOp::Kind kind, std::uint64_t client, std::uint64_t count = 0,
              std::string_view text = {}) {
-        ops.push_back({kind, client, count, arena.size(), text.size()});
+        // A flooded lost client's messages join one op: its text is the arena's tail.
+        if (kind == StoreOp::Kind::keep_messages && !ops.empty() &&
+            ops.back().kind == StoreOp::Kind::keep_messages && ops.back().client == client &&
+            ops.back().offset + ops.back().length == arena.size()) {
+            ops.back().length += text.size();
+        } else {
+            ops.push_back({kind, client, count, arena.size(), text.size()});
+        }
         arena.append(text);
     }
     std::string_view text(const StoreOp& op) const {
