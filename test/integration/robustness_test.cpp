@@ -107,7 +107,7 @@ TEST_CASE("--max-connections 0 means no limit") {
 
 TEST_CASE("--max-connections is lowered to fit the descriptor limit, raised to the hard one") {
     // The soft limit 64 is raised to the hard limit 128; 32 descriptors are kept back.
-    ServerProcess server{{}, DescriptorLimit{64, 128}};
+    ServerProcess server{{}, ChildLimits::descriptors_at({64, 128})};
     CHECK(server.wait_for_output(
         "INFO: --max-connections lowered from 65536 to 96: the file descriptor limit is 128"));
     std::vector<std::unique_ptr<TestClient>> clients;
@@ -123,7 +123,7 @@ TEST_CASE("--max-connections is lowered to fit the descriptor limit, raised to t
 
 TEST_CASE("out of file descriptors, a client is told the server is full; one line per episode") {
     // No connection limit: only the descriptor limit (64) stops connections.
-    ServerProcess server{{"--max-connections", "0"}, DescriptorLimit{64, 64}};
+    ServerProcess server{{"--max-connections", "0"}, ChildLimits::descriptors_at({64, 64})};
     std::vector<std::unique_ptr<TestClient>> clients;
     std::vector<std::unique_ptr<TestClient>> refused;
     for (int i = 0; i < 80 && refused.size() < 5; ++i) {

@@ -54,7 +54,7 @@ std::string binary_path(const char* environment_variable) {
 }
 
 ChildProcess::ChildProcess(const std::string& program, const std::vector<std::string>& args,
-                           bool pipe_stdin, std::optional<DescriptorLimit> descriptor_limit) {
+                           bool pipe_stdin, const ChildLimits& limits) {
     int output[2];
     int input[2] = {-1, -1};
     if (pipe2(output, O_CLOEXEC) != 0 || (pipe_stdin && pipe2(input, O_CLOEXEC) != 0)) {
@@ -65,9 +65,15 @@ ChildProcess::ChildProcess(const std::string& program, const std::vector<std::st
         fail("fork");
     }
     if (pid_ == 0) {
-        if (descriptor_limit) {
-            const rlimit limit{descriptor_limit->soft, descriptor_limit->hard};
+        if (limits.descriptors) {
+            const rlimit limit{limits.descriptors->soft, limits.descriptors->hard};
             if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+                _exit(126);
+            }
+        }
+        if (limits.file_size) {
+            const rlimit limit{static_cast<rlim_t>(*limits.file_size), RLIM_INFINITY};
+            if (setrlimit(RLIMIT_FSIZE, &limit) != 0) {
                 _exit(126);
             }
         }
@@ -196,8 +202,7 @@ std::optional<int> ChildProcess::wait_exit(Millis timeout) {
     return std::nullopt;
 }
 
-ServerProcess::ServerProcess(std::vector<std::string> extra_args,
-                             std::optional<DescriptorLimit> descriptor_limit)
+ServerProcess::ServerProcess(std::vector<std::string> extra_args, const ChildLimits& limits)
     : ChildProcess(
           binary_path("PUBSUBX_SERVER"),
           [&] {
@@ -205,7 +210,7 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args,
               args.insert(args.end(), extra_args.begin(), extra_args.end());
               return args;
           }(),
-          false, descriptor_limit) {
+          false, limits) {
     constexpr std::string_view kListening = "listening on 127.0.0.1:";
     if (!wait_for_output(kListening) || !wait_for_output(" ")) {
         throw std::runtime_error("server did not start: " + output());

@@ -28,12 +28,30 @@ struct DescriptorLimit {
     unsigned hard = 0;
 };
 
+// Resource limits for a child, set between fork and exec.
+struct ChildLimits {
+    std::optional<DescriptorLimit> descriptors;
+    // RLIMIT_FSIZE's soft limit in bytes, a full disk for the child's files; the hard limit
+    // stays unlimited, so the test can raise it again while the child runs (prlimit(2)).
+    std::optional<std::uint64_t> file_size;
+
+    static ChildLimits descriptors_at(DescriptorLimit limit) {
+        ChildLimits limits;
+        limits.descriptors = limit;
+        return limits;
+    }
+    static ChildLimits file_size_at(std::uint64_t bytes) {
+        ChildLimits limits;
+        limits.file_size = bytes;
+        return limits;
+    }
+};
+
 // A child process with its stdout and stderr in one pipe (and optionally its stdin).
 class ChildProcess {
   public:
     ChildProcess(const std::string& program, const std::vector<std::string>& args,
-                 bool pipe_stdin = false,
-                 std::optional<DescriptorLimit> descriptor_limit = std::nullopt);
+                 bool pipe_stdin = false, const ChildLimits& limits = {});
     ~ChildProcess();
     ChildProcess(const ChildProcess&) = delete;
     ChildProcess& operator=(const ChildProcess&) = delete;
@@ -67,7 +85,7 @@ class ChildProcess {
 class ServerProcess : public ChildProcess {
   public:
     explicit ServerProcess(std::vector<std::string> extra_args = {},
-                           std::optional<DescriptorLimit> descriptor_limit = std::nullopt);
+                           const ChildLimits& limits = {});
     std::uint16_t port() const { return port_; }
 
   private:
