@@ -438,6 +438,20 @@ void Broker::write_completed(Connection& connection, TimePoint now, std::size_t 
     }
 }
 
+void Broker::write_interrupted(Connection& connection, std::string_view buffer,
+                               std::size_t written) {
+    Client* const client = connection.client();
+    if (client == nullptr) {
+        return;
+    }
+    // The first frame not sent whole starts after the last delimiter that went out.
+    const std::size_t last = written >= kDelimiter.size()
+                                 ? buffer.rfind(kDelimiter, written - kDelimiter.size())
+                                 : std::string_view::npos;
+    const std::size_t unsent_from = last == std::string_view::npos ? 0 : last + kDelimiter.size();
+    accounting_.write_interrupted(*client, buffer, unsent_from);
+}
+
 void Broker::socket_drained(Connection& connection, TimePoint now, std::size_t socket_unsent) {
     if (Client* const client = connection.client()) {
         accounting_.end_episode_if_drained(*client, now, socket_unsent);

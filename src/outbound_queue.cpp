@@ -123,6 +123,16 @@ std::size_t OutboundQueue::take_up_to(std::string& out, std::size_t max_bytes) {
     return control;
 }
 
+void OutboundQueue::return_unsent(std::string_view encoded_frames) {
+    if (head_ >= encoded_frames.size()) {
+        head_ -= encoded_frames.size();
+        bytes_.replace(head_, encoded_frames.size(), encoded_frames);
+    } else {
+        bytes_.replace(0, head_, encoded_frames);
+        head_ = 0;
+    }
+}
+
 void OutboundQueue::clear() {
     bytes_.clear();
     head_ = 0;

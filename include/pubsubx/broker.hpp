@@ -58,6 +58,10 @@ class Broker {
     // while the client's queue overflows (Client::in_overflow): an overflow episode ends
     // only once that is small too.
     void write_completed(Connection& connection, TimePoint now, std::size_t socket_unsent = 0);
+    // The server stops: the write in flight ended after `written` bytes of `buffer` (what
+    // take_outbound gave). The messages not sent whole go back to the client's queue, so that
+    // a durable store keeps them.
+    void write_interrupted(Connection& connection, std::string_view buffer, std::size_t written);
     // Nothing is being written on the connection and its socket still holds `socket_unsent`
     // (the server asks now and then while the client's queue overflows, Client::in_overflow):
     // an overflow episode the last write left open may end.

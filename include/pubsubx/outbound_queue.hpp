@@ -63,6 +63,8 @@ class OutboundQueue {
     // The same for at most `max_bytes` of messages (whole ones, at least one): the rest stays
     // queued.
     std::size_t take_up_to(std::string& out, std::size_t max_bytes);
+    // Puts messages a write could not send back in front of the queued ones (at a stop).
+    void return_unsent(std::string_view encoded_frames);
     void clear();
     // Gives the buffer's memory back when it is empty and larger than an idle client needs.
     void release_memory_if_empty();

@@ -186,6 +186,20 @@ void QueueAccounting::write_completed(Client& client, TimePoint now, std::size_t
     }
 }
 
+void QueueAccounting::write_interrupted(Client& client, std::string_view written,
+                                        std::size_t unsent_from) {
+    // The control frames went first, and answered this connection only.
+    const std::size_t messages_from =
+        std::max<std::size_t>(unsent_from, client.in_flight_control_bytes_);
+    const std::string_view unsent =
+        messages_from < written.size() ? written.substr(messages_from) : std::string_view{};
+    total_bytes_ -= client.in_flight_bytes_;
+    client.in_flight_bytes_ = 0;
+    client.in_flight_control_bytes_ = 0;
+    client.outbound_.return_unsent(unsent);
+    total_bytes_ += unsent.size();
+}
+
 // An overflow episode ends only when everything is out, nothing was dropped while it went
 // out, and the socket has (nearly) nothing left: not when a write starts.
 void QueueAccounting::end_episode_if_drained(Client& client, TimePoint now,

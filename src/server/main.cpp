@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <cerrno>
@@ -410,10 +411,17 @@ int main(int argc, char** argv) {
             log_flush_timer.cancel();
             store_timer.cancel();
             server->stop();
-            if (store != nullptr) {
-                store->close();
+            if (store == nullptr) {
+                io.stop();
+                return;
             }
-            io.stop();
+            // The cancelled writes complete first (their handlers are queued already), then the
+            // store keeps what they did not send, with every other queued message.
+            server->interrupt_writes();
+            asio::post(io, [&] {
+                store->close();
+                io.stop();
+            });
         }
     });
 

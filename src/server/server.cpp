@@ -92,6 +92,13 @@ void Server::stop() {
     }
 }
 
+void Server::interrupt_writes() {
+    stopping_writes_ = true;
+    for (Session* session = first_session_; session != nullptr; session = session->next_session_) {
+        session->interrupt_write();
+    }
+}
+
 void Server::add_session(Session& session) {
     session.next_session_ = first_session_;
     if (first_session_ != nullptr) {

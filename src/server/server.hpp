@@ -51,6 +51,11 @@ class Server {
     asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
     void start();
     void stop();
+    // At a stop with a durable store: every write in flight ends, its unsent messages back in
+    // their client's queue once the cancelled writes complete (run the io_context's ready
+    // handlers), and no write starts again.
+    void interrupt_writes();
+    bool stopping_writes() const { return stopping_writes_; }
     // With a durable store: its figures join the $SYS topics.
     void report_store(std::function<StoreFigures()> figures) {
         store_figures_ = std::move(figures);
@@ -107,6 +112,7 @@ class Server {
     };
     std::unique_ptr<SysReporting> sys_;
     bool expiry_armed_ = false;
+    bool stopping_writes_ = false;
     TimePoint expiry_armed_for_{};
     Session* first_session_ = nullptr;
     std::size_t session_count_ = 0;

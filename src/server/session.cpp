@@ -91,6 +91,9 @@ void Session::on_readable(const std::error_code& error) {
     if (phase_ != Phase::awaiting_connect && phase_ != Phase::open) {
         return;
     }
+    if (error == asio::error::operation_aborted && server_.stopping_writes()) {
+        return;  // interrupt_write cancels the wait for input too; the server is stopping
+    }
     if (error) {
         lose(error.message());
         return;
@@ -175,6 +178,9 @@ void Session::request_flush() {
 }
 
 void Session::start_write() {
+    if (server_.stopping_writes()) {
+        return;
+    }
     server_.broker().take_outbound(*this, writing_);
     if (closing_frame_ != nullptr) {
         writing_.append(*closing_frame_);
@@ -213,6 +219,11 @@ void Session::on_written(const std::error_code& error, std::size_t written) {
     server_.stats().bytes_sent += written;
     if (phase_ == Phase::open || phase_ == Phase::closing) {
         deadline_ = TimePoint::max();
+    }
+    if (error == asio::error::operation_aborted && server_.stopping_writes()) {
+        // The server stops with a durable store: what did not go out is kept for the client.
+        server_.broker().write_interrupted(*this, writing_, written);
+        return;
     }
     if (error) {
         // Every frame whose delimiter did not get out whole, even by a byte, was not received.
@@ -297,6 +308,13 @@ void Session::drain() {
             close_socket();  // the peer closed (or broke) its side: done
             return;
         }
+    }
+}
+
+void Session::interrupt_write() {
+    if (write_in_flight_) {
+        std::error_code ignored;
+        socket_.cancel(ignored);
     }
 }
 

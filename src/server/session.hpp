@@ -55,6 +55,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     // Closes the connection if it overran the deadline of its phase.
     void check_deadline(TimePoint now);
     Phase phase() const { return phase_; }
+    // The server stops: a write in flight ends now (Broker::write_interrupted).
+    void interrupt_write();
 
   private:
     friend class Server;  // links sessions into its list

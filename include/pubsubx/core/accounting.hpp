@@ -54,6 +54,9 @@ class QueueAccounting {
     // would otherwise hide a reader slower than the publishers.
     static constexpr std::size_t kCaughtUpSocketBytes = 64 * 1024;
     void write_completed(Client& client, TimePoint now, std::size_t socket_unsent);
+    // The write in flight was stopped (the server stops): its messages from `unsent_from` on
+    // (an offset into what take_for_write gave, at a frame's start) go back to the queue.
+    void write_interrupted(Client& client, std::string_view written, std::size_t unsent_from);
     // Nothing is queued or being written, and the socket holds `socket_unsent`: an overflow
     // episode that the last write left open (its socket was still full) may end now.
     void end_episode_if_drained(Client& client, TimePoint now, std::size_t socket_unsent);
