@@ -352,7 +352,10 @@ int main(int argc, char** argv) {
         }
     }
     if (store != nullptr) {
-        server->report_store([&store] { return store->figures(); });
+        server->attach_store(store.get());
+        // Called on the writer's thread: only a post reaches the event loop.
+        store->on_commit(
+            [&io, &server] { asio::post(io, [&server] { server->release_held_writes(); }); });
     }
     server->start();
     server->apply_effects();  // the expiry of the clients the store brought back
@@ -396,6 +399,7 @@ int main(int argc, char** argv) {
         store_timer.async_wait([&](const std::error_code& wait_error) {
             if (!wait_error) {
                 store->maintain();
+                server->release_held_writes();  // a store that cannot commit holds none
                 maintain_store_now_and_then();
             }
         });

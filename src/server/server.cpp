@@ -92,6 +92,17 @@ void Server::stop() {
     }
 }
 
+bool Server::may_write_after(std::uint64_t change) const {
+    return store_ == nullptr || !store_->hold_point() || store_->durable(change);
+}
+
+void Server::release_held_writes() {
+    std::erase_if(held_, [](const std::weak_ptr<Session>& held) {
+        const std::shared_ptr<Session> session = held.lock();
+        return session == nullptr || session->release_hold_if_durable();
+    });
+}
+
 void Server::interrupt_writes() {
     stopping_writes_ = true;
     for (Session* session = first_session_; session != nullptr; session = session->next_session_) {
@@ -264,8 +275,8 @@ SysSnapshot Server::sys_snapshot() const {
     snapshot.queued_bytes = broker_.total_queued_bytes();
     snapshot.connections = session_count_;
     snapshot.log_lines_dropped = logger_.lines_dropped();
-    if (store_figures_) {
-        snapshot.store = store_figures_();
+    if (store_ != nullptr) {
+        snapshot.store = store_->figures();
     }
     return snapshot;
 }
@@ -275,6 +286,15 @@ void Server::apply_effects() {
     // Closes first: a flush asked for a connection that is closed since is then a no-op.
     for (const CloseRequest& request : effects_.close) {
         static_cast<Session*>(request.connection)->close_now(request.reason);
+    }
+    // Holds before flushes: a restored client's first write waits for the store.
+    for (Connection* connection : effects_.hold_until_durable) {
+        if (const auto change = store_ != nullptr ? store_->hold_point() : std::nullopt;
+            change && !store_->durable(*change)) {
+            auto* session = static_cast<Session*>(connection);
+            session->hold_writes_until(*change);
+            held_.push_back(session->weak_from_this());
+        }
     }
     for (Connection* connection : effects_.flush) {
         static_cast<Session*>(connection)->request_flush();

@@ -13,11 +13,12 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "pubsubx/broker.hpp"
+#include "pubsubx/durability_gate.hpp"
 #include "pubsubx/log.hpp"
 #include "pubsubx/server_stats.hpp"
-#include "pubsubx/store_figures.hpp"
 #include "pubsubx/sys_topics.hpp"
 #include "session.hpp"
 
@@ -57,9 +58,11 @@ class Server {
     void interrupt_writes();
     bool stopping_writes() const { return stopping_writes_; }
     // With a durable store: its figures join the $SYS topics.
-    void report_store(std::function<StoreFigures()> figures) {
-        store_figures_ = std::move(figures);
-    }
+    void attach_store(DurabilityGate* store) { store_ = store; }
+    // A write held for the store may go when it has committed `change` (or cannot commit).
+    bool may_write_after(std::uint64_t change) const;
+    // The store committed, or its state changed: held sessions whose change is durable write.
+    void release_held_writes();
 
     Broker& broker() { return broker_; }
     Logger& logger() { return logger_; }
@@ -120,7 +123,8 @@ class Server {
     Effects effects_;                    // scratch for apply_effects, keeps its capacity
     int spare_descriptor_ = -1;
     ServerStats stats_;
-    std::function<StoreFigures()> store_figures_;
+    DurabilityGate* store_ = nullptr;
+    std::vector<std::weak_ptr<Session>> held_;  // sessions holding writes for the store
     std::array<char, 64 * 1024> read_buffer_{};
 };
 

@@ -178,7 +178,7 @@ void Session::request_flush() {
 }
 
 void Session::start_write() {
-    if (server_.stopping_writes()) {
+    if (server_.stopping_writes() || (held_until_ != 0 && !release_hold_if_durable())) {
         return;
     }
     server_.broker().take_outbound(*this, writing_);
@@ -309,6 +309,18 @@ void Session::drain() {
             return;
         }
     }
+}
+
+bool Session::release_hold_if_durable() {
+    if (held_until_ == 0) {
+        return true;
+    }
+    if (!server_.may_write_after(held_until_)) {
+        return false;
+    }
+    held_until_ = 0;
+    request_flush();
+    return true;
 }
 
 void Session::interrupt_write() {

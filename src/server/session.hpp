@@ -57,6 +57,10 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     Phase phase() const { return phase_; }
     // The server stops: a write in flight ends now (Broker::write_interrupted).
     void interrupt_write();
+    // No write starts until the store has committed `change` (Server::may_write_after).
+    void hold_writes_until(std::uint64_t change) { held_until_ = change; }
+    // True once no hold remains (a write is then requested).
+    bool release_hold_if_durable();
 
   private:
     friend class Server;  // links sessions into its list
@@ -92,6 +96,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     Session* next_session_ = nullptr;
     Phase phase_ = Phase::awaiting_connect;
     bool write_in_flight_ = false;
+    std::uint64_t held_until_ = 0;  // a store change the next write waits for; 0: none
     bool flush_posted_ = false;
     bool listed_ = false;  // in the server's list (the server may be destroyed first)
 };

@@ -181,6 +181,13 @@ void DurableStore::close() {
                    " queued message(s) for the clients it keeps");
 }
 
+std::optional<std::uint64_t> DurableStore::hold_point() const {
+    if (out_of_sync_ || writer_->failing()) {
+        return std::nullopt;
+    }
+    return writer_->last_added();
+}
+
 StoreFigures DurableStore::figures() const {
     const StoreWriter::Status status = writer_->status();
     return {status.messages_written, status.live_messages,  not_durable_,

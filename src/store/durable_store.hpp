@@ -8,12 +8,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "data_dir.hpp"
 #include "pubsubx/broker.hpp"
 #include "pubsubx/core/persistence.hpp"
+#include "pubsubx/durability_gate.hpp"
 #include "pubsubx/log.hpp"
 #include "pubsubx/store_figures.hpp"
 #include "sqlite_store.hpp"
@@ -35,7 +37,7 @@ struct StoreOptions {
 // a rewrite of the store.
 std::size_t backlog_bound(const BrokerConfig& config);
 
-class DurableStore final : public Persistence {
+class DurableStore final : public Persistence, public DurabilityGate {
   public:
     // Locks and reads the data directory, and gives the broker every client it kept, as
     // lost. Throws StoreError, having changed nothing on disk, when the store cannot be used.
@@ -49,7 +51,11 @@ class DurableStore final : public Persistence {
     // lost clients), everything is committed, and the writer stops.
     void close();
 
-    StoreFigures figures() const;
+    StoreFigures figures() const override;
+    std::optional<std::uint64_t> hold_point() const override;
+    bool durable(std::uint64_t change) const override { return writer_->committed(change); }
+    // `listener` runs on the writer's thread after each commit.
+    void on_commit(std::function<void()> listener) { writer_->on_commit(std::move(listener)); }
 
     void client_saved(const Client& client) override;
     void client_removed(const Client& client) override;

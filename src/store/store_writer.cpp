@@ -19,6 +19,7 @@ bool StoreWriter::add(StoreOp::Kind kind, std::uint64_t client, std::uint64_t co
         return false;
     }
     pending_.add(kind, client, count, text);
+    ++added_;
     // Only a writer waiting for work needs waking; later changes join its group.
     if (pending_.ops.size() == 1 || pending_.ops.size() == kGroupOps) {
         wake_.notify_one();
@@ -30,12 +31,23 @@ void StoreWriter::replace_all(StoreBatch&& batch) {
     std::lock_guard lock{mutex_};
     pending_ = std::move(batch);
     pending_.replaces_all = true;
+    ++added_;
     wake_.notify_one();
 }
 
 bool StoreWriter::idle() const {
     std::lock_guard lock{mutex_};
     return pending_.empty() && !busy_ && held_bytes_ == 0;
+}
+
+std::uint64_t StoreWriter::last_added() const {
+    std::lock_guard lock{mutex_};
+    return added_;
+}
+
+void StoreWriter::on_commit(std::function<void()> listener) {
+    std::lock_guard lock{mutex_};
+    on_commit_ = std::move(listener);
 }
 
 StoreWriter::Status StoreWriter::status() const {
@@ -78,6 +90,7 @@ void StoreWriter::run() {
             work.append(pending_);
         }
         pending_.clear();
+        work_last_ = added_;
         held_bytes_ = work.bytes();
         busy_ = true;
         lock.unlock();
@@ -95,6 +108,7 @@ void StoreWriter::run() {
 // Runs without the lock: the event loop goes on adding changes meanwhile.
 void StoreWriter::commit(StoreBatch& work) {
     if (work.empty()) {
+        committed_ = work_last_;
         return;
     }
     const bool committed = store_->apply(work);
@@ -102,16 +116,23 @@ void StoreWriter::commit(StoreBatch& work) {
         work.clear();
         store_->compact_if_worthwhile();
     }
-    std::lock_guard lock{mutex_};
+    std::unique_lock lock{mutex_};
     status_.live_messages = store_->live_messages();
     status_.messages_written = store_->messages_appended();
-    if (committed) {
-        ++status_.commits;
-        status_.failing = false;
-    } else {
+    failing_ = !committed;
+    if (!committed) {
         ++status_.failed_commits;
         status_.failing = true;
         status_.last_error = store_->error();
+        return;
+    }
+    ++status_.commits;
+    status_.failing = false;
+    committed_ = work_last_;
+    const std::function<void()> listener = on_commit_;
+    lock.unlock();
+    if (listener) {
+        listener();
     }
 }
 

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -52,6 +53,12 @@ class StoreWriter {
     void replace_all(StoreBatch&& batch);
     // Nothing is waiting or being retried.
     bool idle() const;
+    // Changes are numbered from 1 in the order they were added (a replace_all is one).
+    std::uint64_t last_added() const;
+    bool committed(std::uint64_t change) const { return committed_.load() >= change; }
+    bool failing() const { return failing_.load(); }
+    // Called on the writer's thread after each commit.
+    void on_commit(std::function<void()> listener);
     Status status() const;
     // Commits what is pending (one last try if commits are failing) and stops the thread.
     // Returns the changes that could not be written.
@@ -65,12 +72,17 @@ class StoreWriter {
     const std::size_t max_backlog_bytes_;
     mutable std::mutex mutex_;
     std::condition_variable wake_;
-    StoreBatch pending_;          // guarded by mutex_
-    std::size_t held_bytes_ = 0;  // the batch the writer works on; guarded by mutex_
-    bool busy_ = false;           // guarded by mutex_
-    bool stopping_ = false;       // guarded by mutex_
-    std::size_t unwritten_ = 0;   // guarded by mutex_, set when the thread ends
-    Status status_;               // guarded by mutex_
+    StoreBatch pending_;           // guarded by mutex_
+    std::size_t held_bytes_ = 0;   // the batch the writer works on; guarded by mutex_
+    bool busy_ = false;            // guarded by mutex_
+    bool stopping_ = false;        // guarded by mutex_
+    std::size_t unwritten_ = 0;    // guarded by mutex_, set when the thread ends
+    std::uint64_t added_ = 0;      // guarded by mutex_: the number of the last change added
+    std::uint64_t work_last_ = 0;  // the writer's: the last change in the batch it works on
+    std::atomic<std::uint64_t> committed_{0};
+    std::atomic<bool> failing_{false};
+    std::function<void()> on_commit_;  // guarded by mutex_
+    Status status_;                    // guarded by mutex_
     std::thread thread_;
 };
 

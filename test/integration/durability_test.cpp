@@ -473,9 +473,8 @@ TEST_CASE("at SIGTERM a slow reader's messages still in the write in flight are 
     CHECK(old_frames.size() + restored.size() == kBulk);
 }
 
-// A crash right after a restore must not deliver the restored messages a second time. Fails
-// today: the queue goes out before the store has committed its hand-over, and the crash test
-// below meets the same within its rounds (its KNOWN BUG).
+// A crash right after a restore must not deliver the restored messages a second time: the
+// queue goes out only once the store has committed its hand-over.
 TEST_CASE("messages a restoring client received do not come back after a crash") {
     TempDir dir;
     const auto options = with_store(dir.data());
@@ -775,14 +774,6 @@ class CrashSubscriber {
             complain("never published so");
             return;
         }
-        // KNOWN BUG: the broker sends a restored client its stored queue before the store has
-        // committed the hand-over; a kill within that window brings the same messages back
-        // after the restart. Counted apart (and reported with WARN) so the other rules run.
-        if (k <= stream.last_received && stream.handed_over_lately.contains(k)) {
-            ++handed_over_twice_;
-            stream.restored.push_back(k);
-            return;
-        }
         if (k <= stream.last_received) {
             complain("after k" + std::to_string(stream.last_received) + ": twice or out of order");
         }
@@ -814,32 +805,19 @@ class CrashSubscriber {
         for (int p = 0; p < kPublishers; ++p) {
             streams_[p].first_at_most.reset();
             streams_[p].expect_next = published(p) + 1;
-            streams_[p].handed_over_lately.clear();
         }
         connected_ = true;
     }
 
     // A restore just handed the queue over (the messages since start_restore).
-    void handed_over() {
-        connected_ = true;
-        for (Stream& stream : streams_) {
-            stream.hand_overs.push_back(stream.restored);
-        }
-    }
+    void handed_over() { connected_ = true; }
 
     // The server was killed: a connected client's live messages are not kept, so its next
     // message may come from anywhere later.
-    // `settled`: the kill came kSettle after the last change, when everything was committed.
-    void killed(bool settled) {
+    void killed() {
         lost_at_kill_ = !connected_;
         connected_ = false;
         for (Stream& stream : streams_) {
-            for (const auto& ks : stream.hand_overs) {
-                if (!settled) {
-                    stream.handed_over_lately.insert(ks.begin(), ks.end());
-                }
-            }
-            stream.hand_overs.clear();
             stream.expect_next.reset();
             if (!lost_at_kill_) {
                 stream.first_at_most.reset();
@@ -869,11 +847,9 @@ class CrashSubscriber {
             }
             stream.first_at_most.reset();
             stream.expect_next = published(p) + 1;
-            stream.handed_over_lately.clear();
         }
         connected_ = true;
     }
-    std::uint64_t handed_over_twice() const { return handed_over_twice_; }
 
   private:
     struct Stream {
@@ -881,9 +857,7 @@ class CrashSubscriber {
         std::optional<std::uint64_t> expect_next = 1;  // within a connection: no gap
         std::optional<std::uint64_t> first_at_most;    // the first after a loss
         std::uint64_t sure_from = 0;
-        std::vector<std::uint64_t> restored;                 // since start_restore
-        std::vector<std::vector<std::uint64_t>> hand_overs;  // in this round
-        std::set<std::uint64_t> handed_over_lately;          // in the round of the last kill
+        std::vector<std::uint64_t> restored;  // since start_restore
     };
 
     // Odd messages reach the subscriber through its exact topic, even ones through its filter.
@@ -900,7 +874,6 @@ class CrashSubscriber {
     std::array<Stream, kPublishers> streams_;
     bool connected_ = false;
     bool lost_at_kill_ = false;
-    std::uint64_t handed_over_twice_ = 0;
 };
 
 std::uint64_t environment_number(const char* name, std::uint64_t otherwise) {
@@ -1024,11 +997,11 @@ class CrashRound {
         }
     }
 
-    void killed(bool settled) {
+    void killed() {
         note("killed");
         for (std::size_t i = 0; i < subscribers_.size(); ++i) {
             connections_[i].reset();
-            subscribers_[i].killed(settled);
+            subscribers_[i].killed();
         }
     }
 
@@ -1219,7 +1192,7 @@ TEST_CASE("SIGKILL at random moments loses only what came after the last commit"
         }
         server.send_signal(SIGKILL);
         REQUIRE(server.wait_exit() == 128 + SIGKILL);
-        run.killed(everything_committed);
+        run.killed();
         REQUIRE(integrity_of(dir.database()) == "ok");
         REQUIRE_MESSAGE(problems.empty(), "round ", round, ":", joined(problems),
                         "\nthe round before:", joined(previous_events, 100),
@@ -1234,15 +1207,6 @@ TEST_CASE("SIGKILL at random moments loses only what came after the last commit"
         run.restore_all(everything_committed);
         CHECK(loaded_counts(server.output()).second == static_cast<long>(run.restored_messages()));
     }
-    std::uint64_t twice = 0;
-    for (const CrashSubscriber& subscriber : subscribers) {
-        twice += subscriber.handed_over_twice();
-    }
-    // KNOWN BUG (see CrashSubscriber::received): a warning until the hand-over of a restored
-    // queue is durable before the queue is sent.
-    WARN_MESSAGE(twice == 0, "KNOWN BUG: ", twice,
-                 " message(s) handed over to a restoring client shortly before a kill came back "
-                 "again after the restart (the hand-over was not committed yet)");
     CHECK_MESSAGE(problems.empty(), "after the last kill:", joined(problems),
                   "\nthe last round:", joined(previous_events, 100),
                   "\nthe restore:", joined(run.events(), 100));

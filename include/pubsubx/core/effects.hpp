@@ -22,11 +22,17 @@ struct Effects {
     // Connections the core detached from their client (a takeover, a slow consumer): close
     // them now, without telling the core; what was queued stays with the client.
     std::vector<CloseRequest> close;
+    // Connections of restored clients whose queue came from a durable store: hold their
+    // writes until the store has committed the hand-over (the server asks the store).
+    std::vector<Connection*> hold_until_durable;
     // Arm the expiry timer for this time (or earlier), then call expire_lost_clients then.
     std::optional<TimePoint> arm_expiry;
 
-    bool empty() const { return flush.empty() && close.empty() && !arm_expiry; }
+    bool empty() const {
+        return flush.empty() && close.empty() && hold_until_durable.empty() && !arm_expiry;
+    }
     void clear() {
+        hold_until_durable.clear();
         flush.clear();
         close.clear();
         arm_expiry.reset();
