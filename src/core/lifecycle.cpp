@@ -97,6 +97,9 @@ void Lifecycle::restore(Connection& connection, Client& client, TimePoint now,
             std::make_unique<Credentials>(Credentials{SecretDigest::of(secret), {}});
     }
     if (persistence_ != nullptr) {
+        if (client.outbound_.message_bytes() > 0) {
+            effects_.hold_until_durable.push_back(&connection);
+        }
         persistence_->queue_handed_over(client);
         if (adopts_secret) {
             persistence_->client_saved(client);

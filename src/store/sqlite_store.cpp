@@ -278,11 +278,15 @@ void SqliteStore::step_done(sqlite3_stmt* statement) {
 }
 
 bool SqliteStore::apply(const StoreBatch& batch) {
+    return apply(batch, 0, batch.ops.size());
+}
+
+bool SqliteStore::apply(const StoreBatch& batch, std::size_t first, std::size_t last) {
     appended_in_batch_ = 0;
     try {
         exec("BEGIN");
-        for (const StoreOp& op : batch.ops) {
-            apply_op(batch, op);
+        for (std::size_t i = first; i < last; ++i) {
+            apply_op(batch, batch.ops[i]);
         }
         write_dropped_counts();
         exec("COMMIT");

@@ -57,6 +57,8 @@ class SqliteStore {
     // Applies the batch in one transaction. False, with the transaction rolled back and
     // error() saying why, when it could not be committed (the disk is full, say).
     bool apply(const StoreBatch& batch);
+    // The same for the ops [first, last) only.
+    bool apply(const StoreBatch& batch, std::size_t first, std::size_t last);
     // Deletes the dead rows when they are worth a pass; false if that failed (retried later).
     bool compact_if_worthwhile();
     const std::string& error() const { return error_; }

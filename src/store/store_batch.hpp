@@ -30,6 +30,9 @@ struct StoreOp {
 };
 
 struct StoreBatch {
+    // A merged op stays small enough for one short transaction (StoreWriter::kCommitBytes).
+    static constexpr std::size_t kMaxMergedBytes = 64 * 1024;
+
     std::vector<StoreOp> ops;
     std::string arena;
     // The whole store is replaced by this batch (it starts with a wipe): whatever the writer
@@ -41,7 +44,8 @@ struct StoreBatch {
         // A flooded lost client's messages join one op: its text is the arena's tail.
         if (kind == StoreOp::Kind::keep_messages && !ops.empty() &&
             ops.back().kind == StoreOp::Kind::keep_messages && ops.back().client == client &&
-            ops.back().offset + ops.back().length == arena.size()) {
+            ops.back().offset + ops.back().length == arena.size() &&
+            ops.back().length < kMaxMergedBytes) {
             ops.back().length += text.size();
         } else {
             ops.push_back({kind, client, count, arena.size(), text.size()});

@@ -50,6 +50,13 @@ void StoreWriter::on_commit(std::function<void()> listener) {
     on_commit_ = std::move(listener);
 }
 
+void StoreWriter::committed_chunk() {
+    std::lock_guard lock{mutex_};
+    ++status_.commits;
+    status_.messages_written = store_->messages_appended();
+    status_.live_messages = store_->live_messages();
+}
+
 StoreWriter::Status StoreWriter::status() const {
     std::lock_guard lock{mutex_};
     Status status = status_;
@@ -105,29 +112,39 @@ void StoreWriter::run() {
     }
 }
 
-// Runs without the lock: the event loop goes on adding changes meanwhile.
+std::size_t StoreWriter::chunk_end(const StoreBatch& work, std::size_t from) {
+    std::size_t bytes = 0;
+    std::size_t to = from;
+    while (to < work.ops.size() && to - from < kCommitOps && bytes < kCommitBytes) {
+        bytes += work.ops[to++].length;
+    }
+    return to;
+}
+
+// Runs without the lock: the event loop goes on adding changes meanwhile. The batch is
+// committed in chunks; a chunk that fails stays, with what follows, for the retry.
 void StoreWriter::commit(StoreBatch& work) {
-    if (work.empty()) {
-        committed_ = work_last_;
-        return;
+    for (std::size_t from = 0; from < work.ops.size();) {
+        const std::size_t to = chunk_end(work, from);
+        if (!store_->apply(work, from, to)) {
+            work.ops.erase(work.ops.begin(), work.ops.begin() + static_cast<std::ptrdiff_t>(from));
+            std::lock_guard lock{mutex_};
+            failing_ = true;
+            ++status_.failed_commits;
+            status_.failing = true;
+            status_.last_error = store_->error();
+            status_.live_messages = store_->live_messages();
+            return;
+        }
+        from = to;
+        committed_chunk();
     }
-    const bool committed = store_->apply(work);
-    if (committed) {
-        work.clear();
-        store_->compact_if_worthwhile();
-    }
+    work.clear();
+    store_->compact_if_worthwhile();
     std::unique_lock lock{mutex_};
-    status_.live_messages = store_->live_messages();
-    status_.messages_written = store_->messages_appended();
-    failing_ = !committed;
-    if (!committed) {
-        ++status_.failed_commits;
-        status_.failing = true;
-        status_.last_error = store_->error();
-        return;
-    }
-    ++status_.commits;
+    failing_ = false;
     status_.failing = false;
+    status_.live_messages = store_->live_messages();
     committed_ = work_last_;
     const std::function<void()> listener = on_commit_;
     lock.unlock();

@@ -30,6 +30,10 @@ class StoreWriter {
     // A commit starts at once when this many changes wait.
     static constexpr std::size_t kGroupOps = 16'384;
     static constexpr auto kRetryPeriod = std::chrono::seconds{1};
+    // A transaction takes at most this much: a writer that is behind still commits every few
+    // milliseconds (about 10,000 small messages), so a crash loses little of its backlog.
+    static constexpr std::size_t kCommitOps = 4096;
+    static constexpr std::size_t kCommitBytes = 256 * 1024;
 
     struct Status {
         std::uint64_t messages_written = 0;  // appended by committed transactions
@@ -67,6 +71,8 @@ class StoreWriter {
   private:
     void run();
     void commit(StoreBatch& work);
+    static std::size_t chunk_end(const StoreBatch& work, std::size_t from);
+    void committed_chunk();
 
     std::unique_ptr<SqliteStore> store_;
     const std::size_t max_backlog_bytes_;
