@@ -10,6 +10,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -164,6 +166,24 @@ long peak_rss_kb(pid_t pid) {
     return -1;
 }
 
+// The soak's server keeps a durable store too, so that the chaos also runs through the
+// store's side of every lifecycle edge (its writer thread under the sanitizers).
+struct StoreDir {
+    std::string path;
+    StoreDir() {
+        char pattern[] = "/tmp/pubsubx-soak-store-XXXXXX";
+        const char* made = ::mkdtemp(pattern);
+        if (made == nullptr) {
+            throw std::runtime_error("mkdtemp failed");
+        }
+        path = made;
+    }
+    ~StoreDir() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path, ignored);
+    }
+};
+
 class Soak {
   public:
     explicit Soak(const Options& options)
@@ -171,7 +191,8 @@ class Soak {
           random_(options.seed),
           server_({"--lost-timeout", "3600", "--max-queue", "100000", "--max-total-queue",
                    "10000000", "--slow-consumer-grace", "0.5", "--write-timeout", "2",
-                   "--connect-timeout", "0.5", "--max-connections", "200"}) {}
+                   "--connect-timeout", "0.5", "--max-connections", "200", "--data-dir",
+                   store_dir_.path}) {}
 
     int run() {
         try {
@@ -377,6 +398,7 @@ class Soak {
 
     Options options_;
     std::mt19937 random_;
+    StoreDir store_dir_;  // before server_: the server runs in it
     ServerProcess server_;
     Figures figures_;
     std::vector<std::unique_ptr<TestClient>> publishers_;
