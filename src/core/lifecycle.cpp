@@ -118,6 +118,11 @@ void Lifecycle::take_over(Connection& connection, Client& client, TimePoint now)
     effects_.close.push_back({old, "taken over by a new connection with the client's secret"});
     accounting_.client_attached(client, false, now);
     attach(connection, client);
+    // A restore moments ago may be waiting for the store to commit its hand-over: the new
+    // connection waits as the old one did (the server asks the store whether it must).
+    if (persistence_ != nullptr && client.outbound_.message_bytes() > 0) {
+        effects_.hold_until_durable.push_back(&connection);
+    }
     ++stats_.sessions_taken_over;
     ++stats_.clients_restored;
     reply_restored(client);

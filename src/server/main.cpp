@@ -407,6 +407,7 @@ int main(int argc, char** argv) {
     if (store != nullptr) {
         maintain_store_now_and_then();
     }
+    int exit_code = 0;
     asio::signal_set signals{io, SIGINT, SIGTERM};
     signals.async_wait([&](const std::error_code& wait_error, int) {
         if (!wait_error) {
@@ -423,7 +424,9 @@ int main(int argc, char** argv) {
             // store keeps what they did not send, with every other queued message.
             server->interrupt_writes();
             asio::post(io, [&] {
-                store->close();
+                if (!store->close()) {
+                    exit_code = 1;  // what the store could not keep is lost: say so
+                }
                 io.stop();
             });
         }
@@ -438,5 +441,5 @@ int main(int argc, char** argv) {
     }
     io.run();
     logger.flush(std::chrono::seconds{1});
-    return 0;
+    return exit_code;
 }

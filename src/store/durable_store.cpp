@@ -48,6 +48,7 @@ DurableStore::DurableStore(const StoreOptions& options, Broker& broker, Logger& 
     const auto started = Clock::now();
     auto file = std::make_unique<SqliteStore>(dir_.database(), options.durability);
     const LoadedStore loaded = file->load();
+    file->accept();
     // The retention period counts from when the server accepts connections again, right after.
     const TimePoint now = Clock::now();
     bool as_stored = true;
@@ -153,12 +154,13 @@ void DurableStore::maintain() {
         writer_->replace_all(snapshot(false));
         out_of_sync_ = false;
         ++rewrites_;
-        logger_.always("Store: rewritten from memory (", broker_.client_count(), " client(s)); ",
-                       not_durable_, " message(s) in all were not durable");
+        logger_.always("Store: rewriting it from memory (", broker_.client_count(),
+                       " client(s)) in one transaction; ", not_durable_,
+                       " message(s) in all were not durable");
     }
 }
 
-void DurableStore::close() {
+bool DurableStore::close() {
     broker_.attach_persistence(nullptr);
     broker_.for_each_client([&](const Client& client) {
         if (!out_of_sync_ && client.connected() && client.outbound().message_bytes() > 0 &&
@@ -179,6 +181,7 @@ void DurableStore::close() {
     }
     logger_.always("Store: closed with ", status.live_messages,
                    " queued message(s) for the clients it keeps");
+    return unwritten == 0;
 }
 
 std::optional<std::uint64_t> DurableStore::hold_point() const {

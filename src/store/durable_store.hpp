@@ -49,7 +49,8 @@ class DurableStore final : public Persistence, public DurabilityGate {
     void maintain();
     // At a graceful stop: connected clients' queued messages are kept too (they come back as
     // lost clients), everything is committed, and the writer stops.
-    void close();
+    // Returns false if changes could not be written (the server then exits non-zero).
+    bool close();
 
     StoreFigures figures() const override;
     std::optional<std::uint64_t> hold_point() const override;

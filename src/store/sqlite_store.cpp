@@ -58,6 +58,8 @@ CREATE TABLE messages(
 SqliteStore::SqliteStore(const std::filesystem::path& file, Durability durability) : file_(file) {
     std::error_code ignored;
     const bool existed = std::filesystem::file_size(file, ignored) > 0 && !ignored;
+    wal_existed_ = std::filesystem::exists(file.string() + "-wal");
+    shm_existed_ = std::filesystem::exists(file.string() + "-shm");
     if (!std::filesystem::exists(file)) {
         // Made here, readable by this user only; SQLite gives its WAL the same mode.
         const int fd = ::open(file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
@@ -74,7 +76,14 @@ SqliteStore::SqliteStore(const std::filesystem::path& file, Durability durabilit
     }
     try {
         sqlite3_extended_result_codes(db_, 1);
+        // A refused file must stay as it was: closing would otherwise checkpoint its WAL into
+        // it. accept() allows it again.
+        sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
         sqlite3_busy_timeout(db_, 0);
+        if (sqlite3_db_readonly(db_, "main") == 1) {
+            throw StoreError("cannot write " + file.string() +
+                             " (read-only: check its owner and mode)");
+        }
         // Reads only: a file that is not ours is never written. An empty database (a first
         // start that crashed before its first commit) has nothing to lose.
         if (!existed || check_schema() == SchemaFound::empty) {
@@ -83,9 +92,23 @@ SqliteStore::SqliteStore(const std::filesystem::path& file, Durability durabilit
         configure(durability);
         prepare_statements();
     } catch (...) {
-        sqlite3_close_v2(db_);
-        db_ = nullptr;
+        close_refused();
         throw;
+    }
+}
+
+// A refused file is left as it was found: SQLite's side files that this server made (an empty
+// WAL and its index) go too. The directory lock keeps every other server away meanwhile.
+void SqliteStore::close_refused() {
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    std::error_code ignored;
+    const std::filesystem::path wal = file_.string() + "-wal";
+    if (!wal_existed_ && std::filesystem::file_size(wal, ignored) == 0 && !ignored) {
+        std::filesystem::remove(wal, ignored);
+    }
+    if (!shm_existed_) {
+        std::filesystem::remove(file_.string() + "-shm", ignored);
     }
 }
 
@@ -94,7 +117,11 @@ SqliteStore::~SqliteStore() {
                                     unsubscribe_, insert_message_, set_dropped_}) {
         sqlite3_finalize(statement);
     }
-    sqlite3_close_v2(db_);
+    if (accepted_) {
+        sqlite3_close_v2(db_);
+    } else {
+        close_refused();
+    }
 }
 
 void SqliteStore::fail(const std::string& what) {
@@ -180,7 +207,7 @@ void SqliteStore::configure(Durability durability) {
         exec("PRAGMA journal_mode = WAL");
         exec(durability == Durability::full ? "PRAGMA synchronous = FULL"
                                             : "PRAGMA synchronous = NORMAL");
-        exec("PRAGMA cache_size = -65536");            // KiB
+        exec("PRAGMA cache_size = -256");             // KiB: appends touch few pages
         exec("PRAGMA journal_size_limit = 16777216");  // the WAL shrinks back after a burst
         exec("PRAGMA temp_store = MEMORY");
     } catch (const BatchFailed& failure) {
@@ -199,6 +226,15 @@ void SqliteStore::prepare_statements() {
     unsubscribe_ = prepare("DELETE FROM subscriptions WHERE client = ?1 AND topic = ?2");
     insert_message_ = prepare("INSERT INTO messages(client, frame) VALUES(?1, ?2)");
     set_dropped_ = prepare("UPDATE clients SET dropped = ?2 WHERE id = ?1");
+}
+
+void SqliteStore::release_memory() {
+    sqlite3_db_release_memory(db_);
+}
+
+void SqliteStore::accept() {
+    accepted_ = true;
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
 }
 
 LoadedStore SqliteStore::load() {
@@ -265,6 +301,8 @@ LoadedStore SqliteStore::load() {
         live_messages_ += rows.rows - rows.dropped;
         dead_messages_ += rows.dropped;
     }
+    // Only clients with rows need counting: an idle client costs the writer nothing.
+    std::erase_if(clients_, [](const auto& entry) { return entry.second.rows == 0; });
     return loaded;
 }
 
@@ -323,7 +361,6 @@ void SqliteStore::apply_op(const StoreBatch& batch, const StoreOp& op) {
                 sqlite3_bind_null(save_client_, 3);
             }
             step_done(save_client_);
-            clients_.try_emplace(op.client);
             break;
         }
         case StoreOp::Kind::remove_client: {
@@ -356,7 +393,11 @@ void SqliteStore::apply_op(const StoreBatch& batch, const StoreOp& op) {
             break;
         case StoreOp::Kind::drop_oldest:
         case StoreOp::Kind::hand_over_messages: {
-            ClientRows& rows = clients_[op.client];
+            const auto found = clients_.find(op.client);
+            if (found == clients_.end()) {
+                break;  // it has no rows
+            }
+            ClientRows& rows = found->second;
             const std::uint64_t live = rows.rows - rows.dropped;
             const std::uint64_t dropped =
                 op.kind == StoreOp::Kind::drop_oldest ? std::min(op.count, live) : live;

@@ -53,6 +53,8 @@ class SqliteStore {
 
     // Reads every client and its live messages. Throws StoreError on a corrupt file.
     LoadedStore load();
+    // The file was loaded and will be used: closing may checkpoint its WAL again.
+    void accept();
 
     // Applies the batch in one transaction. False, with the transaction rolled back and
     // error() saying why, when it could not be committed (the disk is full, say).
@@ -62,6 +64,8 @@ class SqliteStore {
     // Deletes the dead rows when they are worth a pass; false if that failed (retried later).
     bool compact_if_worthwhile();
     const std::string& error() const { return error_; }
+    // Gives back the page cache's unused memory (the writer is idle).
+    void release_memory();
 
     // Messages appended by the batches committed so far.
     std::uint64_t messages_appended() const { return messages_appended_; }
@@ -92,6 +96,7 @@ class SqliteStore {
     void forget_dead_rows();
     void step_done(sqlite3_stmt* statement);
     [[noreturn]] void fail(const std::string& what);
+    void close_refused();
 
     sqlite3* db_ = nullptr;
     std::filesystem::path file_;
@@ -111,6 +116,9 @@ class SqliteStore {
     std::uint64_t messages_appended_ = 0;
     std::uint64_t appended_in_batch_ = 0;
     std::string error_;
+    bool wal_existed_ = false;  // before this server opened the file
+    bool shm_existed_ = false;
+    bool accepted_ = false;  // loaded and in use: see accept()
 };
 
 }  // namespace pubsubx::store

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pubsubx::store {
@@ -57,6 +58,11 @@ struct StoreBatch {
     }
     bool empty() const { return ops.empty(); }
     std::size_t bytes() const { return arena.size() + ops.size() * sizeof(StoreOp); }
+    void swap(StoreBatch& other) noexcept {
+        ops.swap(other.ops);
+        arena.swap(other.arena);
+        std::swap(replaces_all, other.replaces_all);
+    }
     void clear() {
         ops.clear();
         arena.clear();

@@ -50,6 +50,15 @@ void StoreWriter::on_commit(std::function<void()> listener) {
     on_commit_ = std::move(listener);
 }
 
+// A burst (thousands of CONNECTs, a rewrite) leaves the batch's buffers large: given back
+// once the writer has nothing more to do, so that an idle broker holds little.
+void StoreWriter::release_if_large(StoreBatch& work) {
+    constexpr std::size_t kKeptBytes = 64 * 1024;
+    if (work.ops.capacity() * sizeof(StoreOp) + work.arena.capacity() > kKeptBytes) {
+        StoreBatch{}.swap(work);
+    }
+}
+
 void StoreWriter::committed_chunk() {
     std::lock_guard lock{mutex_};
     ++status_.commits;
@@ -84,7 +93,11 @@ void StoreWriter::run() {
         if (status_.failing && !stopping_) {
             wake_.wait_for(lock, kRetryPeriod, [&] { return stopping_ || pending_.replaces_all; });
         } else {
-            wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+            const auto has_work = [&] { return stopping_ || !pending_.empty(); };
+            if (!wake_.wait_for(lock, kReleasePeriod, has_work)) {
+                release_memory_if_used(lock);
+                wake_.wait(lock, has_work);
+            }
             // Group commit: what comes within the window shares this transaction.
             wake_.wait_for(lock, kGroupWindow,
                            [&] { return stopping_ || pending_.ops.size() >= kGroupOps; });
@@ -109,10 +122,28 @@ void StoreWriter::run() {
             unwritten_ = work.ops.size() + pending_.ops.size();
             return;
         }
+        used_since_release_ = true;
     }
 }
 
+// Idle for kReleasePeriod: SQLite's page cache gives back what it holds (the client records
+// of every connection that came, say); a busy store keeps its pages.
+void StoreWriter::release_memory_if_used(std::unique_lock<std::mutex>& lock) {
+    if (!used_since_release_) {
+        return;
+    }
+    used_since_release_ = false;
+    lock.unlock();
+    store_->release_memory();
+    lock.lock();
+}
+
+// A rewrite (replaces_all: a wipe, then the whole state) is one transaction, however large:
+// cut in two, a crash between them would leave a store with part of the clients.
 std::size_t StoreWriter::chunk_end(const StoreBatch& work, std::size_t from) {
+    if (work.replaces_all) {
+        return work.ops.size();
+    }
     std::size_t bytes = 0;
     std::size_t to = from;
     while (to < work.ops.size() && to - from < kCommitOps && bytes < kCommitBytes) {
@@ -141,6 +172,7 @@ void StoreWriter::commit(StoreBatch& work) {
     }
     work.clear();
     store_->compact_if_worthwhile();
+    release_if_large(work);
     std::unique_lock lock{mutex_};
     failing_ = false;
     status_.failing = false;

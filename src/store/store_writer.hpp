@@ -30,6 +30,7 @@ class StoreWriter {
     // A commit starts at once when this many changes wait.
     static constexpr std::size_t kGroupOps = 16'384;
     static constexpr auto kRetryPeriod = std::chrono::seconds{1};
+    static constexpr auto kReleasePeriod = std::chrono::seconds{1};
     // A transaction takes at most this much: a writer that is behind still commits every few
     // milliseconds (about 10,000 small messages), so a crash loses little of its backlog.
     static constexpr std::size_t kCommitOps = 4096;
@@ -73,6 +74,8 @@ class StoreWriter {
     void commit(StoreBatch& work);
     static std::size_t chunk_end(const StoreBatch& work, std::size_t from);
     void committed_chunk();
+    static void release_if_large(StoreBatch& work);
+    void release_memory_if_used(std::unique_lock<std::mutex>& lock);
 
     std::unique_ptr<SqliteStore> store_;
     const std::size_t max_backlog_bytes_;
@@ -88,6 +91,7 @@ class StoreWriter {
     std::atomic<std::uint64_t> committed_{0};
     std::atomic<bool> failing_{false};
     std::function<void()> on_commit_;  // guarded by mutex_
+    bool used_since_release_ = false;  // the writer's
     Status status_;                    // guarded by mutex_
     std::thread thread_;
 };

@@ -10,11 +10,13 @@
 #include <list>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "broker_fixture.hpp"
 #include "store/data_dir.hpp"
 #include "store/durable_store.hpp"
 #include "store/sqlite_store.hpp"
+#include "store/store_writer.hpp"
 
 namespace pubsubx::store {
 namespace {
@@ -179,6 +181,67 @@ TEST_CASE(
     const LoadedStore loaded = reopened.load();
     REQUIRE(loaded.clients.size() == 2);
     CHECK(loaded.messages == 0);
+}
+
+TEST_CASE("a rewrite of the store is one transaction, however large") {
+    // Cut into chunks, a crash between the wipe and the last chunk left part of the clients
+    // (review of issue 11).
+    TempDir dir;
+    auto file = std::make_unique<SqliteStore>(dir.db(), Durability::normal);
+    file->load();
+    StoreWriter writer{std::move(file), 64 * 1024 * 1024};
+    StoreBatch rewrite;
+    rewrite.add(StoreOp::Kind::wipe, 0);
+    for (std::uint64_t id = 1; id <= 3 * StoreWriter::kCommitOps; ++id) {
+        rewrite.add(StoreOp::Kind::save_client, id, 0, "c" + std::to_string(id));
+    }
+    writer.replace_all(std::move(rewrite));
+    for (int i = 0; i < 500 && !writer.idle(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    REQUIRE(writer.idle());
+    CHECK(writer.status().commits == 1);
+    CHECK(writer.committed(writer.last_added()));
+    CHECK(writer.stop() == 0);
+}
+
+// Stands in for a store: the core only needs to have one.
+struct SilentPersistence final : Persistence {
+    void client_saved(const Client&) override {}
+    void client_removed(const Client&) override {}
+    void subscribed(const Client&, std::string_view) override {}
+    void unsubscribed(const Client&, std::string_view) override {}
+    void messages_kept(const Client&, std::string_view) override {}
+    void oldest_dropped(const Client&, std::size_t) override {}
+    void queue_handed_over(const Client&) override {}
+};
+
+TEST_CASE("a restored queue waits for the store on the connection that takes it over too") {
+    Logger logger{LogLevel::quiet, std::tmpfile()};
+    BrokerConfig config = test_support::test_config();
+    Broker broker{config, logger};
+    SilentPersistence persistence;
+    broker.attach_persistence(&persistence);
+    FakeConnection first{broker};
+    first.send("CONNECT x s3cret");
+    first.send("SUBSCRIBE t");
+    first.received();
+    first.lose({});
+    FakeConnection publisher{broker};
+    publisher.send("CONNECT p");
+    publisher.send("PUBLISH t kept");
+    Effects effects;
+    broker.take_effects(effects);
+    FakeConnection restoring{broker};
+    broker.handle_frame(restoring, "CONNECT x s3cret", {});
+    broker.take_effects(effects);
+    CHECK(effects.hold_until_durable == std::vector<Connection*>{&restoring});
+    // Before the store committed the hand-over, the same client takes the session over.
+    FakeConnection taking_over{broker};
+    broker.handle_frame(taking_over, "CONNECT x s3cret", {});
+    broker.take_effects(effects);
+    CHECK(effects.hold_until_durable == std::vector<Connection*>{&taking_over});
+    broker.attach_persistence(nullptr);
 }
 
 TEST_CASE("a file that is not a store of this version is refused and left as it was") {
