@@ -199,7 +199,9 @@ void Session::start_write() {
     asio::async_write(
         socket_, asio::buffer(writing_),
         [this](const std::error_code& error, std::size_t) -> std::size_t {
-            if (error) {
+            // Stopping: a write between two steps ends here too (cancel() reaches only an
+            // operation waiting in the reactor).
+            if (error || server_.stopping_writes()) {
                 return 0;
             }
             set_write_deadline(Clock::now());
@@ -220,7 +222,8 @@ void Session::on_written(const std::error_code& error, std::size_t written) {
     if (phase_ == Phase::open || phase_ == Phase::closing) {
         deadline_ = TimePoint::max();
     }
-    if (error == asio::error::operation_aborted && server_.stopping_writes()) {
+    if (server_.stopping_writes() &&
+        (error == asio::error::operation_aborted || (!error && written < writing_.size()))) {
         // The server stops with a durable store: what did not go out is kept for the client.
         server_.broker().write_interrupted(*this, writing_, written);
         return;
