@@ -207,7 +207,7 @@ void SqliteStore::configure(Durability durability) {
         exec("PRAGMA journal_mode = WAL");
         exec(durability == Durability::full ? "PRAGMA synchronous = FULL"
                                             : "PRAGMA synchronous = NORMAL");
-        exec("PRAGMA cache_size = -256");             // KiB: appends touch few pages
+        exec("PRAGMA cache_size = -256");              // KiB: appends touch few pages
         exec("PRAGMA journal_size_limit = 16777216");  // the WAL shrinks back after a burst
         exec("PRAGMA temp_store = MEMORY");
         // Checkpoints (each with its syncs) every 32 MiB of WAL rather than 4: the writer
