@@ -55,12 +55,19 @@ CREATE TABLE messages(
 )sql";
 }  // namespace
 
-SqliteStore::SqliteStore(const std::filesystem::path& file, Durability durability) : file_(file) {
+SqliteStore::SqliteStore(const std::filesystem::path& file, Durability durability)
+    : file_(file), durability_(durability) {
     std::error_code ignored;
     const bool existed = std::filesystem::file_size(file, ignored) > 0 && !ignored;
-    wal_existed_ = std::filesystem::exists(file.string() + "-wal");
-    shm_existed_ = std::filesystem::exists(file.string() + "-shm");
-    if (!std::filesystem::exists(file)) {
+    // A side file that cannot even be examined counts as there: it is never removed, and
+    // SQLite reports what is wrong with it.
+    const auto present = [](const std::filesystem::path& path) {
+        std::error_code error;
+        return std::filesystem::exists(path, error) || error;
+    };
+    wal_existed_ = present(file.string() + "-wal");
+    shm_existed_ = present(file.string() + "-shm");
+    if (!std::filesystem::exists(file, ignored)) {
         // Made here, readable by this user only; SQLite gives its WAL the same mode.
         const int fd = ::open(file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
         if (fd >= 0) {
@@ -89,8 +96,6 @@ SqliteStore::SqliteStore(const std::filesystem::path& file, Durability durabilit
         if (!existed || check_schema() == SchemaFound::empty) {
             create_schema();
         }
-        configure(durability);
-        prepare_statements();
     } catch (...) {
         close_refused();
         throw;
@@ -202,9 +207,26 @@ void SqliteStore::create_schema() {
     }
 }
 
+// SQLite stays in its old journal mode when WAL cannot be had (its -wal file cannot be made,
+// say): the design's guarantees hold only in WAL mode.
+void SqliteStore::require_wal() {
+    sqlite3_stmt* statement = nullptr;
+    std::string mode;
+    if (sqlite3_prepare_v2(db_, "PRAGMA journal_mode = WAL", -1, &statement, nullptr) ==
+            SQLITE_OK &&
+        sqlite3_step(statement) == SQLITE_ROW) {
+        mode = std::string{column_text(statement, 0)};
+    }
+    sqlite3_finalize(statement);
+    if (mode != "wal") {
+        fail("cannot use write-ahead logging (journal mode '" + mode + "'); check " +
+             file_.string() + "-wal");
+    }
+}
+
 void SqliteStore::configure(Durability durability) {
     try {
-        exec("PRAGMA journal_mode = WAL");
+        require_wal();
         exec(durability == Durability::full ? "PRAGMA synchronous = FULL"
                                             : "PRAGMA synchronous = NORMAL");
         exec("PRAGMA cache_size = -256");              // KiB: appends touch few pages
@@ -235,7 +257,11 @@ void SqliteStore::release_memory() {
     sqlite3_db_release_memory(db_);
 }
 
+// Everything that writes waits until the file was read whole: a file refused while loading
+// (a damaged row) is left as it was, even its journal mode.
 void SqliteStore::accept() {
+    configure(durability_);
+    prepare_statements();
     accepted_ = true;
     sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
 }
@@ -444,39 +470,44 @@ void SqliteStore::write_dropped_counts() {
     dropped_changed_.clear();
 }
 
-// After a rollback the counts kept here may be ahead of the file: read them back from it.
+// After a rollback the counts kept here may be ahead of the file: read them back from it. If
+// even that fails, no compaction runs (it would take the missing counts for dead rows) until
+// a later recount succeeds.
 void SqliteStore::recount_from_file() {
     clients_.clear();
     orphan_rows_ = 0;
     live_messages_ = 0;
     dead_messages_ = 0;
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v2(db_, "SELECT id, dropped FROM clients", -1, &statement, nullptr) ==
-        SQLITE_OK) {
-        while (sqlite3_step(statement) == SQLITE_ROW) {
-            clients_[column_u64(statement, 0)].dropped = column_u64(statement, 1);
+    counts_known_ = false;
+    bool read = true;
+    const auto each_row = [&](const char* sql, auto&& on_row) {
+        sqlite3_stmt* statement = nullptr;
+        int status = sqlite3_prepare_v2(db_, sql, -1, &statement, nullptr);
+        while (status == SQLITE_OK && (status = sqlite3_step(statement)) == SQLITE_ROW) {
+            on_row(statement);
+            status = SQLITE_OK;
         }
-    }
-    sqlite3_finalize(statement);
-    statement = nullptr;
-    if (sqlite3_prepare_v2(db_, "SELECT client, count(*) FROM messages GROUP BY client", -1,
-                           &statement, nullptr) == SQLITE_OK) {
-        while (sqlite3_step(statement) == SQLITE_ROW) {
-            const auto found = clients_.find(column_u64(statement, 0));
-            if (found == clients_.end()) {
-                orphan_rows_ += column_u64(statement, 1);
-            } else {
-                found->second.rows = column_u64(statement, 1);
-            }
+        sqlite3_finalize(statement);
+        read = read && status == SQLITE_DONE;
+    };
+    std::unordered_map<std::uint64_t, std::uint64_t> dropped;
+    each_row("SELECT id, dropped FROM clients",
+             [&](sqlite3_stmt* row) { dropped[column_u64(row, 0)] = column_u64(row, 1); });
+    each_row("SELECT client, count(*) FROM messages GROUP BY client", [&](sqlite3_stmt* row) {
+        const auto found = dropped.find(column_u64(row, 0));
+        if (found == dropped.end()) {
+            orphan_rows_ += column_u64(row, 1);
+        } else {
+            clients_[found->first] = {column_u64(row, 1), found->second, false};
         }
-    }
-    sqlite3_finalize(statement);
+    });
     dead_messages_ = orphan_rows_;
     for (auto& [id, rows] : clients_) {
         rows.dropped = std::min(rows.dropped, rows.rows);
         live_messages_ += rows.rows - rows.dropped;
         dead_messages_ += rows.dropped;
     }
+    counts_known_ = read;
 }
 
 // Nothing is live: the whole table goes at once (SQLite drops its pages without a scan).
@@ -509,6 +540,12 @@ void SqliteStore::forget_dead_rows() {
 // One pass in sequence order finds the dead rows: each client's first `dropped`, and every row
 // of a removed client. They are deleted by runs of consecutive rows.
 bool SqliteStore::compact_if_worthwhile() {
+    if (!counts_known_) {
+        recount_from_file();
+        if (!counts_known_) {
+            return false;
+        }
+    }
     if (live_messages_ == 0 && dead_messages_ > 0) {
         return delete_all_messages();
     }

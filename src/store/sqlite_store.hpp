@@ -53,7 +53,9 @@ class SqliteStore {
 
     // Reads every client and its live messages. Throws StoreError on a corrupt file.
     LoadedStore load();
-    // The file was loaded and will be used: closing may checkpoint its WAL again.
+    // The file was loaded and will be used: sets the journal mode and durability, prepares
+    // the statements, and lets closing checkpoint the WAL again. Before it the file is only
+    // read (a new or empty one aside). Throws StoreError.
     void accept();
 
     // Applies the batch in one transaction. False, with the transaction rolled back and
@@ -87,6 +89,7 @@ class SqliteStore {
     int table_count();
     void create_schema();
     void configure(Durability durability);
+    void require_wal();
     void prepare_statements();
     void apply_op(const StoreBatch& batch, const StoreOp& op);
     void keep_messages(std::uint64_t client, std::string_view frames);
@@ -116,9 +119,11 @@ class SqliteStore {
     std::uint64_t messages_appended_ = 0;
     std::uint64_t appended_in_batch_ = 0;
     std::string error_;
+    Durability durability_;
     bool wal_existed_ = false;  // before this server opened the file
     bool shm_existed_ = false;
-    bool accepted_ = false;  // loaded and in use: see accept()
+    bool accepted_ = false;     // loaded and in use: see accept()
+    bool counts_known_ = true;  // false while a recount after a failure could not read
 };
 
 }  // namespace pubsubx::store

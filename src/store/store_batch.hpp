@@ -68,6 +68,17 @@ struct StoreBatch {
         arena.clear();
         replaces_all = false;
     }
+    // Forgets the first `count` ops (committed already) and their text.
+    void drop_front(std::size_t count) {
+        StoreBatch rest;
+        rest.replaces_all = replaces_all && count == 0;
+        for (std::size_t i = count; i < ops.size(); ++i) {
+            rest.ops.push_back(
+                {ops[i].kind, ops[i].client, ops[i].count, rest.arena.size(), ops[i].length});
+            rest.arena.append(text(ops[i]));
+        }
+        swap(rest);
+    }
     // Appends `later` after this batch's ops.
     void append(const StoreBatch& later) {
         const std::size_t base = arena.size();

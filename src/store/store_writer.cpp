@@ -158,7 +158,7 @@ void StoreWriter::commit(StoreBatch& work) {
     for (std::size_t from = 0; from < work.ops.size();) {
         const std::size_t to = chunk_end(work, from);
         if (!store_->apply(work, from, to)) {
-            work.ops.erase(work.ops.begin(), work.ops.begin() + static_cast<std::ptrdiff_t>(from));
+            work.drop_front(from);
             std::lock_guard lock{mutex_};
             failing_ = true;
             ++status_.failed_commits;

@@ -537,6 +537,16 @@ TEST_CASE("a store the server cannot use stops it at start, untouched") {
         write_file(dir.database(), bytes);
         expected_message = "cannot read the store: database disk image is malformed";
     }
+    SUBCASE("a damaged record in a store not in WAL mode") {
+        // Found by the second review: the journal mode was set before the records were read,
+        // so a store refused while loading had its header rewritten.
+        Database db{dir.database(), false};
+        CHECK(db.query("PRAGMA journal_mode = DELETE") == "delete");
+        CHECK(db.query("UPDATE clients SET secret = x'0102' WHERE rowid = "
+                       "(SELECT min(rowid) FROM clients)")
+                  .empty());
+        expected_message = "is damaged";
+    }
     SUBCASE("a newer schema") {
         CHECK(Database{dir.database(), false}.query("PRAGMA user_version = 99").empty());
         expected_message = "the store's schema version is 99, newer than this server's";
@@ -587,8 +597,8 @@ TEST_CASE("a store the server cannot use stops it at start, untouched") {
         const RefusedStart start = start_refused(program, args);
         INFO(start.output);
         CHECK(start.exit_code == 1);
-        CHECK(start.output.find("Cannot use the store: cannot write " +
-                                dir.database().string() + " (read-only") != std::string::npos);
+        CHECK(start.output.find("Cannot use the store: cannot write " + dir.database().string() +
+                                " (read-only") != std::string::npos);
         CHECK(start.output.find("Server started") == std::string::npos);
         CHECK(file_bytes(dir.database()) == before);
         return;
