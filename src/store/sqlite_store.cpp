@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 
 #include "pubsubx/protocol.hpp"
 
@@ -274,11 +275,14 @@ LoadedStore SqliteStore::load() {
         if (sqlite3_prepare_v2(db_, sql, -1, &statement, nullptr) != SQLITE_OK) {
             fail("cannot read the store");
         }
+        // Finalized however the loop ends: a statement left open keeps SQLite's connection
+        // (and its memory) alive past its close.
+        const std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> owned{statement,
+                                                                          sqlite3_finalize};
         int status;
         while ((status = sqlite3_step(statement)) == SQLITE_ROW) {
             on_row(statement);
         }
-        sqlite3_finalize(statement);
         if (status != SQLITE_DONE) {
             fail("cannot read the store");
         }
