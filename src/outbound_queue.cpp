@@ -57,13 +57,7 @@ std::string OutboundQueue::take_control() {
 }
 
 std::size_t OutboundQueue::message_count() const {
-    std::size_t count = 0;
-    const std::string_view queued = std::string_view{bytes_}.substr(head_);
-    for (std::size_t at = find_delimiter(queued); at != std::string_view::npos;
-         at = find_delimiter(queued, at + kDelimiter.size())) {
-        ++count;
-    }
-    return count;
+    return count_frames(messages());
 }
 
 std::size_t OutboundQueue::memory_held() const {

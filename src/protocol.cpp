@@ -309,4 +309,13 @@ ServerFrame parse_server_frame(std::string_view frame) {
     return parsed;
 }
 
+std::size_t count_frames(std::string_view frames) {
+    std::size_t count = 0;
+    for (std::size_t at = find_delimiter(frames); at != std::string_view::npos;
+         at = find_delimiter(frames, at + kDelimiter.size())) {
+        ++count;
+    }
+    return count;
+}
+
 }  // namespace pubsubx

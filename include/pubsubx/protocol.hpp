@@ -36,6 +36,8 @@ inline constexpr std::string_view kInvalidTopic{
 // Position of the first delimiter in `bytes`, or npos. memchr finds candidate '\n' bytes at
 // memory speed; a frame rarely contains one.
 std::size_t find_delimiter(std::string_view bytes, std::size_t from = 0);
+// The encoded frames (delimiters included) in `frames`.
+std::size_t count_frames(std::string_view frames);
 
 // Cuts a TCP byte stream into frames. Frames complete within one read are handed out as views
 // into that read (no copy); only an incomplete tail is kept between reads.

@@ -96,10 +96,8 @@ void Lifecycle::restore(Connection& connection, Client& client, TimePoint now,
         client.credentials_ =
             std::make_unique<Credentials>(Credentials{SecretDigest::of(secret), {}});
     }
+    hold_until_durable(connection, client);
     if (persistence_ != nullptr) {
-        if (client.outbound_.message_bytes() > 0) {
-            effects_.hold_until_durable.push_back(&connection);
-        }
         persistence_->queue_handed_over(client);
         if (adopts_secret) {
             persistence_->client_saved(client);
@@ -119,10 +117,8 @@ void Lifecycle::take_over(Connection& connection, Client& client, TimePoint now)
     accounting_.client_attached(client, false, now);
     attach(connection, client);
     // A restore moments ago may be waiting for the store to commit its hand-over: the new
-    // connection waits as the old one did (the server asks the store whether it must).
-    if (persistence_ != nullptr && client.outbound_.message_bytes() > 0) {
-        effects_.hold_until_durable.push_back(&connection);
-    }
+    // connection waits as the old one did.
+    hold_until_durable(connection, client);
     ++stats_.sessions_taken_over;
     ++stats_.clients_restored;
     reply_restored(client);
@@ -170,6 +166,14 @@ Client* Lifecycle::recover(std::uint64_t id, std::string_view name,
         evict_longest_lost();
     }
     return find(name);
+}
+
+// A queue the store kept goes out once the store has committed its hand-over (the server asks
+// the store whether the connection must wait at all).
+void Lifecycle::hold_until_durable(Connection& connection, const Client& client) {
+    if (persistence_ != nullptr && client.outbound_.message_bytes() > 0) {
+        effects_.hold_until_durable.push_back(&connection);
+    }
 }
 
 // Lists the client among the lost, with the deadline of a whole retention period from `now`.

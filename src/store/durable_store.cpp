@@ -7,12 +7,6 @@
 namespace pubsubx::store {
 
 namespace {
-std::size_t frame_count(std::string_view frames) {
-    std::size_t count = 0;
-    for_each_encoded_frame(frames, [&](std::string_view) { ++count; });
-    return count;
-}
-
 // A client's record as save_client carries it: the name, then the secret digest if any.
 std::uint64_t client_record(const Client& client, std::string& out) {
     out.assign(client.name());
@@ -76,14 +70,16 @@ DurableStore::~DurableStore() {
     broker_.attach_persistence(nullptr);
 }
 
-void DurableStore::record(StoreOp::Kind kind, const Client& client, std::uint64_t count,
+bool DurableStore::record(StoreOp::Kind kind, const Client& client, std::uint64_t count,
                           std::string_view text) {
     if (out_of_sync_) {
-        return;
+        return false;
     }
     if (!writer_->add(kind, client.id(), count, text)) {
         fall_behind();
+        return false;
     }
+    return true;
 }
 
 void DurableStore::fall_behind() {
@@ -111,13 +107,8 @@ void DurableStore::unsubscribed(const Client& client, std::string_view topic) {
 }
 
 void DurableStore::messages_kept(const Client& client, std::string_view frames) {
-    if (out_of_sync_) {
-        not_durable_ += frame_count(frames);
-        return;
-    }
-    if (!writer_->add(StoreOp::Kind::keep_messages, client.id(), 0, frames)) {
-        not_durable_ += frame_count(frames);
-        fall_behind();
+    if (!record(StoreOp::Kind::keep_messages, client, 0, frames)) {
+        not_durable_ += count_frames(frames);
     }
 }
 

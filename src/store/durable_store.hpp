@@ -67,7 +67,8 @@ class DurableStore final : public Persistence, public DurabilityGate {
     void queue_handed_over(const Client& client) override;
 
   private:
-    void record(StoreOp::Kind kind, const Client& client, std::uint64_t count = 0,
+    // False if the change was not recorded (the store is out of sync, or fell behind now).
+    bool record(StoreOp::Kind kind, const Client& client, std::uint64_t count = 0,
                 std::string_view text = {});
     void fall_behind();
     StoreBatch snapshot(bool with_connected_queues) const;

@@ -327,13 +327,7 @@ LoadedStore SqliteStore::load() {
         loaded.clients[found->second].frames.append(column_text(row, 1));
         ++loaded.messages;
     });
-    live_messages_ = 0;
-    dead_messages_ = orphan_rows_;
-    for (auto& [id, rows] : clients_) {
-        rows.dropped = std::min(rows.dropped, rows.rows);
-        live_messages_ += rows.rows - rows.dropped;
-        dead_messages_ += rows.dropped;
-    }
+    tally_rows();
     // Only clients with rows need counting: an idle client costs the writer nothing.
     std::erase_if(clients_, [](const auto& entry) { return entry.second.rows == 0; });
     return loaded;
@@ -474,6 +468,17 @@ void SqliteStore::write_dropped_counts() {
     dropped_changed_.clear();
 }
 
+// The live and dead totals from each client's rows and the orphan rows.
+void SqliteStore::tally_rows() {
+    live_messages_ = 0;
+    dead_messages_ = orphan_rows_;
+    for (auto& [id, rows] : clients_) {
+        rows.dropped = std::min(rows.dropped, rows.rows);
+        live_messages_ += rows.rows - rows.dropped;
+        dead_messages_ += rows.dropped;
+    }
+}
+
 // After a rollback the counts kept here may be ahead of the file: read them back from it. If
 // even that fails, no compaction runs (it would take the missing counts for dead rows) until
 // a later recount succeeds.
@@ -505,12 +510,7 @@ void SqliteStore::recount_from_file() {
             clients_[found->first] = {column_u64(row, 1), found->second, false};
         }
     });
-    dead_messages_ = orphan_rows_;
-    for (auto& [id, rows] : clients_) {
-        rows.dropped = std::min(rows.dropped, rows.rows);
-        live_messages_ += rows.rows - rows.dropped;
-        dead_messages_ += rows.dropped;
-    }
+    tally_rows();
     counts_known_ = read;
 }
 

@@ -95,6 +95,7 @@ class SqliteStore {
     void keep_messages(std::uint64_t client, std::string_view frames);
     void write_dropped_counts();
     void recount_from_file();
+    void tally_rows();
     bool delete_all_messages();
     void forget_dead_rows();
     void step_done(sqlite3_stmt* statement);

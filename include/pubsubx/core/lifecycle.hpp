@@ -77,6 +77,7 @@ class Lifecycle {
     void reply_restored(Client& client);
     void evict_longest_lost();
     void keep_as_lost(Client& client, TimePoint now);
+    void hold_until_durable(Connection& connection, const Client& client);
 
     const BrokerConfig& config_;
     Logger& logger_;
