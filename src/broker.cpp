@@ -16,6 +16,8 @@ constexpr std::string_view kHashNotLast{
 constexpr std::string_view kReplyTopicPublish{
     "ERROR: Topics ERROR:, OK: and RESTORED are reserved: their messages would read as the "
     "broker's replies"};
+constexpr std::string_view kNameMoving{
+    "ERROR: Name is moving to another node of the cluster; retry in a moment"};
 constexpr std::string_view kSystemTopicPublish{
     "ERROR: Topics under $SYS/ are the broker's own; clients cannot PUBLISH to them"};
 
@@ -131,6 +133,17 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
 
 FrameResult Broker::connect(Connection& connection, std::string_view name, std::string_view secret,
                             TimePoint now, const SourceAddress& source) {
+    if (cluster_ != nullptr) {
+        switch (cluster_->admit_name(connection, name, lifecycle_.find(name) != nullptr)) {
+            case NameAdmission::local:
+                break;
+            case NameAdmission::ask_registry:
+                return {FrameResult::Next::await_name, {}, {}};
+            case NameAdmission::moving:
+                logger_.error("Refused CONNECT '", name, "': it is being handed over");
+                return {FrameResult::Next::close, kNameMoving, {}};
+        }
+    }
     Admission admission = admission_.decide(source, name, secret, lifecycle_.find(name), now);
     Client* client = admission.client;
     switch (admission.verdict) {
@@ -321,6 +334,9 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
     if (topic != nullptr) {
         deliver_to(*topic, topic_name, data, now);
     }
+    if (cluster_ != nullptr) {
+        cluster_->published(topic_name, data);
+    }
 }
 
 // A cached route vouches for its topic; otherwise the topic is checked as on the fast path.
@@ -336,6 +352,29 @@ void Broker::publish_among_filters(Client& from, std::string_view topic_name, st
     }
     count_publish(from, topic_name, data);
     deliver_to_all(route->exact, route->filters, topic_name, data, now);
+    if (cluster_ != nullptr) {
+        cluster_->published(topic_name, data);
+    }
+}
+
+// The origin node checked the topic; the cached route serves as for a local publish.
+void Broker::publish_from_cluster(std::string_view topic_name, std::string_view data,
+                                  TimePoint now) {
+    const Topic* const exact = routing_.find(topic_name);
+    if (!routing_.has_filters()) {
+        if (exact != nullptr) {
+            deliver_to(*exact, topic_name, data, now);
+        }
+    } else {
+        const Route* route = routing_.cached_route(topic_name);
+        if (route == nullptr) {
+            route = &routing_.route_and_cache(topic_name, exact);
+        }
+        deliver_to_all(route->exact, route->filters, topic_name, data, now);
+    }
+    if (accounting_.has_cut_offs()) {
+        cut_off(now);
+    }
 }
 
 // Not cached: a cached route vouches for a topic that clients may publish to.
@@ -469,11 +508,20 @@ void Broker::expire_lost_clients(TimePoint now) {
 }
 
 bool Broker::recover(const RecoveredClient& stored, TimePoint now) {
+    return take_in(stored, now, StoreKnows::yes);
+}
+
+// With StoreKnows::no, the store hears of the client like of a new one (its lost queue is
+// recorded by the accounting as messages arrive).
+bool Broker::take_in(const RecoveredClient& stored, TimePoint now, StoreKnows store_knows) {
     const std::uint64_t evicted_before = stats_.lost_clients_evicted;
     const std::uint64_t dropped_before = stats_.dropped;
     Client* const client = lifecycle_.recover(stored.id, stored.name, stored.secret, now);
     if (client == nullptr) {
         return false;
+    }
+    if (store_knows == StoreKnows::no && persistence_ != nullptr) {
+        persistence_->client_saved(*client);
     }
     bool as_stored = true;
     for (const std::string& topic : stored.subscriptions) {
@@ -485,11 +533,73 @@ bool Broker::recover(const RecoveredClient& stored, TimePoint now) {
             continue;
         }
         routing_.subscribe(*client, topic);
+        if (store_knows == StoreKnows::no && persistence_ != nullptr) {
+            persistence_->subscribed(*client, topic);
+        }
     }
     for_each_encoded_frame(
         stored.frames, [&](std::string_view frame) { accounting_.deliver(*client, frame, now); });
     return as_stored && stats_.lost_clients_evicted == evicted_before &&
            stats_.dropped == dropped_before;
+}
+
+bool Broker::may_hand_over(std::string_view name, std::string_view secret,
+                           const SourceAddress& source, TimePoint now, std::string& error_frame) {
+    Client* const client = lifecycle_.find(name);
+    if (client == nullptr) {
+        return false;
+    }
+    Admission admission = admission_.decide(source, name, secret, client, now);
+    if (admission.verdict == Admission::Verdict::refuse) {
+        error_frame = std::move(admission.error_frame);
+        return false;
+    }
+    return true;
+}
+
+std::optional<RecoveredClient> Broker::hand_over(std::string_view name, TimePoint now) {
+    Client* const client = lifecycle_.find(name);
+    if (client == nullptr) {
+        return std::nullopt;
+    }
+    if (client->connected()) {
+        Connection* const connection = client->connection();
+        lifecycle_.lose(*client, now, "taken over on another node with the client's secret");
+        effects_.close.push_back({connection, "taken over on another node"});
+        if (lifecycle_.find(name) == nullptr) {
+            return std::nullopt;  // the retention period is 0: nothing to hand over
+        }
+    }
+    RecoveredClient state;
+    state.name = client->name();
+    if (client->credentials() != nullptr) {
+        state.secret = client->credentials()->secret;
+    }
+    for (const Subscription& subscription : client->subscriptions()) {
+        state.subscriptions.emplace_back(subscription.topic->name);
+    }
+    state.frames = client->outbound().messages();
+    lifecycle_.remove(*client, "handed over to another node");
+    return state;
+}
+
+bool Broker::adopt(const RecoveredClient& state, TimePoint now) {
+    return take_in(state, now, StoreKnows::no);
+}
+
+bool Broker::drop_lost_client(std::string_view name, std::string_view why) {
+    Client* const client = lifecycle_.find(name);
+    if (client == nullptr || client->state() != ClientState::lost) {
+        return false;
+    }
+    lifecycle_.remove(*client, why);
+    return true;
+}
+
+void Broker::attach_cluster(ClusterLink* cluster) {
+    cluster_ = cluster;
+    routing_.attach_cluster(cluster);
+    lifecycle_.attach_cluster(cluster);
 }
 
 void Broker::attach_persistence(Persistence* persistence) {

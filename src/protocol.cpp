@@ -318,4 +318,32 @@ std::size_t count_frames(std::string_view frames) {
     return count;
 }
 
+bool filter_matches(std::string_view filter, std::string_view topic) {
+    if (!topic.empty() && topic.front() == '$' && !filter.empty() &&
+        (filter.front() == '+' || filter.front() == '#')) {
+        return false;
+    }
+    std::size_t f = 0;
+    std::size_t t = 0;
+    for (;;) {
+        const std::size_t f_end = std::min(filter.find('/', f), filter.size());
+        const std::string_view level = filter.substr(f, f_end - f);
+        if (level == "#" && f_end == filter.size()) {
+            return true;
+        }
+        if (t > topic.size()) {
+            return false;  // the topic ended a level before: only `#` matches that
+        }
+        const std::size_t t_end = std::min(topic.find('/', t), topic.size());
+        if (level != "+" && level != topic.substr(t, t_end - t)) {
+            return false;
+        }
+        if (f_end == filter.size()) {
+            return t_end == topic.size();
+        }
+        f = f_end + 1;
+        t = t_end + 1;
+    }
+}
+
 }  // namespace pubsubx

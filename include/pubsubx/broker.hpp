@@ -16,6 +16,7 @@
 #include "pubsubx/core/accounting.hpp"
 #include "pubsubx/core/admission.hpp"
 #include "pubsubx/core/client.hpp"
+#include "pubsubx/core/cluster_link.hpp"
 #include "pubsubx/core/config.hpp"
 #include "pubsubx/core/effects.hpp"
 #include "pubsubx/core/lifecycle.hpp"
@@ -27,7 +28,9 @@ namespace pubsubx {
 
 // What the connection that sent a frame does next.
 struct FrameResult {
-    enum class Next { read_more, close };
+    // await_name (cluster mode): the frame was a CONNECT whose name the cluster's registry must
+    // settle first; the connection reads nothing more and hands the same CONNECT again later.
+    enum class Next { read_more, close, await_name };
     Next next = Next::read_more;
     // With close: a frame to write after what is queued (without delimiter), or empty. Valid
     // until the next call into the broker (a string view keeps the per-frame result free).
@@ -84,6 +87,26 @@ class Broker {
     void attach_persistence(Persistence* persistence);
     // New clients get ids above `id` (the highest the store has seen).
     void ids_start_after(std::uint64_t id) { lifecycle_.ids_start_after(id); }
+    // Cluster mode (src/cluster/): from now on the link hears of interest, publishes and freed
+    // names, and is asked before a name this node does not hold is admitted.
+    void attach_cluster(ClusterLink* cluster);
+    // A message another node published: delivered to the local subscribers only.
+    void publish_from_cluster(std::string_view topic, std::string_view data, TimePoint now);
+    // Another node asks for client `name` on behalf of a CONNECT with `secret` from `source`:
+    // true if a CONNECT here would restore it or take it over. False if there is no such
+    // client, or with `error_frame` set if the CONNECT would be refused (the secret back-off
+    // counts the attempt as here).
+    bool may_hand_over(std::string_view name, std::string_view secret, const SourceAddress& source,
+                       TimePoint now, std::string& error_frame);
+    // The client leaves this node (a connected one loses its connection first) and its state
+    // is returned (id 0: the receiving node numbers it), or null if there is no such client.
+    std::optional<RecoveredClient> hand_over(std::string_view name, TimePoint now);
+    // Removes the lost client `name` (its name belongs to another node now); false if there is
+    // no lost client of that name.
+    bool drop_lost_client(std::string_view name, std::string_view why);
+    // A client another node handed over (id 0): lost here from `now` on, as recover() does,
+    // and kept by the store (if one is attached) like any new client.
+    bool adopt(const RecoveredClient& client, TimePoint now);
     // Every client, connected or lost (for the store's snapshots).
     template <typename Visit>
     void for_each_client(Visit&& visit) const {
@@ -114,6 +137,8 @@ class Broker {
     std::string check_consistency() const;
 
   private:
+    enum class StoreKnows { yes, no };
+    bool take_in(const RecoveredClient& client, TimePoint now, StoreKnows store_knows);
     FrameResult act_on_frame(Connection& connection, std::string_view frame, TimePoint now,
                              const SourceAddress& source);
     bool asked_to_close(const Connection& connection) const {
@@ -158,6 +183,7 @@ class Broker {
     // The error frames still owed to a client that sent DISCONNECT.
     std::string owed_frames_;
     Persistence* persistence_ = nullptr;
+    ClusterLink* cluster_ = nullptr;
 };
 
 }  // namespace pubsubx

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace pubsubx {
 
@@ -50,9 +51,17 @@ class FrameSplitter {
     // Calls on_frame(std::string_view) for every frame completed by `bytes`, in order. The
     // views are valid only during the call. Stops and returns frame_too_long when a frame
     // (complete or not) exceeds max_frame bytes; the splitter is then unusable.
-    // on_frame may return false to stop early (the rest of `bytes` is discarded).
+    // on_frame may return false to stop early: the rest of `bytes` is kept, and only
+    // resume() may follow (a connection waiting for the cluster to settle its CONNECT).
     template <typename OnFrame>
     Status feed(std::string_view bytes, OnFrame&& on_frame);
+    // Goes on with the bytes kept when on_frame stopped a feed.
+    template <typename OnFrame>
+    Status resume(OnFrame&& on_frame) {
+        const std::string kept = std::move(tail_);
+        tail_.clear();
+        return feed(kept, std::forward<OnFrame>(on_frame));
+    }
 
     // The limit for the frames still to come (a connection may send more once it is known).
     void set_max_frame(std::size_t max_frame) { max_frame_ = max_frame; }
@@ -122,6 +131,11 @@ struct TopicShape {
 TopicShape topic_shape(std::string_view topic);
 // topic_shape(topic).wildcard, in one pass without splitting (for every new PUBLISH topic).
 bool has_wildcard_level(std::string_view topic);
+// Whether a subscription to `filter` (an exact topic, or `+` and a trailing `#`) receives a
+// PUBLISH to `topic`, as the filter tree decides it: `a/#` matches `a`, and a wildcard in the
+// first level does not match a topic starting with `$`. One pair at a time, for the few places
+// that have no tree.
+bool filter_matches(std::string_view filter, std::string_view topic);
 
 // The first level is `$SYS`: the broker's own statistics, which clients may not publish to.
 bool is_system_topic(std::string_view topic);
@@ -184,10 +198,11 @@ FrameSplitter::Status FrameSplitter::feed(std::string_view bytes, OnFrame&& on_f
         }
         const bool go_on = on_frame(std::string_view{tail_});
         tail_.clear();
+        bytes.remove_prefix(used);
         if (!go_on) {
+            tail_.assign(bytes);  // kept for resume()
             return Status::ok;
         }
-        bytes.remove_prefix(used);
     }
     std::size_t start = 0;
     for (;;) {
@@ -199,6 +214,7 @@ FrameSplitter::Status FrameSplitter::feed(std::string_view bytes, OnFrame&& on_f
             return Status::frame_too_long;
         }
         if (!on_frame(bytes.substr(start, end - start))) {
+            tail_.assign(bytes.substr(end + kDelimiter.size()));  // kept for resume()
             return Status::ok;
         }
         start = end + kDelimiter.size();

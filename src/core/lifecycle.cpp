@@ -149,6 +149,9 @@ void Lifecycle::lose(Client& client, TimePoint now, std::string_view why) {
 
 Client* Lifecycle::recover(std::uint64_t id, std::string_view name,
                            const std::optional<SecretDigest>& secret, TimePoint now) {
+    if (id == 0) {
+        id = ++last_client_id_;  // handed over by another node, which numbers its own
+    }
     ids_start_after(id);
     // The store's names are unique; a second record of a name is not kept twice.
     if (config_.lost_timeout <= Clock::duration::zero() || find(name) != nullptr) {
@@ -213,6 +216,9 @@ void Lifecycle::remove(Client& client, std::string_view why) {
     client.state_ = ClientState::removed;
     if (persistence_ != nullptr) {
         persistence_->client_removed(client);
+    }
+    if (cluster_ != nullptr) {
+        cluster_->client_removed(client);
     }
     logger_.info("Client '", client.name(), "' removed (", why, ")");
     clients_.erase(std::string_view{client.name()});

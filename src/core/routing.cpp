@@ -47,6 +47,9 @@ bool Routing::subscribe(Client& client, std::string_view name) {
         } else {
             routes_.forget(created.name);
         }
+        if (cluster_ != nullptr) {
+            cluster_->interest_added(created.name);
+        }
     }
     Topic& topic = found->second;
     client.subscriptions_.push_back({&topic, static_cast<std::uint32_t>(topic.subscribers.size())});
@@ -94,6 +97,9 @@ void Routing::leave(Client& client, std::size_t index) {
             routes_.forget_all();
         } else {
             routes_.forget(topic.name);
+        }
+        if (cluster_ != nullptr) {
+            cluster_->interest_removed(topic.name);
         }
         topics_.erase(topics_.find(topic.name));
     }

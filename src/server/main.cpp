@@ -23,6 +23,7 @@
 #include <string>
 #include <system_error>
 
+#include "cluster/cluster_node.hpp"
 #include "pubsubx/broker.hpp"
 #include "pubsubx/log.hpp"
 #include "pubsubx/version.hpp"
@@ -41,6 +42,10 @@ struct CommandLine {
     double sys_interval_seconds = 10.0;
     std::string data_dir;  // empty: nothing is kept across restarts
     pubsubx::store::Durability durability = pubsubx::store::Durability::normal;
+    std::vector<std::string> cluster_servers;  // empty: a single broker
+    pubsubx::cluster::ClusterSettings cluster;
+    double cluster_lease_seconds = 10.0;
+    double handover_window_seconds = 0.05;
     bool verbose = false;
     bool quiet = false;
 };
@@ -156,6 +161,27 @@ void define_options(CLI::App& app, CommandLine& line) {
                 {"full", pubsubx::store::Durability::full}},
             CLI::ignore_case))
         ->default_str("normal");
+    auto* cluster =
+        app.add_option("--cluster", line.cluster_servers,
+                       "Act as one broker with the other nodes on these NATS servers "
+                       "(nats://host:port, comma-separated; nats-server with JetStream, -js)")
+            ->delimiter(',');
+    app.add_option("--cluster-name", line.cluster.cluster,
+                   "With --cluster: the cluster's name (clusters on one NATS stay apart)")
+        ->needs(cluster)
+        ->capture_default_str();
+    app.add_option("--node-name", line.cluster.node,
+                   "With --cluster: this node's name, unique in the cluster (default: "
+                   "<host name>-<port>)")
+        ->needs(cluster);
+    add_seconds(app, "--cluster-lease", line.cluster_lease_seconds,
+                "With --cluster: seconds after which a node that stopped is gone and its "
+                "names are free")
+        ->needs(cluster);
+    add_seconds(app, "--handover-window", line.handover_window_seconds,
+                "With --cluster: seconds a node waits for messages still on their way before "
+                "it hands a client over to another node")
+        ->needs(cluster);
     auto* verbose = app.add_flag("-v,--verbose", line.verbose, "Log every message");
     app.add_flag("-q,--quiet", line.quiet, "Log errors only")->excludes(verbose);
     app.set_version_flag("--version", std::string{"pubsubx-server "} + pubsubx::kVersion);
@@ -168,6 +194,12 @@ void apply_durations(CommandLine& line) {
     line.server.connect_timeout = seconds(line.connect_timeout_seconds);
     line.server.write_timeout = seconds(line.write_timeout_seconds);
     line.server.sys_interval = seconds(line.sys_interval_seconds);
+    line.cluster.servers = line.cluster_servers;
+    line.cluster.lease = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(seconds(line.cluster_lease_seconds),
+                 pubsubx::Clock::duration{std::chrono::milliseconds{300}}));
+    line.cluster.handover_window = std::chrono::duration_cast<std::chrono::milliseconds>(
+        seconds(line.handover_window_seconds));
     if (line.server.max_frame == 0) {
         line.server.max_frame = std::numeric_limits<std::size_t>::max();
     }
@@ -288,6 +320,27 @@ std::string store_figures_text(const pubsubx::StoreFigures& figures) {
            " store_backlog_bytes=" + std::to_string(figures.backlog_bytes);
 }
 
+std::string cluster_figures_text(const pubsubx::cluster::ClusterFigures& figures) {
+    return "cluster_forwarded=" + std::to_string(figures.forwarded) +
+           " cluster_received=" + std::to_string(figures.received) +
+           " cluster_duplicates=" + std::to_string(figures.duplicates) +
+           " cluster_not_forwarded=" + std::to_string(figures.not_forwarded) +
+           " cluster_dropped_by_nats=" + std::to_string(figures.dropped_by_nats) +
+           " cluster_disconnects=" + std::to_string(figures.disconnects) +
+           " cluster_handed_in=" + std::to_string(figures.handed_in) +
+           " cluster_handed_out=" + std::to_string(figures.handed_out) +
+           " cluster_registry_refusals=" + std::to_string(figures.registry_refusals) +
+           " cluster_nodes=" + std::to_string(figures.remote_nodes + 1);
+}
+
+std::string host_name() {
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') {
+        return "node";
+    }
+    return name;
+}
+
 std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
     const auto address = endpoint.address();
     const std::string host =
@@ -357,12 +410,28 @@ int main(int argc, char** argv) {
         store->on_commit(
             [&io, &server] { asio::post(io, [&server] { server->release_held_writes(); }); });
     }
+    std::unique_ptr<pubsubx::cluster::ClusterNode> cluster;
+    if (!line.cluster_servers.empty()) {
+        if (line.cluster.node.empty()) {
+            line.cluster.node = host_name() + "-" + std::to_string(server->local_endpoint().port());
+        }
+        cluster = std::make_unique<pubsubx::cluster::ClusterNode>(
+            io, broker, logger, line.cluster, [&server] { server->apply_effects(); });
+        std::string cluster_error;
+        if (!cluster->start(cluster_error)) {
+            logger.error("Cannot join the cluster: ", cluster_error);
+            logger.flush(std::chrono::seconds{1});
+            return 1;
+        }
+        server->attach_name_gate(cluster.get());
+    }
     server->start();
     server->apply_effects();  // the expiry of the clients the store brought back
 
     const auto counters = [&] {
         return pubsubx::describe(broker.stats()) + " " + server_stats_text(server->stats()) +
                (store != nullptr ? " " + store_figures_text(store->figures()) : "") +
+               (cluster != nullptr ? " " + cluster_figures_text(cluster->figures()) : "") +
                " log_lines_dropped=" + std::to_string(logger.lines_dropped()) +
                " clients=" + std::to_string(broker.client_count()) +
                " lost_now=" + std::to_string(broker.lost_client_count()) +
@@ -416,6 +485,9 @@ int main(int argc, char** argv) {
             log_flush_timer.cancel();
             store_timer.cancel();
             server->stop();
+            if (cluster != nullptr) {
+                cluster->stop();  // gives up its lease and interest; its clients stay here
+            }
             if (store == nullptr) {
                 io.stop();
                 return;

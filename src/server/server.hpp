@@ -18,6 +18,7 @@
 #include "pubsubx/broker.hpp"
 #include "pubsubx/durability_gate.hpp"
 #include "pubsubx/log.hpp"
+#include "pubsubx/name_gate.hpp"
 #include "pubsubx/server_stats.hpp"
 #include "pubsubx/sys_topics.hpp"
 #include "session.hpp"
@@ -57,6 +58,9 @@ class Server {
     // handlers), and no write starts again.
     void interrupt_writes();
     bool stopping_writes() const { return stopping_writes_; }
+    // Cluster mode: CONNECTs of names this node does not hold wait for the gate.
+    void attach_name_gate(NameGate* gate) { name_gate_ = gate; }
+    NameGate* name_gate() const { return name_gate_; }
     // With a durable store: its figures join the $SYS topics.
     void attach_store(DurabilityGate* store) { store_ = store; }
     // A write held for the store may go when it has committed `change` (or cannot commit).
@@ -124,6 +128,7 @@ class Server {
     int spare_descriptor_ = -1;
     ServerStats stats_;
     DurabilityGate* store_ = nullptr;
+    NameGate* name_gate_ = nullptr;
     std::vector<std::weak_ptr<Session>> held_;  // sessions holding writes for the store
     std::array<char, 64 * 1024> read_buffer_{};
 };

@@ -119,28 +119,72 @@ void Session::on_readable(const std::error_code& error) {
 
 void Session::handle_bytes(std::string_view bytes) {
     const TimePoint now = Clock::now();
-    Broker& broker = server_.broker();
     const SourceAddress source =
         phase_ == Phase::awaiting_connect ? peer_source() : SourceAddress{};
-    const auto status = splitter_.feed(bytes, [&](std::string_view frame) {
-        FrameResult result = broker.handle_frame(*this, frame, now, source);
-        if (phase_ == Phase::awaiting_connect && client() != nullptr) {
-            phase_ = Phase::open;
-            deadline_ = TimePoint::max();
-            splitter_.set_max_frame(server_.max_frame());
-        }
-        if (result.next == FrameResult::Next::close) {
-            close_after_flush(result.error_frame, result.owed_frames);
-            return false;
-        }
-        return phase_ == Phase::awaiting_connect || phase_ == Phase::open;
-    });
+    const auto status = splitter_.feed(
+        bytes, [&](std::string_view frame) { return handle_frame(frame, now, source); });
     if (status == FrameSplitter::Status::frame_too_long) {
         on_frame_too_long(now);
     }
     // Everything the read delivered goes out now, one write per touched connection.
     server_.apply_effects();
     splitter_.release_memory_if_empty();
+}
+
+bool Session::handle_frame(std::string_view frame, TimePoint now, const SourceAddress& source) {
+    FrameResult result = server_.broker().handle_frame(*this, frame, now, source);
+    if (phase_ == Phase::awaiting_connect && client() != nullptr) {
+        phase_ = Phase::open;
+        deadline_ = TimePoint::max();
+        splitter_.set_max_frame(server_.max_frame());
+    }
+    if (result.next == FrameResult::Next::close) {
+        close_after_flush(result.error_frame, result.owed_frames);
+        return false;
+    }
+    if (result.next == FrameResult::Next::await_name) {
+        await_name(frame, source);
+        return false;
+    }
+    return phase_ == Phase::awaiting_connect || phase_ == Phase::open;
+}
+
+// What the connection sent after its CONNECT stays in the splitter until the name is settled.
+void Session::await_name(std::string_view connect_frame, const SourceAddress& source) {
+    phase_ = Phase::awaiting_name;
+    waiting_connect_ = std::make_unique<std::string>(connect_frame);
+    const Command command = parse_command(connect_frame);
+    server_.name_gate()->settle_name(
+        *this, std::string{command.argument}, std::string{command.data}, source,
+        // The answer keeps the session alive: it waits for no socket operation meanwhile.
+        [self = shared_from_this()](std::string_view error_frame) {
+            self->on_name_settled(error_frame);
+        });
+}
+
+void Session::on_name_settled(std::string_view error_frame) {
+    if (phase_ != Phase::awaiting_name) {
+        return;  // closed meanwhile (the connect deadline, say)
+    }
+    phase_ = Phase::awaiting_connect;
+    const std::unique_ptr<std::string> connect_frame = std::move(waiting_connect_);
+    if (!error_frame.empty()) {
+        close_after_flush(error_frame);
+        return;
+    }
+    const TimePoint now = Clock::now();
+    const SourceAddress source = peer_source();
+    if (handle_frame(*connect_frame, now, source)) {
+        const auto status = splitter_.resume(
+            [&](std::string_view frame) { return handle_frame(frame, now, source); });
+        if (status == FrameSplitter::Status::frame_too_long) {
+            on_frame_too_long(now);
+        }
+    }
+    server_.apply_effects();
+    if (phase_ == Phase::awaiting_connect || phase_ == Phase::open) {
+        wait_readable();
+    }
 }
 
 void Session::on_frame_too_long(TimePoint now) {
@@ -352,6 +396,7 @@ void Session::check_deadline(TimePoint now) {
     const ServerOptions& options = server_.options();
     switch (phase_) {
         case Phase::awaiting_connect:
+        case Phase::awaiting_name:
             ++server_.stats().connect_timeouts;
             server_.logger().error("Closing a connection that sent no valid CONNECT within ",
                                    seconds_text(options.connect_timeout));

@@ -31,6 +31,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     // is the deadline of the current one.
     enum class Phase : std::uint8_t {
         awaiting_connect,  // no client yet; deadline: --connect-timeout from the accept
+        awaiting_name,     // cluster mode: a CONNECT waits for the cluster to settle its name;
+                           // reads nothing meanwhile; deadline: as awaiting_connect
         open,              // a client is attached; deadline: --write-timeout since the last
                            // progress of the write in flight, if one is
         closing,           // reads no more, writes what is left (an error frame); deadline: as open
@@ -69,6 +71,10 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     void wait_readable();
     void on_readable(const std::error_code& error);
     void handle_bytes(std::string_view bytes);
+    // One frame to the broker; false once the connection reads no more frames for now.
+    bool handle_frame(std::string_view frame, TimePoint now, const SourceAddress& source);
+    void await_name(std::string_view connect_frame, const SourceAddress& source);
+    void on_name_settled(std::string_view error_frame);
     void on_frame_too_long(TimePoint now);
     void start_write();
     void on_written(const std::error_code& error, std::size_t written);
@@ -91,6 +97,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     std::string writing_;  // the bytes of the write in flight
     // The frames that go out after everything queued when closing (rarely set).
     std::unique_ptr<std::string> closing_frame_;
+    // The CONNECT waiting for the cluster (awaiting_name), handed to the broker again after.
+    std::unique_ptr<std::string> waiting_connect_;
     TimePoint deadline_;
     Session* previous_session_ = nullptr;
     Session* next_session_ = nullptr;

@@ -23,6 +23,7 @@
 
 #include "pubsubx/core/accounting.hpp"
 #include "pubsubx/core/client.hpp"
+#include "pubsubx/core/cluster_link.hpp"
 #include "pubsubx/core/config.hpp"
 #include "pubsubx/core/effects.hpp"
 #include "pubsubx/core/persistence.hpp"
@@ -48,10 +49,12 @@ class Lifecycle {
     void remove(Client& client, std::string_view why);
     // A client the store kept, lost from `now` on for a whole retention period. Its
     // subscriptions and messages are the caller's to add. Null if the retention period is 0.
+    // Id 0: a client another node handed over, numbered here.
     Client* recover(std::uint64_t id, std::string_view name,
                     const std::optional<SecretDigest>& secret, TimePoint now);
 
     void attach_persistence(Persistence* persistence) { persistence_ = persistence; }
+    void attach_cluster(ClusterLink* cluster) { cluster_ = cluster; }
     // Ids above every id the store holds, so that none is reused.
     void ids_start_after(std::uint64_t id) { last_client_id_ = std::max(last_client_id_, id); }
 
@@ -90,6 +93,7 @@ class Lifecycle {
     std::uint64_t last_loss_id_ = 0;
     std::uint64_t last_client_id_ = 0;
     Persistence* persistence_ = nullptr;
+    ClusterLink* cluster_ = nullptr;
     std::optional<TimePoint> expiry_promised_;  // the expiry the server has armed, if any
 };
 

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "pubsubx/core/client.hpp"
+#include "pubsubx/core/cluster_link.hpp"
 #include "pubsubx/core/filter_tree.hpp"
 #include "pubsubx/core/route_cache.hpp"
 
@@ -29,6 +30,10 @@ class Routing {
     // Removes the subscription; false if the client did not have it.
     bool unsubscribe(Client& client, std::string_view name);
     void unsubscribe_all(Client& client);
+
+    // Cluster mode: the link hears when a topic or filter gains its first subscriber and
+    // loses its last.
+    void attach_cluster(ClusterLink* cluster) { cluster_ = cluster; }
 
     bool has_filters() const { return !filters_.empty(); }
     // Appends the filters that match `topic`, a PUBLISH topic, each once (uncached).
@@ -57,6 +62,7 @@ class Routing {
     FilterTree filters_;
     RouteCache routes_;
     std::size_t subscription_count_ = 0;
+    ClusterLink* cluster_ = nullptr;
 };
 
 }  // namespace pubsubx

@@ -1,0 +1,881 @@
+#include "cluster_node.hpp"
+
+#include <asio/post.hpp>
+#include <random>
+
+#include "envelope.hpp"
+#include "pubsubx/protocol.hpp"
+#include "subjects.hpp"
+
+namespace pubsubx::cluster {
+
+namespace {
+
+constexpr std::string_view kRegistryUnavailable{
+    "ERROR: The cluster's name registry cannot be reached; retry in a moment"};
+constexpr std::string_view kNameMoving{
+    "ERROR: Name is moving to another node of the cluster; retry in a moment"};
+constexpr std::size_t kMaxCachedSubjects = 65'536;
+constexpr int kMaxClaimAttempts = 4;
+
+// Interest records (kind 'I'): the announcing node, flags, then one field per change.
+constexpr char kInterestRecord = 'I';
+constexpr std::uint64_t kReplacesAll = 1;  // the fields are the node's whole set
+constexpr std::uint64_t kAsksForAll = 2;   // every other node answers with its whole set
+
+// Hand-over records.
+constexpr char kTakeRequest = 'T';
+constexpr char kReadyRequest = 'R';
+constexpr char kAccepted = 'A';  // with the client's subscriptions
+constexpr char kUnknown = 'U';   // no such client here (the name is stale)
+constexpr char kRefused = 'E';   // with the error frame for the CONNECT
+constexpr char kState = 'S';     // the client's state
+constexpr char kGone = 'G';      // the name moved, but the client ended meanwhile
+
+std::uint64_t random_incarnation() {
+    std::random_device device;
+    std::uint64_t value = 0;
+    while (value == 0) {
+        value = (std::uint64_t{device()} << 32) | device();
+    }
+    return value;
+}
+
+std::string_view as_view(const SourceAddress& source) {
+    return {reinterpret_cast<const char*>(source.bytes.data()), source.bytes.size()};
+}
+
+SourceAddress source_from(std::string_view bytes) {
+    SourceAddress source;
+    if (bytes.size() == source.bytes.size()) {
+        std::copy(bytes.begin(), bytes.end(), source.bytes.begin());
+    }
+    return source;
+}
+
+// Blocking: a request over NATS and its answer, or empty (timeout, no responder).
+std::string ask(natsConnection* connection, const std::string& subject, std::string_view data,
+                std::chrono::milliseconds timeout) {
+    natsMsg* reply = nullptr;
+    if (connection == nullptr ||
+        natsConnection_Request(&reply, connection, subject.c_str(), data.data(),
+                               static_cast<int>(data.size()), timeout.count()) != NATS_OK) {
+        return {};
+    }
+    std::string answer{natsMsg_GetData(reply),
+                       static_cast<std::size_t>(natsMsg_GetDataLength(reply))};
+    natsMsg_Destroy(reply);
+    return answer;
+}
+
+}  // namespace
+
+ClusterNode::ClusterNode(asio::io_context& io, Broker& broker, Logger& logger,
+                         ClusterSettings settings, std::function<void()> apply_effects)
+    : io_(io),
+      broker_(broker),
+      logger_(logger),
+      settings_(std::move(settings)),
+      apply_effects_(std::move(apply_effects)),
+      prefix_(cluster_prefix(settings_.cluster)),
+      incarnation_(random_incarnation()),
+      link_(io, *this),
+      registry_(settings_.cluster, settings_.node, settings_.lease),
+      heartbeat_timer_(io),
+      liveness_timer_(io) {}
+
+ClusterNode::~ClusterNode() {
+    stop();
+}
+
+template <typename Result>
+void ClusterNode::on_worker(std::function<Result()> task, std::function<void(Result)> then) {
+    worker_.post([this, task = std::move(task), then = std::move(then)]() mutable {
+        Result result = task();
+        asio::post(io_, [this, then = std::move(then), result = std::move(result)]() mutable {
+            if (!stopping_) {
+                then(std::move(result));
+            }
+        });
+    });
+}
+
+std::string ClusterNode::node_subject(std::string_view node, std::string_view what) const {
+    return prefix_ + "n." + escaped(node) + "." + std::string{what};
+}
+
+// ---- Joining -------------------------------------------------------------------------------
+
+bool ClusterNode::start(std::string& error) {
+    if (!link_.connect(settings_.servers, "pubsubx " + settings_.node, error)) {
+        return false;
+    }
+    link_.subscribe(prefix_ + "interest", NatsLink::Channel::control);
+    link_.subscribe(node_subject(settings_.node, "*"), NatsLink::Channel::control);
+    broker_.attach_cluster(this);
+    if (!link_.connected()) {
+        logger_.error("Cluster: NATS does not answer yet; serving local clients and retrying");
+        return true;
+    }
+    // At start the event loop is not running yet: join in place, so that a node name in use
+    // stops the start.
+    if (!registry_.open(link_.connection(), error) ||
+        !registry_.heartbeat(incarnation_, true, error)) {
+        return false;
+    }
+    on_joined();
+    return true;
+}
+
+void ClusterNode::join() {
+    on_worker<std::string>(
+        [this] {
+            std::string error;
+            if (!registry_.open(link_.connection(), error) ||
+                !registry_.heartbeat(incarnation_, true, error)) {
+                return error.empty() ? std::string{"unknown error"} : error;
+            }
+            return std::string{};
+        },
+        [this](std::string error) {
+            if (!error.empty()) {
+                logger_.error("Cluster: cannot join yet (", error, "); retrying");
+                heartbeat_timer_.expires_after(settings_.lease / 3);
+                heartbeat_timer_.async_wait([this](const std::error_code& failed) {
+                    if (!failed && !stopping_ && link_.connected() && !joined_once_) {
+                        join();
+                    }
+                });
+                return;
+            }
+            on_joined();
+        });
+}
+
+void ClusterNode::on_joined() {
+    registry_ready_ = true;
+    joined_once_ = true;
+    announce_all(kReplacesAll | kAsksForAll);
+    start_heartbeat();
+    check_remote_nodes();
+    std::vector<std::string> names;
+    broker_.for_each_client([&](const Client& client) { names.push_back(client.name()); });
+    if (!names.empty()) {
+        reclaim_names(std::move(names));
+    }
+    logger_.info("Cluster: node '", settings_.node, "' joined cluster '", settings_.cluster,
+                 "' (lease ", seconds_text(settings_.lease), ")");
+}
+
+void ClusterNode::start_heartbeat() {
+    heartbeat_timer_.expires_after(settings_.lease / 3);
+    heartbeat_timer_.async_wait([this](const std::error_code& error) {
+        if (error || stopping_) {
+            return;
+        }
+        on_worker<std::string>(
+            [this] {
+                std::string failure;
+                registry_.heartbeat(incarnation_, false, failure);
+                return failure;
+            },
+            [this](std::string failure) {
+                if (!failure.empty() && link_.connected()) {
+                    logger_.error("Cluster: cannot refresh this node's lease: ", failure);
+                }
+            });
+        start_heartbeat();
+    });
+}
+
+// Nodes whose lease ended are forgotten with their interest; hand-overs that were never
+// finished end.
+void ClusterNode::check_remote_nodes() {
+    liveness_timer_.expires_after(settings_.lease);
+    liveness_timer_.async_wait([this](const std::error_code& error) {
+        if (error || stopping_) {
+            return;
+        }
+        expire_outgoing();
+        for (const auto& [incarnation, node] : remote_names_) {
+            on_worker<bool>([this, node = node] { return registry_.node_alive(node); },
+                            [this, incarnation = incarnation](bool alive) {
+                                const auto found = remote_names_.find(incarnation);
+                                if (alive || found == remote_names_.end()) {
+                                    return;
+                                }
+                                logger_.info("Cluster: node '", found->second,
+                                             "' is gone (its lease ended)");
+                                remote_.forget(incarnation);
+                                last_received_.erase(incarnation);
+                                remote_names_.erase(found);
+                            });
+        }
+        check_remote_nodes();
+    });
+}
+
+// Clients the store brought back: this node keeps only the names nobody took meanwhile.
+void ClusterNode::reclaim_names(std::vector<std::string> names) {
+    for (std::string& name : names) {
+        on_worker<std::optional<std::uint64_t>>(
+            [this, name]() -> std::optional<std::uint64_t> {
+                const std::optional<NameEntry> entry = registry_.lookup(name);
+                if (!entry) {
+                    return std::nullopt;
+                }
+                if (!entry->owner.empty() && entry->owner != settings_.node) {
+                    return 0;
+                }
+                return registry_.take(name, entry->revision);
+            },
+            [this, name](std::optional<std::uint64_t> revision) {
+                if (!revision) {
+                    logger_.error("Cluster: could not re-claim the name of client '", name,
+                                  "' (registry unreachable); it stays here");
+                    return;
+                }
+                if (*revision == 0) {
+                    if (broker_.drop_lost_client(name, "another node took its name meanwhile")) {
+                        apply_effects_();
+                    }
+                    return;
+                }
+                owned_[name] = *revision;
+            });
+    }
+}
+
+void ClusterNode::stop() {
+    if (stopping_) {
+        return;
+    }
+    stopping_ = true;
+    heartbeat_timer_.cancel();
+    liveness_timer_.cancel();
+    worker_.stop();
+    if (joined_once_) {
+        local_interest_.clear();
+        announcements_.clear();
+        announce_all(kReplacesAll);  // an empty set: the others stop sending here at once
+        registry_.leave();
+    }
+    link_.close();
+    broker_.attach_cluster(nullptr);
+}
+
+const ClusterFigures& ClusterNode::figures() {
+    figures_.remote_nodes = remote_names_.size();
+    figures_.nats_subscriptions = link_.subscription_count();
+    figures_.connected = link_.connected();
+    return figures_;
+}
+
+void ClusterNode::on_connection_changed(bool connected) {
+    if (stopping_) {
+        return;
+    }
+    if (!connected) {
+        ++figures_.disconnects;
+        logger_.error("Cluster: lost the NATS connection; serving local clients, reconnecting");
+        return;
+    }
+    logger_.info("Cluster: connected to NATS; ", link_.subscription_count(),
+                 " subscription(s) renewed");
+    if (!joined_once_) {
+        join();
+        return;
+    }
+    // Announcements made while the connection was down may be lost: everyone starts over.
+    announce_all(kReplacesAll | kAsksForAll);
+}
+
+void ClusterNode::on_dropped(std::uint64_t messages) {
+    figures_.dropped_by_nats += messages;
+    logger_.error("Cluster: ", messages,
+                  " message(s) from other nodes dropped: this node did not read them in time");
+}
+
+// ---- Fan-out -------------------------------------------------------------------------------
+
+void ClusterNode::interest_added(std::string_view topic_or_filter) {
+    add_interest(std::string{topic_or_filter});
+}
+
+void ClusterNode::interest_removed(std::string_view topic_or_filter) {
+    remove_interest(std::string{topic_or_filter});
+}
+
+void ClusterNode::add_interest(const std::string& topic_or_filter) {
+    if (local_interest_[topic_or_filter]++ > 0) {
+        return;
+    }
+    for (const std::string& subject : interest_subjects(prefix_, topic_or_filter)) {
+        link_.subscribe(subject, NatsLink::Channel::data);
+    }
+    announce('+', topic_or_filter);
+}
+
+void ClusterNode::remove_interest(const std::string& topic_or_filter) {
+    const auto found = local_interest_.find(topic_or_filter);
+    if (found == local_interest_.end() || --found->second > 0) {
+        return;
+    }
+    local_interest_.erase(found);
+    for (const std::string& subject : interest_subjects(prefix_, topic_or_filter)) {
+        link_.unsubscribe(subject);
+    }
+    announce('-', topic_or_filter);
+}
+
+// Changes go out together once the event loop is done with what it is doing.
+void ClusterNode::announce(char op, const std::string& topic_or_filter) {
+    announcements_.emplace_back(op, topic_or_filter);
+    if (!announce_posted_) {
+        announce_posted_ = true;
+        asio::post(io_, [this] { send_announcements(); });
+    }
+}
+
+void ClusterNode::send_announcements() {
+    announce_posted_ = false;
+    if (announcements_.empty() || stopping_) {
+        announcements_.clear();
+        return;
+    }
+    RecordWriter record{kInterestRecord};
+    record.number(incarnation_).field(settings_.node).number(0);
+    std::string change;
+    for (const auto& [op, topic_or_filter] : announcements_) {
+        change.assign(1, op).append(topic_or_filter);
+        record.field(change);
+    }
+    announcements_.clear();
+    link_.publish(prefix_ + "interest", record.bytes());
+}
+
+void ClusterNode::announce_all(std::uint64_t flags) {
+    send_announcements();
+    RecordWriter record{kInterestRecord};
+    record.number(incarnation_).field(settings_.node).number(flags);
+    std::string change;
+    for (const auto& [topic_or_filter, users] : local_interest_) {
+        change.assign(1, '+').append(topic_or_filter);
+        record.field(change);
+    }
+    link_.publish(prefix_ + "interest", record.bytes());
+}
+
+void ClusterNode::on_interest_record(std::string_view payload) {
+    RecordReader record{payload};
+    const std::uint64_t origin = record.number();
+    const std::string node{record.field()};
+    const std::uint64_t flags = record.number();
+    if (record.failed() || origin == incarnation_) {
+        return;
+    }
+    // A node that restarted announces under a new incarnation: the old one is gone.
+    for (auto it = remote_names_.begin(); it != remote_names_.end();) {
+        if (it->second == node && it->first != origin) {
+            remote_.forget(it->first);
+            last_received_.erase(it->first);
+            it = remote_names_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    if (remote_names_.emplace(origin, node).second) {
+        logger_.info("Cluster: node '", node, "' is here");
+    }
+    if ((flags & kReplacesAll) != 0) {
+        remote_.forget(origin);
+    }
+    while (!record.at_end()) {
+        const std::string_view change = record.field();
+        if (record.failed() || change.empty()) {
+            break;
+        }
+        if (change.front() == '+') {
+            remote_.add(origin, change.substr(1));
+        } else if (change.front() == '-') {
+            remote_.remove(origin, change.substr(1));
+        }
+    }
+    if ((flags & kAsksForAll) != 0) {
+        announce_all(kReplacesAll);
+    }
+}
+
+const std::string& ClusterNode::subject_of(std::string_view topic) {
+    const auto found = subjects_.find(std::string{topic});
+    if (found != subjects_.end()) {
+        return found->second;
+    }
+    if (subjects_.size() >= kMaxCachedSubjects) {
+        subjects_.clear();
+    }
+    return subjects_.emplace(std::string{topic}, topic_subject(prefix_, topic)).first->second;
+}
+
+void ClusterNode::published(std::string_view topic, std::string_view data) {
+    ++sequence_;
+    if (!incoming_.empty()) {
+        buffer_for_handovers(incarnation_, sequence_, topic, data);
+    }
+    if (!remote_.wanted(topic)) {
+        return;
+    }
+    envelope_.clear();
+    encode_envelope(envelope_, {incarnation_, sequence_, topic, data});
+    if (link_.publish(subject_of(topic), envelope_)) {
+        ++figures_.forwarded;
+    } else {
+        ++figures_.not_forwarded;
+    }
+}
+
+void ClusterNode::on_inbound(const NatsLink::Inbound& inbound) {
+    if (stopping_) {
+        return;
+    }
+    if (inbound.channel == NatsLink::Channel::data) {
+        on_message(inbound.payload);
+    } else {
+        on_control(inbound.subject, inbound.reply, inbound.payload);
+    }
+}
+
+void ClusterNode::on_inbound_done() {
+    apply_effects_();
+}
+
+void ClusterNode::on_message(std::string_view payload) {
+    const std::optional<Envelope> envelope = decode_envelope(payload);
+    if (!envelope || envelope->origin == incarnation_) {
+        return;
+    }
+    std::uint64_t& last = last_received_[envelope->origin];
+    if (envelope->sequence <= last) {
+        // Each node's messages reach this one in order: an older number was delivered already.
+        if (++figures_.duplicates == 1 || (figures_.duplicates & (figures_.duplicates - 1)) == 0) {
+            logger_.error("Cluster: a message from another node arrived twice (",
+                          figures_.duplicates, " so far); delivered once");
+        }
+        return;
+    }
+    last = envelope->sequence;
+    ++figures_.received;
+    if (!incoming_.empty()) {
+        buffer_for_handovers(envelope->origin, envelope->sequence, envelope->topic, envelope->data);
+    }
+    broker_.publish_from_cluster(envelope->topic, envelope->data, Clock::now());
+}
+
+void ClusterNode::buffer_for_handovers(std::uint64_t origin, std::uint64_t sequence,
+                                       std::string_view topic, std::string_view data) {
+    for (auto& [name, handover] : incoming_) {
+        for (const std::string& filter : handover.filters) {
+            if (filter_matches(filter, topic)) {
+                std::string frame;
+                append_message_frame(frame, topic, data);
+                handover.buffered.push_back({origin, sequence, std::move(frame)});
+                break;
+            }
+        }
+    }
+}
+
+void ClusterNode::on_control(std::string_view subject, std::string_view reply,
+                             std::string_view payload) {
+    if (subject == prefix_ + "interest") {
+        on_interest_record(payload);
+    } else if (!payload.empty() && payload.front() == kTakeRequest) {
+        on_take_request(reply, payload);
+    } else if (!payload.empty() && payload.front() == kReadyRequest) {
+        on_ready_request(reply, payload);
+    }
+}
+
+// ---- Names ---------------------------------------------------------------------------------
+
+NameAdmission ClusterNode::admit_name(const Connection& connection, std::string_view name,
+                                      bool held_here) {
+    const auto grant = grants_.find(&connection);
+    if (grant != grants_.end() && grant->second == name) {
+        return NameAdmission::local;
+    }
+    if (outgoing_.count(std::string{name}) != 0 || incoming_.count(std::string{name}) != 0) {
+        return NameAdmission::moving;
+    }
+    return held_here ? NameAdmission::local : NameAdmission::ask_registry;
+}
+
+void ClusterNode::settle_name(const Connection& connection, std::string name, std::string secret,
+                              const SourceAddress& source, Done done) {
+    claim(std::make_shared<NameRequest>(
+        NameRequest{&connection, std::move(name), std::move(secret), source, std::move(done)}));
+}
+
+void ClusterNode::finish_claim(const std::shared_ptr<NameRequest>& request,
+                               std::string_view error_frame) {
+    if (error_frame == kRegistryUnavailable) {
+        ++figures_.registry_refusals;
+    }
+    logger_.error("Refused CONNECT '", request->name, "': ", error_frame);
+    request->done(error_frame);
+}
+
+void ClusterNode::grant(const std::shared_ptr<NameRequest>& request, std::uint64_t revision) {
+    owned_[request->name] = revision;
+    grants_[request->connection] = request->name;
+    request->done({});
+    grants_.erase(request->connection);
+}
+
+void ClusterNode::claim(std::shared_ptr<NameRequest> request) {
+    if (!registry_ready_ || !link_.connected()) {
+        finish_claim(request, kRegistryUnavailable);
+        return;
+    }
+    if (incoming_.count(request->name) != 0 || outgoing_.count(request->name) != 0) {
+        finish_claim(request, kNameMoving);
+        return;
+    }
+    if (++request->attempts > kMaxClaimAttempts) {
+        finish_claim(request, kNameTaken);  // others keep winning the race for it
+        return;
+    }
+    const std::string name = request->name;
+    on_worker<std::optional<NameEntry>>(
+        [this, name] { return registry_.lookup(name); },
+        [this, request](std::optional<NameEntry> entry) {
+            if (!entry) {
+                finish_claim(request, kRegistryUnavailable);
+                return;
+            }
+            if (entry->owner.empty() || entry->owner == settings_.node) {
+                const std::uint64_t revision = entry->revision;
+                on_worker<std::optional<std::uint64_t>>(
+                    [this, name = request->name, revision] {
+                        return registry_.take(name, revision);
+                    },
+                    [this, request](std::optional<std::uint64_t> taken) {
+                        if (!taken) {
+                            finish_claim(request, kRegistryUnavailable);
+                        } else if (*taken == 0) {
+                            claim(request);  // someone else changed it first: look again
+                        } else {
+                            grant(request, *taken);
+                        }
+                    });
+                return;
+            }
+            ask_owner(request, entry->owner, entry->revision);
+        });
+}
+
+// The name belongs to another node: it hands the client over, or refuses, or does not hold
+// it (a stale entry), or is gone (its lease ended).
+void ClusterNode::ask_owner(std::shared_ptr<NameRequest> request, std::string owner,
+                            std::uint64_t revision) {
+    const std::string payload = RecordWriter{kTakeRequest}
+                                    .field(request->name)
+                                    .field(request->secret)
+                                    .field(as_view(request->source))
+                                    .field(settings_.node)
+                                    .bytes();
+    const std::string subject = node_subject(owner, "take");
+    on_worker<std::pair<std::string, bool>>(
+        [this, subject, payload, owner] {
+            std::string answer =
+                ask(link_.connection(), subject, payload, settings_.request_timeout);
+            const bool alive = !answer.empty() || registry_.node_alive(owner);
+            return std::pair{std::move(answer), alive};
+        },
+        [this, request, owner, revision](std::pair<std::string, bool> result) {
+            auto& [answer, alive] = result;
+            if (answer.empty() && alive) {
+                finish_claim(request, "ERROR: Name is held by node '" + owner +
+                                          "', which does not answer; retry later");
+                return;
+            }
+            if (answer.empty()) {
+                logger_.info("Cluster: taking name '", request->name, "' from node '", owner,
+                             "', whose lease ended");
+                answer.assign(1, kUnknown);
+            }
+            on_take_answer(request, owner, std::move(answer), revision);
+        });
+}
+
+void ClusterNode::on_take_answer(std::shared_ptr<NameRequest> request, const std::string& owner,
+                                 std::string answer, std::uint64_t revision) {
+    RecordReader record{answer};
+    switch (record.kind()) {
+        case kUnknown:
+            on_worker<std::optional<std::uint64_t>>(
+                [this, name = request->name, revision] { return registry_.take(name, revision); },
+                [this, request](std::optional<std::uint64_t> taken) {
+                    if (!taken) {
+                        finish_claim(request, kRegistryUnavailable);
+                    } else if (*taken == 0) {
+                        claim(request);
+                    } else {
+                        grant(request, *taken);
+                    }
+                });
+            return;
+        case kRefused:
+            finish_claim(request, std::string{record.field()});
+            return;
+        case kAccepted:
+            break;
+        default:
+            finish_claim(request, kRegistryUnavailable);
+            return;
+    }
+    // Subscribe to the client's filters before asking for its queue: from here on, what other
+    // nodes publish reaches this node too, and is buffered until the queue arrives.
+    IncomingHandover& handover = incoming_[request->name];
+    handover.filters.clear();
+    for (std::uint64_t count = record.number(); count > 0 && !record.failed(); --count) {
+        handover.filters.emplace_back(record.field());
+    }
+    for (const std::string& filter : handover.filters) {
+        add_interest(filter);
+    }
+    send_announcements();
+    const std::string payload =
+        RecordWriter{kReadyRequest}.field(request->name).field(settings_.node).bytes();
+    const std::string subject = node_subject(owner, "ready");
+    const auto timeout = settings_.request_timeout + settings_.handover_window;
+    // The flush makes sure NATS has the new subscriptions before the old owner lets go.
+    on_worker<std::string>(
+        [this, subject, payload, timeout] {
+            if (natsConnection_FlushTimeout(link_.connection(), timeout.count()) != NATS_OK) {
+                return std::string{};
+            }
+            return ask(link_.connection(), subject, payload, timeout);
+        },
+        [this, request, owner](std::string answer) {
+            on_state_answer(request, owner, std::move(answer));
+        });
+}
+
+void ClusterNode::on_state_answer(std::shared_ptr<NameRequest> request, const std::string& owner,
+                                  std::string answer) {
+    RecordReader record{answer};
+    const char kind = answer.empty() ? kRefused : record.kind();
+    if (kind == kGone) {
+        const std::uint64_t revision = record.number();
+        end_incoming(request->name);
+        grant(request, revision);  // the name is ours; the client had ended meanwhile
+        return;
+    }
+    if (kind != kState) {
+        const std::string error =
+            answer.empty()
+                ? "ERROR: Node '" + owner + "' did not hand the client over in time; retry"
+                : std::string{record.field()};
+        end_incoming(request->name);
+        finish_claim(request, error);
+        return;
+    }
+    const std::uint64_t revision = record.number();
+    RecoveredClient state;
+    state.name = request->name;
+    const std::string_view secret = record.field();
+    if (!secret.empty()) {
+        state.secret = SecretDigest::from_bytes(secret);
+    }
+    for (std::uint64_t count = record.number(); count > 0 && !record.failed(); --count) {
+        state.subscriptions.emplace_back(record.field());
+    }
+    state.frames = record.field();
+    std::unordered_map<std::uint64_t, std::uint64_t> received_there;
+    for (std::uint64_t count = record.number(); count > 0 && !record.failed(); --count) {
+        const std::uint64_t origin = record.number();
+        received_there[origin] = record.number();
+    }
+    if (record.failed()) {
+        end_incoming(request->name);
+        finish_claim(request,
+                     "ERROR: The client's state from node '" + owner + "' was damaged; retry");
+        return;
+    }
+    // Messages this node buffered that the old owner had not received go after its queue.
+    std::size_t kept = 0;
+    for (const auto& buffered : incoming_[request->name].buffered) {
+        const auto there = received_there.find(buffered.origin);
+        if (there == received_there.end() || buffered.sequence > there->second) {
+            state.frames += buffered.frame;
+            ++kept;
+        }
+    }
+    broker_.adopt(state, Clock::now());
+    end_incoming(request->name);
+    ++figures_.handed_in;
+    logger_.info("Cluster: client '", request->name, "' handed over from node '", owner, "' with ",
+                 count_frames(state.frames), " queued message(s) (", kept,
+                 " of them arrived here meanwhile)");
+    apply_effects_();
+    grant(request, revision);
+}
+
+void ClusterNode::end_incoming(const std::string& name) {
+    const auto found = incoming_.find(name);
+    if (found == incoming_.end()) {
+        return;
+    }
+    const std::vector<std::string> filters = std::move(found->second.filters);
+    incoming_.erase(found);
+    for (const std::string& filter : filters) {
+        remove_interest(filter);
+    }
+}
+
+// The old owner's side. First: may the CONNECT have the client? If so, the subscriptions go
+// back, and the client is held (CONNECTs here wait) until the new owner is ready.
+void ClusterNode::on_take_request(std::string_view reply, std::string_view payload) {
+    RecordReader record{payload};
+    const std::string name{record.field()};
+    const std::string secret{record.field()};
+    const SourceAddress source = source_from(record.field());
+    const std::string from{record.field()};
+    if (record.failed() || reply.empty()) {
+        return;
+    }
+    const std::string reply_subject{reply};
+    if (outgoing_.count(name) != 0 || incoming_.count(name) != 0) {
+        link_.publish(reply_subject, RecordWriter{kRefused}.field(kNameMoving).bytes());
+        return;
+    }
+    std::string error_frame;
+    if (!broker_.may_hand_over(name, secret, source, Clock::now(), error_frame)) {
+        if (error_frame.empty()) {
+            owned_.erase(name);  // a stale claim: let the other node have the name
+            link_.publish(reply_subject, std::string(1, kUnknown));
+        } else {
+            link_.publish(reply_subject, RecordWriter{kRefused}.field(error_frame).bytes());
+        }
+        apply_effects_();
+        return;
+    }
+    const Client* const client = broker_.find_client(name);
+    RecordWriter answer{kAccepted};
+    answer.number(client->subscriptions().size());
+    for (const Subscription& subscription : client->subscriptions()) {
+        answer.field(subscription.topic->name);
+    }
+    outgoing_[name] = {from, secret, source,
+                       Clock::now() + 2 * settings_.request_timeout + settings_.handover_window};
+    link_.publish(reply_subject, answer.bytes());
+}
+
+// Second: the new owner has subscribed. After the window (messages on their way here still
+// arrive and are queued), the name moves and the state goes.
+void ClusterNode::on_ready_request(std::string_view reply, std::string_view payload) {
+    RecordReader record{payload};
+    const std::string name{record.field()};
+    const std::string to{record.field()};
+    const auto found = outgoing_.find(name);
+    if (record.failed() || reply.empty()) {
+        return;
+    }
+    if (found == outgoing_.end() || found->second.to_node != to) {
+        link_.publish(std::string{reply},
+                      RecordWriter{kRefused}
+                          .field("ERROR: The hand-over from another node timed out; retry")
+                          .bytes());
+        return;
+    }
+    auto timer = std::make_shared<asio::steady_timer>(io_, settings_.handover_window);
+    timer->async_wait([this, timer, name, to, reply = std::string{reply}](const std::error_code&) {
+        if (stopping_) {
+            return;
+        }
+        const auto owned = owned_.find(name);
+        const std::uint64_t revision = owned == owned_.end() ? 0 : owned->second;
+        on_worker<std::optional<std::uint64_t>>(
+            [this, name, to, revision]() -> std::optional<std::uint64_t> {
+                std::uint64_t last = revision;
+                if (last == 0) {
+                    const std::optional<NameEntry> entry = registry_.lookup(name);
+                    if (!entry || entry->owner != settings_.node) {
+                        return entry ? std::optional<std::uint64_t>{0} : std::nullopt;
+                    }
+                    last = entry->revision;
+                }
+                return registry_.move(name, to, last);
+            },
+            [this, name, reply](std::optional<std::uint64_t> moved) {
+                if (!moved || *moved == 0) {
+                    outgoing_.erase(name);
+                    link_.publish(reply, RecordWriter{kRefused}
+                                             .field(moved ? std::string_view{kNameTaken}
+                                                          : kRegistryUnavailable)
+                                             .bytes());
+                    return;
+                }
+                hand_over_now(name, reply, *moved);
+            });
+    });
+}
+
+void ClusterNode::hand_over_now(std::string name, std::string reply, std::uint64_t new_revision) {
+    outgoing_.erase(name);
+    owned_.erase(name);
+    handing_over_now_ = name;
+    const std::optional<RecoveredClient> state = broker_.hand_over(name, Clock::now());
+    handing_over_now_.clear();
+    apply_effects_();
+    if (!state) {
+        link_.publish(reply, RecordWriter{kGone}.number(new_revision).bytes());
+        return;
+    }
+    RecordWriter answer{kState};
+    answer.number(new_revision);
+    if (state->secret) {
+        const auto bytes = state->secret->bytes();
+        answer.field({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+    } else {
+        answer.field({});
+    }
+    answer.number(state->subscriptions.size());
+    for (const std::string& subscription : state->subscriptions) {
+        answer.field(subscription);
+    }
+    answer.field(state->frames);
+    answer.number(last_received_.size() + 1);
+    answer.number(incarnation_).number(sequence_);
+    for (const auto& [origin, sequence] : last_received_) {
+        answer.number(origin).number(sequence);
+    }
+    ++figures_.handed_out;
+    logger_.info("Cluster: client '", name, "' handed over to another node with ",
+                 count_frames(state->frames), " queued message(s)");
+    link_.publish(reply, answer.bytes());
+}
+
+void ClusterNode::expire_outgoing() {
+    const TimePoint now = Clock::now();
+    for (auto it = outgoing_.begin(); it != outgoing_.end();) {
+        it = it->second.expires <= now ? outgoing_.erase(it) : std::next(it);
+    }
+}
+
+void ClusterNode::client_removed(const Client& client) {
+    if (client.name() == handing_over_now_) {
+        return;  // the name moved with it
+    }
+    const auto owned = owned_.find(client.name());
+    if (owned == owned_.end() || stopping_) {
+        return;
+    }
+    on_worker<bool>([this, name = client.name(),
+                     revision = owned->second] { return registry_.release(name, revision); },
+                    [](bool) {});
+    owned_.erase(owned);
+}
+
+}  // namespace pubsubx::cluster

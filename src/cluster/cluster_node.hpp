@@ -1,0 +1,199 @@
+// One node of a cluster (--cluster): several pubsubx-server nodes acting as one broker over
+// NATS (docs/cluster.md). It stands between the broker core and the NATS link:
+//  - fan-out: each topic or filter with a local subscriber (connected or lost) is a NATS
+//    subscription, and is announced to the other nodes ("interest"), so that a local publish
+//    goes to NATS only when another node wants it;
+//  - names: a name this node does not hold is claimed in the registry (name_registry.hpp)
+//    before its CONNECT goes on; a name another node holds is handed over from it;
+//  - hand-over: the new owner subscribes first and buffers, the old one waits a short window
+//    for stragglers, moves the name, and sends the client's state with the last sequence it
+//    received from each node; the new owner keeps its buffered messages past those.
+// Everything here runs on the event loop, but for the blocking calls on the worker thread.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "name_registry.hpp"
+#include "nats_link.hpp"
+#include "pubsubx/broker.hpp"
+#include "pubsubx/core/cluster_link.hpp"
+#include "pubsubx/log.hpp"
+#include "pubsubx/name_gate.hpp"
+#include "remote_interest.hpp"
+#include "worker.hpp"
+
+namespace pubsubx::cluster {
+
+struct ClusterSettings {
+    std::vector<std::string> servers;  // nats://host:port
+    std::string cluster = "pubsubx";
+    std::string node;
+    // A node that stops refreshing its lease for this long is gone: its names are free.
+    std::chrono::milliseconds lease{10'000};
+    // How long the old owner of a client waits for messages still on their way to it before
+    // it hands the client over.
+    std::chrono::milliseconds handover_window{50};
+    std::chrono::milliseconds request_timeout{3'000};
+};
+
+// Counters for the logs and $SYS.
+struct ClusterFigures {
+    std::uint64_t forwarded = 0;        // local publishes sent to other nodes
+    std::uint64_t received = 0;         // messages from other nodes
+    std::uint64_t duplicates = 0;       // received twice (by sequence), not delivered again
+    std::uint64_t not_forwarded = 0;    // NATS could not take them (down, buffer full)
+    std::uint64_t dropped_by_nats = 0;  // this node did not read them fast enough
+    std::uint64_t disconnects = 0;
+    std::uint64_t handed_in = 0;          // clients other nodes handed over to this one
+    std::uint64_t handed_out = 0;         // and this one to others
+    std::uint64_t registry_refusals = 0;  // CONNECTs refused: the registry could not be asked
+    std::size_t remote_nodes = 0;
+    std::size_t nats_subscriptions = 0;
+    bool connected = false;
+};
+
+class ClusterNode final : public ClusterLink, public NameGate, private NatsLink::Listener {
+  public:
+    ClusterNode(asio::io_context& io, Broker& broker, Logger& logger, ClusterSettings settings,
+                std::function<void()> apply_effects);
+    ~ClusterNode();
+    ClusterNode(const ClusterNode&) = delete;
+    ClusterNode& operator=(const ClusterNode&) = delete;
+
+    // Connects to NATS (or keeps trying in the background); false for a bad setting.
+    bool start(std::string& error);
+    // A clean stop: the lease and the announced interest are given up.
+    void stop();
+    const ClusterFigures& figures();
+    const ClusterSettings& settings() const { return settings_; }
+
+    // ClusterLink (the broker core)
+    void interest_added(std::string_view topic_or_filter) override;
+    void interest_removed(std::string_view topic_or_filter) override;
+    void published(std::string_view topic, std::string_view data) override;
+    void client_removed(const Client& client) override;
+    NameAdmission admit_name(const Connection& connection, std::string_view name,
+                             bool held_here) override;
+    // NameGate (the server)
+    void settle_name(const Connection& connection, std::string name, std::string secret,
+                     const SourceAddress& source, Done done) override;
+
+  private:
+    struct NameRequest {
+        const Connection* connection;
+        std::string name;
+        std::string secret;
+        SourceAddress source;
+        Done done;
+        int attempts = 0;
+    };
+    // A client coming to this node: its filters, and the messages for it that arrive meanwhile.
+    struct IncomingHandover {
+        std::vector<std::string> filters;
+        struct Buffered {
+            std::uint64_t origin;
+            std::uint64_t sequence;
+            std::string frame;  // encoded for the client
+        };
+        std::vector<Buffered> buffered;
+    };
+    // A client leaving this node for another.
+    struct OutgoingHandover {
+        std::string to_node;
+        std::string secret;
+        SourceAddress source;
+        TimePoint expires;
+    };
+
+    // NatsLink::Listener
+    void on_inbound(const NatsLink::Inbound& inbound) override;
+    void on_inbound_done() override;
+    void on_connection_changed(bool connected) override;
+    void on_dropped(std::uint64_t messages) override;
+
+    void on_message(std::string_view payload);
+    void on_control(std::string_view subject, std::string_view reply, std::string_view payload);
+    void buffer_for_handovers(std::uint64_t origin, std::uint64_t sequence, std::string_view topic,
+                              std::string_view data);
+
+    // Interest: this node's, counted (the core's topics and filters, plus hand-overs').
+    void add_interest(const std::string& topic_or_filter);
+    void remove_interest(const std::string& topic_or_filter);
+    void announce(char op, const std::string& topic_or_filter);
+    void send_announcements();
+    void announce_all(std::uint64_t flags);
+    void on_interest_record(std::string_view payload);
+    const std::string& subject_of(std::string_view topic);
+
+    // Joining, leases and liveness.
+    void join();
+    void on_joined();
+    void start_heartbeat();
+    void check_remote_nodes();
+    void reclaim_names(std::vector<std::string> names);
+
+    // Names.
+    void claim(std::shared_ptr<NameRequest> request);
+    void finish_claim(const std::shared_ptr<NameRequest>& request, std::string_view error_frame);
+    void grant(const std::shared_ptr<NameRequest>& request, std::uint64_t revision);
+    void ask_owner(std::shared_ptr<NameRequest> request, std::string owner, std::uint64_t revision);
+    void on_take_answer(std::shared_ptr<NameRequest> request, const std::string& owner,
+                        std::string answer, std::uint64_t revision);
+    void on_state_answer(std::shared_ptr<NameRequest> request, const std::string& owner,
+                         std::string answer);
+    void end_incoming(const std::string& name);
+    void on_take_request(std::string_view reply, std::string_view payload);
+    void on_ready_request(std::string_view reply, std::string_view payload);
+    void hand_over_now(std::string name, std::string reply, std::uint64_t new_revision);
+    void expire_outgoing();
+
+    std::string node_subject(std::string_view node, std::string_view what) const;
+    // Runs `task` on the worker; `then` on the event loop with its result.
+    template <typename Result>
+    void on_worker(std::function<Result()> task, std::function<void(Result)> then);
+
+    asio::io_context& io_;
+    Broker& broker_;
+    Logger& logger_;
+    ClusterSettings settings_;
+    std::function<void()> apply_effects_;
+    std::string prefix_;
+    std::uint64_t incarnation_;
+    NatsLink link_;
+    NameRegistry registry_;
+    Worker worker_;
+    asio::steady_timer heartbeat_timer_;
+    asio::steady_timer liveness_timer_;
+    bool registry_ready_ = false;
+    bool joined_once_ = false;
+    bool stopping_ = false;
+    ClusterFigures figures_;
+
+    std::unordered_map<std::string, std::size_t> local_interest_;
+    std::vector<std::pair<char, std::string>> announcements_;  // not sent yet
+    bool announce_posted_ = false;
+    RemoteInterest remote_;
+    std::unordered_map<std::uint64_t, std::string> remote_names_;  // incarnation -> node name
+    std::unordered_map<std::string, std::string> subjects_;        // topic -> subject cache
+    std::string envelope_;
+
+    std::uint64_t sequence_ = 0;
+    std::unordered_map<std::uint64_t, std::uint64_t> last_received_;  // origin -> sequence
+
+    std::unordered_map<std::string, std::uint64_t> owned_;  // name -> revision of our claim
+    std::unordered_map<const Connection*, std::string> grants_;
+    std::map<std::string, IncomingHandover> incoming_;
+    std::unordered_map<std::string, OutgoingHandover> outgoing_;
+    std::string handing_over_now_;  // the name whose removal is a hand-over (no release)
+};
+
+}  // namespace pubsubx::cluster
