@@ -12,8 +12,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -55,6 +59,14 @@ std::string binary_path(const char* environment_variable) {
 
 ChildProcess::ChildProcess(const std::string& program, const std::vector<std::string>& args,
                            bool pipe_stdin, const ChildLimits& limits) {
+    start(program, args, pipe_stdin, limits);
+}
+
+void ChildProcess::start(const std::string& program, const std::vector<std::string>& args,
+                         bool pipe_stdin, const ChildLimits& limits) {
+    close_stdin();
+    close_output();
+    exit_code_.reset();
     int output[2];
     int input[2] = {-1, -1};
     if (pipe2(output, O_CLOEXEC) != 0 || (pipe_stdin && pipe2(input, O_CLOEXEC) != 0)) {
@@ -103,7 +115,8 @@ ChildProcess::ChildProcess(const std::string& program, const std::vector<std::st
 }
 
 ChildProcess::~ChildProcess() {
-    if (!exit_code_) {
+    // pid_ stays -1 when a subclass threw before start(), and kill(-1) signals every process.
+    if (pid_ > 0 && !exit_code_) {
         kill(pid_, SIGKILL);
         waitpid(pid_, nullptr, 0);
     }
@@ -177,11 +190,14 @@ void ChildProcess::close_output() {
 }
 
 void ChildProcess::send_signal(int signal) {
-    kill(pid_, signal);
+    if (pid_ > 0) {
+        kill(pid_, signal);
+    }
 }
 
 std::optional<int> ChildProcess::wait_exit(Millis timeout) {
-    if (exit_code_) {
+    // Never started: waitpid(-1) would reap some other child of the test.
+    if (exit_code_ || pid_ <= 0) {
         return exit_code_;
     }
     const auto deadline = SteadyClock::now() + timeout;
@@ -217,6 +233,192 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, const ChildLim
     }
     const std::size_t at = output().find(kListening) + kListening.size();
     port_ = static_cast<std::uint16_t>(std::stoi(output().substr(at)));
+}
+
+namespace {
+
+constexpr Millis kNatsStartTimeout = 10000ms;
+
+// $PUBSUBX_NATS_SERVER, else the first nats-server on PATH, else Debian's /usr/sbin one.
+std::string nats_server_binary() {
+    if (const char* chosen = std::getenv("PUBSUBX_NATS_SERVER"); chosen != nullptr && *chosen) {
+        if (access(chosen, X_OK) != 0) {
+            fail(std::string{"PUBSUBX_NATS_SERVER="} + chosen);
+        }
+        return chosen;
+    }
+    const char* path = std::getenv("PATH");
+    std::istringstream directories{std::string{path != nullptr ? path : ""} + ":/usr/sbin"};
+    for (std::string directory; std::getline(directories, directory, ':');) {
+        const std::string candidate = directory + "/nats-server";
+        if (!directory.empty() && access(candidate.c_str(), X_OK) == 0) {
+            return candidate;
+        }
+    }
+    throw std::runtime_error(
+        "nats-server not found on PATH nor in /usr/sbin: install Debian's nats-server, or name "
+        "the binary in PUBSUBX_NATS_SERVER");
+}
+
+// The client port in a ports file, {"nats":["nats://127.0.0.1:4222"],...}; nullopt until the
+// file is complete.
+std::optional<std::uint16_t> client_port_in(const std::string& ports_json) {
+    const std::size_t key = ports_json.find("\"nats\":");
+    const std::size_t url = ports_json.find("nats://", key);
+    const std::size_t end = ports_json.find('"', url);
+    if (key == std::string::npos || url == std::string::npos || end == std::string::npos) {
+        return std::nullopt;
+    }
+    const std::size_t colon = ports_json.rfind(':', end);
+    std::uint16_t port = 0;
+    const auto [stop, error] =
+        std::from_chars(ports_json.data() + colon + 1, ports_json.data() + end, port);
+    if (error != std::errc{} || stop != ports_json.data() + end || port == 0) {
+        return std::nullopt;
+    }
+    return port;
+}
+
+std::string read_whole_file(const std::string& path) {
+    std::ifstream file{path};
+    return {std::istreambuf_iterator<char>{file}, std::istreambuf_iterator<char>{}};
+}
+
+}  // namespace
+
+TemporaryDirectory::TemporaryDirectory(std::string_view purpose) {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string{base != nullptr && *base != '\0' ? base : "/tmp"} +
+                          "/pubsubx-" + std::string{purpose} + "-XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) {
+        fail("mkdtemp " + pattern);
+    }
+    path_ = pattern;
+}
+
+TemporaryDirectory::~TemporaryDirectory() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+}
+
+NatsServerProcess::NatsServerProcess() : program_(nats_server_binary()) {
+    launch("-1");
+    port_ = port_from_ports_file();
+    wait_accepting();
+}
+
+NatsServerProcess::~NatsServerProcess() {
+    // Before the store directory goes: a running server would write into it while it is removed.
+    kill();
+}
+
+std::string NatsServerProcess::url() const {
+    return "nats://127.0.0.1:" + std::to_string(port_);
+}
+
+void NatsServerProcess::launch(const std::string& port_argument) {
+    const std::size_t from = output().size();
+    start(program_, {"-js", "-sd", directory_.path() + "/store", "-a", "127.0.0.1", "-p",
+                     port_argument, "--ports_file_dir", directory_.path()});
+    if (!wait_for_output("Server is ready", kNatsStartTimeout, from)) {
+        fail_start("did not log \"Server is ready\"");
+    }
+}
+
+// nats-server writes <executable name>_<pid>.ports when it listens, the only way to learn the
+// port it picked for -p -1 short of parsing its log.
+std::uint16_t NatsServerProcess::port_from_ports_file() {
+    const std::string ports_file = directory_.path() + "/" +
+                                   std::filesystem::path{program_}.filename().string() + "_" +
+                                   std::to_string(pid()) + ".ports";
+    const auto deadline = SteadyClock::now() + kNatsStartTimeout;
+    while (SteadyClock::now() < deadline) {
+        if (const auto port = client_port_in(read_whole_file(ports_file))) {
+            return *port;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    fail_start("wrote no client port into " + ports_file);
+}
+
+void NatsServerProcess::wait_accepting() {
+    const auto deadline = SteadyClock::now() + kNatsStartTimeout;
+    while (!port_accepts_connections(port_)) {
+        if (SteadyClock::now() >= deadline) {
+            fail_start("does not accept connections on " + url());
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+}
+
+void NatsServerProcess::fail_start(const std::string& why) {
+    kill();
+    throw std::runtime_error("nats-server (" + program_ + ") " + why + ":\n" + output());
+}
+
+void NatsServerProcess::stop(Millis grace) {
+    if (wait_exit(0ms)) {
+        return;
+    }
+    send_signal(SIGTERM);
+    if (!wait_exit(grace)) {
+        kill();
+    }
+}
+
+void NatsServerProcess::restart() {
+    stop();
+    launch(std::to_string(port_));
+    wait_accepting();
+}
+
+void NatsServerProcess::kill() {
+    // Only while it runs: once reaped, its PID may belong to another process.
+    if (wait_exit(0ms)) {
+        return;
+    }
+    send_signal(SIGKILL);
+    // SIGKILL cannot be caught; this ends at once unless the kernel itself is stuck.
+    wait_exit(kNatsStartTimeout);
+}
+
+bool port_accepts_connections(std::uint16_t port) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fail("socket");
+    }
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool accepted = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    close(fd);
+    return accepted;
+}
+
+std::vector<std::string> cluster_args(const NatsServerProcess& nats, std::string node,
+                                      std::string cluster, int lease_seconds) {
+    return {"--cluster",   nats.url(),      "--cluster-name",  std::move(cluster),
+            "--node-name", std::move(node), "--cluster-lease", std::to_string(lease_seconds)};
+}
+
+bool wait_joined(ServerProcess& node, Millis timeout) {
+    constexpr std::string_view kJoined = "' joined cluster '";
+    const auto deadline = SteadyClock::now() + timeout;
+    std::size_t from = 0;
+    while (node.wait_for_output(kJoined, Millis{remaining_ms(deadline)}, from)) {
+        const std::string& output = node.output();
+        const std::size_t joined = output.find(kJoined, from);
+        const std::size_t line_end = output.rfind('\n', joined);
+        const std::size_t line = line_end == std::string::npos ? 0 : line_end + 1;
+        // The same line must begin the sentence: a message text could also hold the words.
+        const std::size_t subject = output.find("Cluster: node '", line);
+        if (subject != std::string::npos && subject < joined) {
+            return true;
+        }
+        from = joined + 1;
+    }
+    return false;
 }
 
 TestClient::TestClient(std::uint16_t port, int receive_buffer, const char* source) {

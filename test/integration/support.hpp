@@ -1,5 +1,6 @@
 // Helpers for tests against the real binaries over real loopback TCP: a child process whose
-// output is watched, and a plain blocking socket client that speaks frames.
+// output is watched, a plain blocking socket client that speaks frames, and a nats-server for
+// the cluster tests' backplane.
 #pragma once
 
 #include <sys/types.h>
@@ -70,6 +71,14 @@ class ChildProcess {
     std::optional<int> wait_exit(Millis timeout = 5000ms);
     pid_t pid() const { return pid_; }
 
+  protected:
+    // For a subclass that must prepare something (a directory, a port) before it calls start().
+    ChildProcess() = default;
+    // Starts `program`; a process this object started before must have ended (wait_exit). The
+    // output of every start accumulates, so offsets into output() stay valid.
+    void start(const std::string& program, const std::vector<std::string>& args,
+               bool pipe_stdin = false, const ChildLimits& limits = {});
+
   private:
     // Reads what is available within `timeout`; false at end of output.
     bool read_output(Millis timeout);
@@ -91,6 +100,65 @@ class ServerProcess : public ChildProcess {
   private:
     std::uint16_t port_ = 0;
 };
+
+// A directory of its own under $TMPDIR (or /tmp), removed with all it holds at the end.
+class TemporaryDirectory {
+  public:
+    // `purpose` goes into the name, so that one left behind says where it came from.
+    explicit TemporaryDirectory(std::string_view purpose);
+    ~TemporaryDirectory();
+    TemporaryDirectory(const TemporaryDirectory&) = delete;
+    TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
+
+    const std::string& path() const { return path_; }
+
+  private:
+    std::string path_;
+};
+
+// nats-server with JetStream on 127.0.0.1, for the cluster tests' backplane: a port the server
+// picked itself (no race with other tests for a port chosen in advance) and a fresh store. The
+// binary is $PUBSUBX_NATS_SERVER, else nats-server on PATH, else /usr/sbin/nats-server (where
+// Debian installs it, outside a normal user's PATH).
+class NatsServerProcess : public ChildProcess {
+  public:
+    // Returns once the server accepts connections; throws with its output if it does not.
+    NatsServerProcess();
+    ~NatsServerProcess();
+
+    std::uint16_t port() const { return port_; }
+    // "nats://127.0.0.1:<port>", as pubsubx-server's --cluster takes it.
+    std::string url() const;
+    // SIGTERM, then SIGKILL if it still runs after `grace`; returns once it has exited.
+    void stop(Millis grace = 5000ms);
+    // Stops it if it runs (as stop() does), then starts it again on the same port with the same
+    // store, so JetStream keeps its streams; returns once it accepts connections again.
+    void restart();
+    // SIGKILL, a backplane that crashes; returns once it has exited.
+    void kill();
+
+  private:
+    // Starts nats-server on `port_argument` ("-1": one it picks) and waits for "Server is ready".
+    void launch(const std::string& port_argument);
+    std::uint16_t port_from_ports_file();
+    void wait_accepting();
+    [[noreturn]] void fail_start(const std::string& why);
+
+    std::string program_;
+    TemporaryDirectory directory_{"nats"};
+    std::uint16_t port_ = 0;
+};
+
+// True if something accepts a TCP connection on 127.0.0.1:`port` right now.
+bool port_accepts_connections(std::uint16_t port);
+
+// pubsubx-server's options for a node named `node` in cluster `cluster` on `nats`, holding its
+// lease for `lease_seconds`: ServerProcess node_a(cluster_args(nats, "a", "test", 2)).
+std::vector<std::string> cluster_args(const NatsServerProcess& nats, std::string node,
+                                      std::string cluster, int lease_seconds);
+// Waits until the node logs "Cluster: node '<node>' joined cluster '<cluster>'"; false if not
+// within `timeout`.
+bool wait_joined(ServerProcess& node, Millis timeout = 10000ms);
 
 class TestClient {
   public:
