@@ -133,7 +133,9 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
 
 FrameResult Broker::connect(Connection& connection, std::string_view name, std::string_view secret,
                             TimePoint now, const SourceAddress& source) {
-    if (cluster_ != nullptr) {
+    // A name or secret that admission would refuse anyway is not worth asking the cluster.
+    if (cluster_ != nullptr && is_valid_name(name) &&
+        (secret.empty() || is_valid_secret(secret))) {
         switch (cluster_->admit_name(connection, name, lifecycle_.find(name) != nullptr)) {
             case NameAdmission::local:
                 break;
