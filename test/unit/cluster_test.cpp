@@ -233,12 +233,9 @@ TEST_CASE_FIXTURE(Fixture,
     b.send("PUBLISH $SYS/x no");  // refused: not published, not forwarded
     a.send("UNSUBSCRIBE t");
     b.send("DISCONNECT");
-    CAPTURE(doctest::toString(link.events.size()));
-    for (const auto& event : link.events) {
-        MESSAGE(event);
-    }
+    // b still held t when a left it: t goes with b's last subscriptions.
     CHECK(link.events ==
-          std::vector<std::string>{"+t", "+f/+", "pub t hi", "-t", "-f/+", "gone b"});
+          std::vector<std::string>{"+t", "+f/+", "pub t hi", "-f/+", "-t", "gone b"});
     link.events.clear();
     broker.publish_from_cluster("t", "remote", t0);  // not sent back to the cluster
     broker.publish_system("$SYS/broker/x", "1", t0);
