@@ -145,7 +145,38 @@ void fail(Result& result, const std::string& problem) {
     }
 }
 
-namespace {
+std::string json_string(const std::string& text) {
+    std::string out = "\"";
+    for (const char c : text) {
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+        }
+        out.push_back(c);
+    }
+    return out + "\"";
+}
+
+void print_json(const Result& result) {
+    std::string line = "{\"scenario\":" + json_string(result.scenario) +
+                       ",\"complete\":" + (result.complete ? "true" : "false");
+    if (!result.problem.empty()) {
+        line += ",\"problem\":" + json_string(result.problem);
+    }
+    for (const Figure& figure : result.figures) {
+        char value[64];
+        std::snprintf(value, sizeof value, "%.6g", figure.value);
+        line += "," + json_string(figure.key) + ":" + value;
+    }
+    std::printf("%s}\n", line.c_str());
+}
+
+void print_table(const Result& result) {
+    std::printf("%s%s\n", result.scenario.c_str(),
+                result.complete ? "" : ("  ** INCOMPLETE: " + result.problem + " **").c_str());
+    for (const Figure& figure : result.figures) {
+        std::printf("  %-22s %s\n", figure.key.c_str(), figure.shown.c_str());
+    }
+}
 
 void add_checks(Result& result, long expected, const std::vector<OrderCheck>& checks) {
     long delivered = 0, out_of_order = 0, duplicates = 0, unrecognised = 0;
@@ -164,6 +195,8 @@ void add_checks(Result& result, long expected, const std::vector<OrderCheck>& ch
         fail(result, "deliveries were lost, out of order, repeated or unrecognised");
     }
 }
+
+namespace {
 
 long resident_bytes(pid_t pid) {
     std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};

@@ -95,10 +95,18 @@ std::string expand(std::string_view pattern, long index, bool append);
 // The broker process listening on `port` on this machine, or 0.
 pid_t find_listening_process(std::uint16_t port);
 
-// For scenarios in other files.
+// For scenarios in other files, and for pubsubx-nats-pair, which reports as pubsubx-bench does.
 class BenchClient;
+class OrderCheck;
 void add(Result& result, std::string key, double value, std::string shown);
 void fail(Result& result, const std::string& problem);  // the first problem is kept
+// delivered, lost, out_of_order and duplicates of `checks` against `expected` deliveries; the
+// result fails on any loss, disorder, repeat or unrecognised payload.
+void add_checks(Result& result, long expected, const std::vector<OrderCheck>& checks);
+// A JSON string: our keys and scenario names are plain ASCII, but quote them properly anyway.
+std::string json_string(const std::string& text);
+void print_json(const Result& result);   // one line (--json)
+void print_table(const Result& result);  // the scenario, then a figure a line
 std::string fixed(double value, int decimals);
 std::string rate_text(double per_second);  // "1.23 M msgs/s", "456.7 k msgs/s"
 // The broker has handled everything `client` sent before: a probe on a private topic came back.
