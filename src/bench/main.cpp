@@ -78,6 +78,17 @@ void add_throughput_options(CLI::App& command, ThroughputOptions& options) {
         ->capture_default_str();
     command.add_option("-s,--size", options.size, "Payload bytes")->capture_default_str();
     command
+        .add_option("--sub-port", options.sub_port,
+                    "Subscribers connect to this port (same host), publishers to -p: across two "
+                    "nodes of a cluster (0: -p for both)")
+        ->capture_default_str();
+    command
+        .add_option("--settle-ms", options.settle_ms,
+                    "Milliseconds to wait once subscribed (every subscriber saw a probe) before "
+                    "publishing, e.g. for a cluster to settle")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    command
         .add_option("-w,--window", options.window,
                     "Messages published but not yet received by the slowest subscriber")
         ->check(CLI::PositiveNumber)

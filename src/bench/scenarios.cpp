@@ -312,6 +312,9 @@ std::string throughput_name(const ThroughputOptions& options) {
         name +=
             ", " + with_thousands(topics.noise_filters) + " noise filters " + topics.noise_pattern;
     }
+    if (options.sub_port != 0) {
+        name += ", subscribers on port " + std::to_string(options.sub_port);
+    }
     return name;
 }
 
@@ -378,8 +381,12 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
         fail(result, "noise filters: " + setup_problem(broker_error({&noise.connection})));
         return result;
     }
+    Endpoint subscriber_endpoint = common.endpoint;
+    if (options.sub_port != 0) {
+        subscriber_endpoint.port = options.sub_port;
+    }
     Clients publishers = make_clients(loop, common.endpoint, "pub", options.publishers);
-    Clients subscribers = make_clients(loop, common.endpoint, "sub", options.subscribers);
+    Clients subscribers = make_clients(loop, subscriber_endpoint, "sub", options.subscribers);
     const std::vector<std::string> topics = publish_topics(options.topics);
     std::vector<OrderCheck> checks(subscribers.size(), OrderCheck{options.publishers});
     std::vector<std::vector<bool>> seen(
@@ -409,6 +416,9 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
         !wait_until_subscribed(loop, publishers, subscribers, topics.back(), seen)) {
         fail(result, setup_problem(broker_error({&publishers, &subscribers})));
         return result;
+    }
+    if (options.settle_ms > 0) {
+        loop.run_until([] { return false; }, std::chrono::milliseconds{options.settle_ms});
     }
 
     const long per_publisher = options.messages / options.publishers;

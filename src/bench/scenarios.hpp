@@ -55,6 +55,12 @@ struct ThroughputOptions {
     std::size_t size = 16;      // payload bytes
     long window = 10'000;       // published but not yet received by the slowest subscriber
     TopicOptions topics = {};
+    // Another broker of a cluster, on the same host, for the subscribers (0: the publishers'
+    // own): publishers on one node, subscribers on another.
+    std::uint16_t sub_port = 0;
+    // A wait after every subscriber has seen a probe and before the clock starts: the probes
+    // prove the subscriptions reach across, but a cluster may still be settling (0: none).
+    long settle_ms = 0;
 };
 
 struct LatencyOptions {
