@@ -17,40 +17,6 @@ namespace {
 
 using namespace pubsubx::bench;
 
-// A JSON string: our keys and scenario names are plain ASCII, but quote them properly anyway.
-std::string json_string(const std::string& text) {
-    std::string out = "\"";
-    for (const char c : text) {
-        if (c == '"' || c == '\\') {
-            out.push_back('\\');
-        }
-        out.push_back(c);
-    }
-    return out + "\"";
-}
-
-void print_json(const Result& result) {
-    std::string line = "{\"scenario\":" + json_string(result.scenario) +
-                       ",\"complete\":" + (result.complete ? "true" : "false");
-    if (!result.problem.empty()) {
-        line += ",\"problem\":" + json_string(result.problem);
-    }
-    for (const Figure& figure : result.figures) {
-        char value[64];
-        std::snprintf(value, sizeof value, "%.6g", figure.value);
-        line += "," + json_string(figure.key) + ":" + value;
-    }
-    std::printf("%s}\n", line.c_str());
-}
-
-void print_table(const Result& result) {
-    std::printf("%s%s\n", result.scenario.c_str(),
-                result.complete ? "" : ("  ** INCOMPLETE: " + result.problem + " **").c_str());
-    for (const Figure& figure : result.figures) {
-        std::printf("  %-22s %s\n", figure.key.c_str(), figure.shown.c_str());
-    }
-}
-
 // Exit codes: 0 complete (and every goal met), 1 a run was incomplete (losses, errors, a
 // timeout), 2 a usage error or an unreachable broker, 3 complete but a goal missed.
 constexpr int kGoalMissed = 3;
@@ -111,6 +77,17 @@ void add_throughput_options(CLI::App& command, ThroughputOptions& options) {
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     command.add_option("-s,--size", options.size, "Payload bytes")->capture_default_str();
+    command
+        .add_option("--sub-port", options.sub_port,
+                    "Subscribers connect to this port (same host), publishers to -p: across two "
+                    "nodes of a cluster (0: -p for both)")
+        ->capture_default_str();
+    command
+        .add_option("--settle-ms", options.settle_ms,
+                    "Milliseconds to wait once subscribed (every subscriber saw a probe) before "
+                    "publishing, e.g. for a cluster to settle")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     command
         .add_option("-w,--window", options.window,
                     "Messages published but not yet received by the slowest subscriber")

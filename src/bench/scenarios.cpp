@@ -145,7 +145,38 @@ void fail(Result& result, const std::string& problem) {
     }
 }
 
-namespace {
+std::string json_string(const std::string& text) {
+    std::string out = "\"";
+    for (const char c : text) {
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+        }
+        out.push_back(c);
+    }
+    return out + "\"";
+}
+
+void print_json(const Result& result) {
+    std::string line = "{\"scenario\":" + json_string(result.scenario) +
+                       ",\"complete\":" + (result.complete ? "true" : "false");
+    if (!result.problem.empty()) {
+        line += ",\"problem\":" + json_string(result.problem);
+    }
+    for (const Figure& figure : result.figures) {
+        char value[64];
+        std::snprintf(value, sizeof value, "%.6g", figure.value);
+        line += "," + json_string(figure.key) + ":" + value;
+    }
+    std::printf("%s}\n", line.c_str());
+}
+
+void print_table(const Result& result) {
+    std::printf("%s%s\n", result.scenario.c_str(),
+                result.complete ? "" : ("  ** INCOMPLETE: " + result.problem + " **").c_str());
+    for (const Figure& figure : result.figures) {
+        std::printf("  %-22s %s\n", figure.key.c_str(), figure.shown.c_str());
+    }
+}
 
 void add_checks(Result& result, long expected, const std::vector<OrderCheck>& checks) {
     long delivered = 0, out_of_order = 0, duplicates = 0, unrecognised = 0;
@@ -164,6 +195,8 @@ void add_checks(Result& result, long expected, const std::vector<OrderCheck>& ch
         fail(result, "deliveries were lost, out of order, repeated or unrecognised");
     }
 }
+
+namespace {
 
 long resident_bytes(pid_t pid) {
     std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
@@ -279,6 +312,9 @@ std::string throughput_name(const ThroughputOptions& options) {
         name +=
             ", " + with_thousands(topics.noise_filters) + " noise filters " + topics.noise_pattern;
     }
+    if (options.sub_port != 0) {
+        name += ", subscribers on port " + std::to_string(options.sub_port);
+    }
     return name;
 }
 
@@ -345,8 +381,12 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
         fail(result, "noise filters: " + setup_problem(broker_error({&noise.connection})));
         return result;
     }
+    Endpoint subscriber_endpoint = common.endpoint;
+    if (options.sub_port != 0) {
+        subscriber_endpoint.port = options.sub_port;
+    }
     Clients publishers = make_clients(loop, common.endpoint, "pub", options.publishers);
-    Clients subscribers = make_clients(loop, common.endpoint, "sub", options.subscribers);
+    Clients subscribers = make_clients(loop, subscriber_endpoint, "sub", options.subscribers);
     const std::vector<std::string> topics = publish_topics(options.topics);
     std::vector<OrderCheck> checks(subscribers.size(), OrderCheck{options.publishers});
     std::vector<std::vector<bool>> seen(
@@ -376,6 +416,9 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
         !wait_until_subscribed(loop, publishers, subscribers, topics.back(), seen)) {
         fail(result, setup_problem(broker_error({&publishers, &subscribers})));
         return result;
+    }
+    if (options.settle_ms > 0) {
+        loop.run_until([] { return false; }, std::chrono::milliseconds{options.settle_ms});
     }
 
     const long per_publisher = options.messages / options.publishers;

@@ -55,6 +55,12 @@ struct ThroughputOptions {
     std::size_t size = 16;      // payload bytes
     long window = 10'000;       // published but not yet received by the slowest subscriber
     TopicOptions topics = {};
+    // Another broker of a cluster, on the same host, for the subscribers (0: the publishers'
+    // own): publishers on one node, subscribers on another.
+    std::uint16_t sub_port = 0;
+    // A wait after every subscriber has seen a probe and before the clock starts: the probes
+    // prove the subscriptions reach across, but a cluster may still be settling (0: none).
+    long settle_ms = 0;
 };
 
 struct LatencyOptions {
@@ -95,10 +101,18 @@ std::string expand(std::string_view pattern, long index, bool append);
 // The broker process listening on `port` on this machine, or 0.
 pid_t find_listening_process(std::uint16_t port);
 
-// For scenarios in other files.
+// For scenarios in other files, and for pubsubx-nats-pair, which reports as pubsubx-bench does.
 class BenchClient;
+class OrderCheck;
 void add(Result& result, std::string key, double value, std::string shown);
 void fail(Result& result, const std::string& problem);  // the first problem is kept
+// delivered, lost, out_of_order and duplicates of `checks` against `expected` deliveries; the
+// result fails on any loss, disorder, repeat or unrecognised payload.
+void add_checks(Result& result, long expected, const std::vector<OrderCheck>& checks);
+// A JSON string: our keys and scenario names are plain ASCII, but quote them properly anyway.
+std::string json_string(const std::string& text);
+void print_json(const Result& result);   // one line (--json)
+void print_table(const Result& result);  // the scenario, then a figure a line
 std::string fixed(double value, int decimals);
 std::string rate_text(double per_second);  // "1.23 M msgs/s", "456.7 k msgs/s"
 // The broker has handled everything `client` sent before: a probe on a private topic came back.
