@@ -114,6 +114,26 @@ void add_durable(std::vector<SysMessage>& out, const SysSnapshot& before, const 
              before.store ? before.store->messages_written : 0, store.messages_written, seconds);
 }
 
+// Cluster mode (--cluster), under cluster/.
+void add_cluster(std::vector<SysMessage>& out, const SysSnapshot& before, const SysSnapshot& now,
+                 double seconds) {
+    const ClusterFigures& cluster = *now.cluster;
+    add(out, "cluster/nodes", cluster.nodes);
+    add(out, "cluster/connected", cluster.connected ? 1 : 0);
+    add(out, "cluster/disconnects", cluster.disconnects);
+    add(out, "cluster/subscriptions", cluster.nats_subscriptions);
+    add(out, "cluster/messages/forwarded", cluster.forwarded);
+    add(out, "cluster/messages/received", cluster.received);
+    add(out, "cluster/messages/duplicates", cluster.duplicates);
+    add(out, "cluster/messages/not_forwarded", cluster.not_forwarded);
+    add(out, "cluster/messages/dropped", cluster.dropped_by_nats);
+    add(out, "cluster/clients/handed_in", cluster.handed_in);
+    add(out, "cluster/clients/handed_out", cluster.handed_out);
+    add(out, "cluster/registry/refusals", cluster.registry_refusals);
+    add_rate(out, "load/cluster/messages/received/per_second",
+             before.cluster ? before.cluster->received : 0, cluster.received, seconds);
+}
+
 }  // namespace
 
 std::vector<SysMessage> SysTopics::update(const SysSnapshot& snapshot, TimePoint now) {
@@ -128,6 +148,9 @@ std::vector<SysMessage> SysTopics::update(const SysSnapshot& snapshot, TimePoint
     add_connections(out, snapshot);
     if (snapshot.store) {
         add_durable(out, previous_, snapshot, seconds);
+    }
+    if (snapshot.cluster) {
+        add_cluster(out, previous_, snapshot, seconds);
     }
     previous_ = snapshot;
     previous_at_ = now;

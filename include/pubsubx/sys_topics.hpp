@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pubsubx/cluster_figures.hpp"
 #include "pubsubx/core/config.hpp"
 #include "pubsubx/server_stats.hpp"
 #include "pubsubx/store_figures.hpp"
@@ -32,7 +33,8 @@ struct SysSnapshot {
     std::size_t queued_bytes = 0;  // Broker::total_queued_bytes
     std::size_t connections = 0;   // open sockets, with or without a client
     std::uint64_t log_lines_dropped = 0;
-    std::optional<StoreFigures> store;  // with --data-dir only
+    std::optional<StoreFigures> store;      // with --data-dir only
+    std::optional<ClusterFigures> cluster;  // with --cluster only
 };
 
 struct SysMessage {

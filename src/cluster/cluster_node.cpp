@@ -265,7 +265,7 @@ void ClusterNode::stop() {
 }
 
 const ClusterFigures& ClusterNode::figures() {
-    figures_.remote_nodes = remote_names_.size();
+    figures_.nodes = remote_names_.size() + 1;
     figures_.nats_subscriptions = link_.subscription_count();
     figures_.connected = link_.connected();
     return figures_;
@@ -407,7 +407,7 @@ void ClusterNode::on_interest_record(std::string_view payload) {
 }
 
 const std::string& ClusterNode::subject_of(std::string_view topic) {
-    const auto found = subjects_.find(std::string{topic});
+    const auto found = subjects_.find(topic);
     if (found != subjects_.end()) {
         return found->second;
     }

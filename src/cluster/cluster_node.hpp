@@ -25,6 +25,7 @@
 #include "name_registry.hpp"
 #include "nats_link.hpp"
 #include "pubsubx/broker.hpp"
+#include "pubsubx/cluster_figures.hpp"
 #include "pubsubx/core/cluster_link.hpp"
 #include "pubsubx/log.hpp"
 #include "pubsubx/name_gate.hpp"
@@ -45,21 +46,7 @@ struct ClusterSettings {
     std::chrono::milliseconds request_timeout{3'000};
 };
 
-// Counters for the logs and $SYS.
-struct ClusterFigures {
-    std::uint64_t forwarded = 0;        // local publishes sent to other nodes
-    std::uint64_t received = 0;         // messages from other nodes
-    std::uint64_t duplicates = 0;       // received twice (by sequence), not delivered again
-    std::uint64_t not_forwarded = 0;    // NATS could not take them (down, buffer full)
-    std::uint64_t dropped_by_nats = 0;  // this node did not read them fast enough
-    std::uint64_t disconnects = 0;
-    std::uint64_t handed_in = 0;          // clients other nodes handed over to this one
-    std::uint64_t handed_out = 0;         // and this one to others
-    std::uint64_t registry_refusals = 0;  // CONNECTs refused: the registry could not be asked
-    std::size_t remote_nodes = 0;
-    std::size_t nats_subscriptions = 0;
-    bool connected = false;
-};
+using pubsubx::ClusterFigures;
 
 class ClusterNode final : public ClusterLink, public NameGate, private NatsLink::Listener {
   public:
@@ -183,7 +170,8 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     bool announce_posted_ = false;
     RemoteInterest remote_;
     std::unordered_map<std::uint64_t, std::string> remote_names_;  // incarnation -> node name
-    std::unordered_map<std::string, std::string> subjects_;        // topic -> subject cache
+    std::unordered_map<std::string, std::string, StringHash, std::equal_to<>>
+        subjects_;  // topic -> subject
     std::string envelope_;
 
     std::uint64_t sequence_ = 0;

@@ -330,7 +330,7 @@ std::string cluster_figures_text(const pubsubx::cluster::ClusterFigures& figures
            " cluster_handed_in=" + std::to_string(figures.handed_in) +
            " cluster_handed_out=" + std::to_string(figures.handed_out) +
            " cluster_registry_refusals=" + std::to_string(figures.registry_refusals) +
-           " cluster_nodes=" + std::to_string(figures.remote_nodes + 1);
+           " cluster_nodes=" + std::to_string(figures.nodes);
 }
 
 std::string host_name() {
@@ -423,7 +423,7 @@ int main(int argc, char** argv) {
             logger.flush(std::chrono::seconds{1});
             return 1;
         }
-        server->attach_name_gate(cluster.get());
+        server->attach_cluster(cluster.get(), [&cluster] { return cluster->figures(); });
     }
     server->start();
     server->apply_effects();  // the expiry of the clients the store brought back

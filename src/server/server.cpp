@@ -278,6 +278,9 @@ SysSnapshot Server::sys_snapshot() const {
     if (store_ != nullptr) {
         snapshot.store = store_->figures();
     }
+    if (cluster_figures_) {
+        snapshot.cluster = cluster_figures_();
+    }
     return snapshot;
 }
 

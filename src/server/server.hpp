@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pubsubx/broker.hpp"
+#include "pubsubx/cluster_figures.hpp"
 #include "pubsubx/durability_gate.hpp"
 #include "pubsubx/log.hpp"
 #include "pubsubx/name_gate.hpp"
@@ -59,7 +60,11 @@ class Server {
     void interrupt_writes();
     bool stopping_writes() const { return stopping_writes_; }
     // Cluster mode: CONNECTs of names this node does not hold wait for the gate.
-    void attach_name_gate(NameGate* gate) { name_gate_ = gate; }
+    // Its figures join the $SYS topics.
+    void attach_cluster(NameGate* gate, std::function<ClusterFigures()> figures) {
+        name_gate_ = gate;
+        cluster_figures_ = std::move(figures);
+    }
     NameGate* name_gate() const { return name_gate_; }
     // With a durable store: its figures join the $SYS topics.
     void attach_store(DurabilityGate* store) { store_ = store; }
@@ -129,6 +134,7 @@ class Server {
     ServerStats stats_;
     DurabilityGate* store_ = nullptr;
     NameGate* name_gate_ = nullptr;
+    std::function<ClusterFigures()> cluster_figures_;
     std::vector<std::weak_ptr<Session>> held_;  // sessions holding writes for the store
     std::array<char, 64 * 1024> read_buffer_{};
 };
