@@ -127,6 +127,7 @@ void add_cluster(std::vector<SysMessage>& out, const SysSnapshot& before, const 
     add(out, "cluster/messages/duplicates", cluster.duplicates);
     add(out, "cluster/messages/not_forwarded", cluster.not_forwarded);
     add(out, "cluster/messages/dropped", cluster.dropped_by_nats);
+    add(out, "cluster/batches/damaged", cluster.damaged);
     add(out, "cluster/clients/handed_in", cluster.handed_in);
     add(out, "cluster/clients/handed_out", cluster.handed_out);
     add(out, "cluster/registry/refusals", cluster.registry_refusals);

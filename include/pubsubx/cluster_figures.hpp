@@ -13,6 +13,7 @@ struct ClusterFigures {
     std::uint64_t duplicates = 0;       // received twice (by sequence), not delivered again
     std::uint64_t not_forwarded = 0;    // NATS could not take them (closed, buffer full)
     std::uint64_t dropped_by_nats = 0;  // this node did not read them fast enough
+    std::uint64_t damaged = 0;          // batches from other nodes that could not be read
     std::uint64_t disconnects = 0;
     std::uint64_t handed_in = 0;          // clients other nodes handed over to this one
     std::uint64_t handed_out = 0;         // and this one to others

@@ -17,6 +17,7 @@ constexpr std::string_view kNameMoving{
     "ERROR: Name is moving to another node of the cluster; retry in a moment"};
 constexpr std::size_t kMaxCachedSubjects = 65'536;
 constexpr int kMaxClaimAttempts = 4;
+constexpr std::size_t kMaxBatchBytes = 64 * 1024;
 
 // Interest records (kind 'I'): the announcing node, flags, then one field per change.
 constexpr char kInterestRecord = 'I';
@@ -31,6 +32,7 @@ constexpr char kUnknown = 'U';   // no such client here (the name is stale)
 constexpr char kRefused = 'E';   // with the error frame for the CONNECT
 constexpr char kState = 'S';     // the client's state
 constexpr char kGone = 'G';      // the name moved, but the client ended meanwhile
+constexpr char kFailed = 'F';    // the hand-over failed, with the error frame for the CONNECT
 
 std::uint64_t random_incarnation() {
     std::random_device device;
@@ -82,7 +84,8 @@ ClusterNode::ClusterNode(asio::io_context& io, Broker& broker, Logger& logger,
       link_(io, *this),
       registry_(settings_.cluster, settings_.node, settings_.lease),
       heartbeat_timer_(io),
-      liveness_timer_(io) {}
+      liveness_timer_(io),
+      remote_(prefix_) {}
 
 ClusterNode::~ClusterNode() {
     stop();
@@ -208,6 +211,7 @@ void ClusterNode::check_remote_nodes() {
                                              "' is gone (its lease ended)");
                                 remote_.forget(incarnation);
                                 last_received_.erase(incarnation);
+                                last_slot_ = nullptr;
                                 remote_names_.erase(found);
                             });
         }
@@ -379,6 +383,7 @@ void ClusterNode::on_interest_record(std::string_view payload) {
         if (it->second == node && it->first != origin) {
             remote_.forget(it->first);
             last_received_.erase(it->first);
+            last_slot_ = nullptr;
             it = remote_names_.erase(it);
         } else {
             ++it;
@@ -422,15 +427,43 @@ void ClusterNode::published(std::string_view topic, std::string_view data) {
     if (!incoming_.empty()) {
         buffer_for_handovers(incarnation_, sequence_, topic, data);
     }
-    if (!remote_.wanted(topic)) {
+    const std::string* const subject = remote_.wanted(topic);
+    if (subject == nullptr) {
         return;
     }
-    envelope_.clear();
-    encode_envelope(envelope_, {incarnation_, sequence_, topic, data});
-    if (link_.publish(subject_of(topic), envelope_)) {
-        ++figures_.forwarded;
+    const std::string& to = subject->empty() ? subject_of(topic) : *subject;
+    if (batch_.size() >= kMaxBatchBytes || (!batch_.empty() && to != batch_subject_)) {
+        send_batch();
+    }
+    if (batch_.empty()) {
+        batch_subject_ = to;
+        begin_batch(batch_, incarnation_, sequence_);
+        if (!batch_posted_) {
+            batch_posted_ = true;
+            asio::post(io_, [this] {
+                batch_posted_ = false;
+                send_batch();
+            });
+        }
+    }
+    add_to_batch(batch_, topic, data);
+}
+
+// The batch goes when the event loop is done with what it is doing (the rest of a read, say),
+// when the next message goes to another subject, or when it is large.
+void ClusterNode::send_batch() {
+    if (batch_.empty()) {
+        return;
+    }
+    const std::size_t messages = batch_size(batch_);
+    if (link_.publish(batch_subject_, batch_)) {
+        figures_.forwarded += messages;
     } else {
-        ++figures_.not_forwarded;
+        figures_.not_forwarded += messages;
+    }
+    batch_.clear();
+    if (batch_.capacity() > 4 * kMaxBatchBytes) {
+        std::string{}.swap(batch_);
     }
 }
 
@@ -439,22 +472,37 @@ void ClusterNode::on_inbound(const NatsLink::Inbound& inbound) {
         return;
     }
     if (inbound.channel == NatsLink::Channel::data) {
-        on_message(inbound.payload);
+        on_batch(inbound.payload);
     } else {
         on_control(inbound.subject, inbound.reply, inbound.payload);
     }
 }
 
 void ClusterNode::on_inbound_done() {
+    batch_now_.reset();
     apply_effects_();
 }
 
-void ClusterNode::on_message(std::string_view payload) {
-    const std::optional<Envelope> envelope = decode_envelope(payload);
-    if (!envelope || envelope->origin == incarnation_) {
+void ClusterNode::on_batch(std::string_view payload) {
+    if (!batch_now_) {
+        batch_now_ = Clock::now();  // one clock read per batch of messages
+    }
+    if (!for_each_message(payload, [&](const Envelope& envelope) { on_message(envelope); })) {
+        ++figures_.damaged;
+        logger_.error("Cluster: a damaged batch of messages from another node was dropped");
+    }
+}
+
+void ClusterNode::on_message(const Envelope& message) {
+    const Envelope* const envelope = &message;
+    if (envelope->origin == incarnation_) {
         return;
     }
-    std::uint64_t& last = last_received_[envelope->origin];
+    if (envelope->origin != last_origin_ || last_slot_ == nullptr) {
+        last_origin_ = envelope->origin;
+        last_slot_ = &last_received_[envelope->origin];
+    }
+    std::uint64_t& last = *last_slot_;
     if (envelope->sequence <= last) {
         // Each node's messages reach this one in order: an older number was delivered already.
         if (++figures_.duplicates == 1 || (figures_.duplicates & (figures_.duplicates - 1)) == 0) {
@@ -468,7 +516,7 @@ void ClusterNode::on_message(std::string_view payload) {
     if (!incoming_.empty()) {
         buffer_for_handovers(envelope->origin, envelope->sequence, envelope->topic, envelope->data);
     }
-    broker_.publish_from_cluster(envelope->topic, envelope->data, Clock::now());
+    broker_.publish_from_cluster(envelope->topic, envelope->data, *batch_now_);
 }
 
 void ClusterNode::buffer_for_handovers(std::uint64_t origin, std::uint64_t sequence,
@@ -492,7 +540,10 @@ void ClusterNode::on_control(std::string_view subject, std::string_view reply,
     } else if (!payload.empty() && payload.front() == kTakeRequest) {
         on_take_request(reply, payload);
     } else if (!payload.empty() && payload.front() == kReadyRequest) {
-        on_ready_request(reply, payload);
+        on_ready_request(payload);
+    } else if (!payload.empty() && (payload.front() == kState || payload.front() == kGone ||
+                                    payload.front() == kFailed)) {
+        on_state_record(payload);
     }
 }
 
@@ -645,27 +696,42 @@ void ClusterNode::on_take_answer(std::shared_ptr<NameRequest> request, const std
         add_interest(filter);
     }
     send_announcements();
-    const std::string payload =
-        RecordWriter{kReadyRequest}.field(request->name).field(settings_.node).bytes();
-    const std::string subject = node_subject(owner, "ready");
-    const auto timeout = settings_.request_timeout + settings_.handover_window;
-    // The flush makes sure NATS has the new subscriptions before the old owner lets go.
-    on_worker<std::string>(
-        [this, subject, payload, timeout] {
-            if (natsConnection_FlushTimeout(link_.connection(), timeout.count()) != NATS_OK) {
-                return std::string{};
-            }
-            return ask(link_.connection(), subject, payload, timeout);
-        },
-        [this, request, owner](std::string answer) {
-            on_state_answer(request, owner, std::move(answer));
-        });
+    handover.request = request;
+    handover.owner = owner;
+    handover.timeout = std::make_shared<asio::steady_timer>(
+        io_, settings_.request_timeout + settings_.handover_window);
+    handover.timeout->async_wait([this, request](const std::error_code& error) {
+        const auto found = incoming_.find(request->name);
+        if (error || stopping_ || found == incoming_.end() || found->second.request != request) {
+            return;
+        }
+        const std::string owner = found->second.owner;
+        end_incoming(request->name);
+        finish_claim(request,
+                     "ERROR: Node '" + owner + "' did not hand the client over in time; retry");
+    });
+    // "Ready" follows the new subscriptions on this node's one connection, so NATS has them
+    // before the old owner lets go; its answer comes on this node's own subject, behind every
+    // message NATS routed here before it (one delivery thread keeps that order).
+    link_.publish(node_subject(owner, "ready"),
+                  RecordWriter{kReadyRequest}.field(request->name).field(settings_.node).bytes());
 }
 
-void ClusterNode::on_state_answer(std::shared_ptr<NameRequest> request, const std::string& owner,
-                                  std::string answer) {
-    RecordReader record{answer};
-    const char kind = answer.empty() ? kRefused : record.kind();
+void ClusterNode::on_state_record(std::string_view payload) {
+    RecordReader record{payload};
+    const std::string name{record.field()};
+    const auto found = incoming_.find(name);
+    if (record.failed() || found == incoming_.end() || !found->second.request) {
+        logger_.error("Cluster: the state of client '", name,
+                      "' came after its hand-over had timed out; it is lost");
+        return;
+    }
+    on_state_answer(found->second.request, found->second.owner, record);
+}
+
+void ClusterNode::on_state_answer(std::shared_ptr<NameRequest> request, std::string owner,
+                                  RecordReader& record) {
+    const char kind = record.kind();
     if (kind == kGone) {
         const std::uint64_t revision = record.number();
         end_incoming(request->name);
@@ -673,12 +739,9 @@ void ClusterNode::on_state_answer(std::shared_ptr<NameRequest> request, const st
         return;
     }
     if (kind != kState) {
-        const std::string error =
-            answer.empty()
-                ? "ERROR: Node '" + owner + "' did not hand the client over in time; retry"
-                : std::string{record.field()};
+        const std::string error{record.field()};
         end_incoming(request->name);
-        finish_claim(request, error);
+        finish_claim(request, error.empty() ? std::string{kRegistryUnavailable} : error);
         return;
     }
     const std::uint64_t revision = record.number();
@@ -728,6 +791,9 @@ void ClusterNode::end_incoming(const std::string& name) {
         return;
     }
     const std::vector<std::string> filters = std::move(found->second.filters);
+    if (found->second.timeout) {
+        found->second.timeout->cancel();
+    }
     incoming_.erase(found);
     for (const std::string& filter : filters) {
         remove_interest(filter);
@@ -774,23 +840,24 @@ void ClusterNode::on_take_request(std::string_view reply, std::string_view paylo
 
 // Second: the new owner has subscribed. After the window (messages on their way here still
 // arrive and are queued), the name moves and the state goes.
-void ClusterNode::on_ready_request(std::string_view reply, std::string_view payload) {
+void ClusterNode::on_ready_request(std::string_view payload) {
     RecordReader record{payload};
     const std::string name{record.field()};
     const std::string to{record.field()};
     const auto found = outgoing_.find(name);
-    if (record.failed() || reply.empty()) {
+    if (record.failed()) {
         return;
     }
+    const std::string reply = node_subject(to, "state");
     if (found == outgoing_.end() || found->second.to_node != to) {
-        link_.publish(std::string{reply},
-                      RecordWriter{kRefused}
-                          .field("ERROR: The hand-over from another node timed out; retry")
-                          .bytes());
+        link_.publish(reply, RecordWriter{kFailed}
+                                 .field(name)
+                                 .field("ERROR: The hand-over from another node timed out; retry")
+                                 .bytes());
         return;
     }
     auto timer = std::make_shared<asio::steady_timer>(io_, settings_.handover_window);
-    timer->async_wait([this, timer, name, to, reply = std::string{reply}](const std::error_code&) {
+    timer->async_wait([this, timer, name, to, reply](const std::error_code&) {
         if (stopping_) {
             return;
         }
@@ -811,7 +878,8 @@ void ClusterNode::on_ready_request(std::string_view reply, std::string_view payl
             [this, name, reply](std::optional<std::uint64_t> moved) {
                 if (!moved || *moved == 0) {
                     outgoing_.erase(name);
-                    link_.publish(reply, RecordWriter{kRefused}
+                    link_.publish(reply, RecordWriter{kFailed}
+                                             .field(name)
                                              .field(moved ? std::string_view{kNameTaken}
                                                           : kRegistryUnavailable)
                                              .bytes());
@@ -829,12 +897,15 @@ void ClusterNode::hand_over_now(std::string name, std::string reply, std::uint64
     const std::optional<RecoveredClient> state = broker_.hand_over(name, Clock::now());
     handing_over_now_.clear();
     apply_effects_();
+    // This node's own messages still batched went to the client's queue here: they must reach
+    // the new owner before the state, to be recognised there as received already.
+    send_batch();
     if (!state) {
-        link_.publish(reply, RecordWriter{kGone}.number(new_revision).bytes());
+        link_.publish(reply, RecordWriter{kGone}.field(name).number(new_revision).bytes());
         return;
     }
     RecordWriter answer{kState};
-    answer.number(new_revision);
+    answer.field(name).number(new_revision);
     if (state->secret) {
         const auto bytes = state->secret->bytes();
         answer.field({reinterpret_cast<const char*>(bytes.data()), bytes.size()});

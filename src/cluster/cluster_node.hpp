@@ -18,10 +18,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "envelope.hpp"
 #include "name_registry.hpp"
 #include "nats_link.hpp"
 #include "pubsubx/broker.hpp"
@@ -92,6 +94,9 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
             std::string frame;  // encoded for the client
         };
         std::vector<Buffered> buffered;
+        std::shared_ptr<NameRequest> request;  // the CONNECT waiting for it
+        std::string owner;
+        std::shared_ptr<asio::steady_timer> timeout;
     };
     // A client leaving this node for another.
     struct OutgoingHandover {
@@ -107,7 +112,9 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     void on_connection_changed(bool connected) override;
     void on_dropped(std::uint64_t messages) override;
 
-    void on_message(std::string_view payload);
+    void on_batch(std::string_view payload);
+    void on_message(const Envelope& message);
+    void send_batch();
     void on_control(std::string_view subject, std::string_view reply, std::string_view payload);
     void buffer_for_handovers(std::uint64_t origin, std::uint64_t sequence, std::string_view topic,
                               std::string_view data);
@@ -135,11 +142,12 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     void ask_owner(std::shared_ptr<NameRequest> request, std::string owner, std::uint64_t revision);
     void on_take_answer(std::shared_ptr<NameRequest> request, const std::string& owner,
                         std::string answer, std::uint64_t revision);
-    void on_state_answer(std::shared_ptr<NameRequest> request, const std::string& owner,
-                         std::string answer);
+    void on_state_record(std::string_view payload);
+    void on_state_answer(std::shared_ptr<NameRequest> request, std::string owner,
+                         RecordReader& record);
     void end_incoming(const std::string& name);
     void on_take_request(std::string_view reply, std::string_view payload);
-    void on_ready_request(std::string_view reply, std::string_view payload);
+    void on_ready_request(std::string_view payload);
     void hand_over_now(std::string name, std::string reply, std::uint64_t new_revision);
     void expire_outgoing();
 
@@ -171,11 +179,17 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     RemoteInterest remote_;
     std::unordered_map<std::uint64_t, std::string> remote_names_;  // incarnation -> node name
     std::unordered_map<std::string, std::string, StringHash, std::equal_to<>>
-        subjects_;  // topic -> subject
-    std::string envelope_;
+        subjects_;       // topic -> subject
+    std::string batch_;  // local publishes on their way to NATS (envelope.hpp)
+    std::string batch_subject_;
+    bool batch_posted_ = false;
 
     std::uint64_t sequence_ = 0;
     std::unordered_map<std::uint64_t, std::uint64_t> last_received_;  // origin -> sequence
+    // The entry of the last message's origin: a run of messages from one node looks it up once.
+    std::uint64_t last_origin_ = 0;
+    std::uint64_t* last_slot_ = nullptr;
+    std::optional<TimePoint> batch_now_;
 
     std::unordered_map<std::string, std::uint64_t> owned_;  // name -> revision of our claim
     std::unordered_map<const Connection*, std::string> grants_;

@@ -6,9 +6,6 @@ namespace pubsubx::cluster {
 
 namespace {
 
-constexpr char kEnvelopeVersion = 1;
-constexpr std::size_t kEnvelopeHeader = 1 + 8 + 8 + 4;
-
 void append_u64(std::string& out, std::uint64_t value) {
     for (int i = 0; i < 8; ++i) {
         out.push_back(static_cast<char>(value >> (8 * i)));
@@ -21,6 +18,15 @@ void append_u32(std::string& out, std::uint32_t value) {
     }
 }
 
+void store_le(char* out, std::uint64_t value, int size) {
+    for (int i = 0; i < size; ++i) {
+        out[i] = static_cast<char>(value >> (8 * i));
+    }
+}
+
+}  // namespace
+
+namespace detail {
 std::uint64_t read_le(std::string_view bytes, int size) {
     std::uint64_t value = 0;
     for (int i = size - 1; i >= 0; --i) {
@@ -28,34 +34,31 @@ std::uint64_t read_le(std::string_view bytes, int size) {
     }
     return value;
 }
+}  // namespace detail
 
-}  // namespace
+using detail::read_le;
 
-void encode_envelope(std::string& out, const Envelope& envelope) {
-    out.reserve(out.size() + kEnvelopeHeader + envelope.topic.size() + envelope.data.size());
-    out.push_back(kEnvelopeVersion);
-    append_u64(out, envelope.origin);
-    append_u64(out, envelope.sequence);
-    append_u32(out, static_cast<std::uint32_t>(envelope.topic.size()));
-    out.append(envelope.topic);
-    out.append(envelope.data);
+void begin_batch(std::string& out, std::uint64_t origin, std::uint64_t first_sequence) {
+    out.push_back(detail::kBatchVersion);
+    append_u64(out, origin);
+    append_u64(out, first_sequence);
+    append_u32(out, 0);
 }
 
-std::optional<Envelope> decode_envelope(std::string_view bytes) {
-    if (bytes.size() < kEnvelopeHeader || bytes[0] != kEnvelopeVersion) {
-        return std::nullopt;
-    }
-    Envelope envelope;
-    envelope.origin = read_le(bytes.substr(1), 8);
-    envelope.sequence = read_le(bytes.substr(9), 8);
-    const std::uint64_t topic_size = read_le(bytes.substr(17), 4);
-    bytes.remove_prefix(kEnvelopeHeader);
-    if (topic_size == 0 || topic_size > bytes.size()) {
-        return std::nullopt;
-    }
-    envelope.topic = bytes.substr(0, topic_size);
-    envelope.data = bytes.substr(topic_size);
-    return envelope;
+// One resize and two copies: this runs for every message another node wants.
+void add_to_batch(std::string& out, std::string_view topic, std::string_view data) {
+    const std::size_t at = out.size();
+    out.resize(at + detail::kEntryHeader + topic.size() + data.size());
+    char* const entry = out.data() + at;
+    store_le(entry, topic.size(), 4);
+    store_le(entry + 4, data.size(), 4);
+    std::memcpy(entry + detail::kEntryHeader, topic.data(), topic.size());
+    std::memcpy(entry + detail::kEntryHeader + topic.size(), data.data(), data.size());
+    store_le(out.data() + 17, batch_size(out) + 1, 4);
+}
+
+std::size_t batch_size(std::string_view batch) {
+    return batch.size() < detail::kBatchHeader ? 0 : read_le(batch.substr(17), 4);
 }
 
 RecordWriter& RecordWriter::field(std::string_view value) {

@@ -13,6 +13,7 @@
 
 namespace pubsubx::cluster {
 
+// One message as it travelled.
 struct Envelope {
     std::uint64_t origin = 0;
     std::uint64_t sequence = 0;
@@ -20,9 +21,17 @@ struct Envelope {
     std::string_view data;
 };
 
-void encode_envelope(std::string& out, const Envelope& envelope);
-// Null for anything that is not a whole envelope of this version.
-std::optional<Envelope> decode_envelope(std::string_view bytes);
+// A batch: messages of one origin to one NATS subject, published one after the other, numbered
+// from the batch's first sequence on. One NATS message carries a whole batch, so NATS parses,
+// routes and delivers once per batch instead of once per message.
+void begin_batch(std::string& out, std::uint64_t origin, std::uint64_t first_sequence);
+void add_to_batch(std::string& out, std::string_view topic, std::string_view data);
+std::size_t batch_size(std::string_view batch);  // messages in it
+
+// Calls on_message(const Envelope&) for each message of a batch, in order. False if the
+// bytes are not a whole batch of this version (then some messages may have been seen).
+template <typename OnMessage>
+bool for_each_message(std::string_view batch, OnMessage&& on_message);
 
 // Builds a control record: a kind byte, then fields.
 class RecordWriter {
@@ -51,5 +60,41 @@ class RecordReader {
     char kind_ = 0;
     bool failed_ = false;
 };
+
+namespace detail {
+inline constexpr char kBatchVersion = 2;
+inline constexpr std::size_t kBatchHeader = 1 + 8 + 8 + 4;
+inline constexpr std::size_t kEntryHeader = 4 + 4;
+std::uint64_t read_le(std::string_view bytes, int size);
+}  // namespace detail
+
+template <typename OnMessage>
+bool for_each_message(std::string_view batch, OnMessage&& on_message) {
+    using namespace detail;
+    if (batch.size() < kBatchHeader || batch[0] != kBatchVersion) {
+        return false;
+    }
+    Envelope envelope;
+    envelope.origin = read_le(batch.substr(1), 8);
+    envelope.sequence = read_le(batch.substr(9), 8);
+    std::uint64_t count = read_le(batch.substr(17), 4);
+    batch.remove_prefix(kBatchHeader);
+    for (; count > 0; --count, ++envelope.sequence) {
+        if (batch.size() < kEntryHeader) {
+            return false;
+        }
+        const std::uint64_t topic_size = read_le(batch, 4);
+        const std::uint64_t data_size = read_le(batch.substr(4), 4);
+        batch.remove_prefix(kEntryHeader);
+        if (topic_size == 0 || topic_size > batch.size() || data_size > batch.size() - topic_size) {
+            return false;
+        }
+        envelope.topic = batch.substr(0, topic_size);
+        envelope.data = batch.substr(topic_size, data_size);
+        batch.remove_prefix(topic_size + data_size);
+        on_message(envelope);
+    }
+    return batch.empty();
+}
 
 }  // namespace pubsubx::cluster

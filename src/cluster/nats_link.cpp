@@ -37,6 +37,8 @@ NatsLink::~NatsLink() {
 
 bool NatsLink::connect(const std::vector<std::string>& servers, const std::string& name,
                        std::string& error) {
+    // One delivery thread for the whole library: see UseGlobalMessageDelivery below.
+    nats_SetMessageDeliveryPoolSize(1);
     natsOptions* options = nullptr;
     if (natsOptions_Create(&options) != NATS_OK) {
         error = "cannot create NATS options";

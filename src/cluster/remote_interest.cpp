@@ -1,6 +1,7 @@
 #include "remote_interest.hpp"
 
 #include "pubsubx/protocol.hpp"
+#include "subjects.hpp"
 
 namespace pubsubx::cluster {
 
@@ -17,6 +18,8 @@ void RemoteInterest::add(std::uint64_t node, std::string_view topic_or_filter) {
         record.is_filter = topic_shape(record.name).wildcard;
         if (record.is_filter) {
             filters_.insert(record.name, record);
+        } else {
+            found->second.subject = topic_subject(prefix_, record.name);
         }
     }
     ++found->second.nodes;
@@ -57,19 +60,20 @@ void RemoteInterest::release(std::string_view topic_or_filter) {
     entries_.erase(found);
 }
 
-bool RemoteInterest::wanted(std::string_view topic) {
+const std::string* RemoteInterest::wanted(std::string_view topic) {
     if (entries_.empty()) {
-        return false;
+        return nullptr;
     }
-    if (entries_.find(topic) != entries_.end()) {
-        return true;
+    const auto exact = entries_.find(topic);
+    if (exact != entries_.end()) {
+        return &exact->second.subject;
     }
     if (filters_.empty()) {
-        return false;
+        return nullptr;
     }
     matched_.clear();
     filters_.match(topic, matched_);
-    return !matched_.empty();
+    return matched_.empty() ? nullptr : &filter_only_;
 }
 
 }  // namespace pubsubx::cluster

@@ -326,6 +326,7 @@ std::string cluster_figures_text(const pubsubx::cluster::ClusterFigures& figures
            " cluster_duplicates=" + std::to_string(figures.duplicates) +
            " cluster_not_forwarded=" + std::to_string(figures.not_forwarded) +
            " cluster_dropped_by_nats=" + std::to_string(figures.dropped_by_nats) +
+           " cluster_damaged=" + std::to_string(figures.damaged) +
            " cluster_disconnects=" + std::to_string(figures.disconnects) +
            " cluster_handed_in=" + std::to_string(figures.handed_in) +
            " cluster_handed_out=" + std::to_string(figures.handed_out) +

@@ -139,23 +139,34 @@ TEST_CASE("filter_matches agrees with the broker's routing") {
     CHECK_FALSE(filter_matches("a/b", "a"));
 }
 
-TEST_CASE("an envelope carries origin, sequence, topic and data, and rejects damage") {
-    std::string bytes;
-    encode_envelope(bytes, {0x1122334455667788ULL, 42, "t/x", std::string_view{"d\0ta", 4}});
-    const auto envelope = decode_envelope(bytes);
-    REQUIRE(envelope);
-    CHECK(envelope->origin == 0x1122334455667788ULL);
-    CHECK(envelope->sequence == 42);
-    CHECK(envelope->topic == "t/x");
-    CHECK(envelope->data == std::string_view{"d\0ta", 4});
-    CHECK_FALSE(decode_envelope(bytes.substr(0, 10)));
-    CHECK_FALSE(decode_envelope(""));
-    std::string wrong_version = bytes;
+TEST_CASE("a batch carries its origin, numbered messages, topics and data, and rejects damage") {
+    std::string batch;
+    begin_batch(batch, 0x1122334455667788ULL, 42);
+    add_to_batch(batch, "t/x", std::string_view{"d\0ta", 4});
+    add_to_batch(batch, "t/y", "");
+    CHECK(batch_size(batch) == 2);
+    std::vector<Envelope> seen;
+    CHECK(for_each_message(batch, [&](const Envelope& envelope) { seen.push_back(envelope); }));
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0].origin == 0x1122334455667788ULL);
+    CHECK(seen[0].sequence == 42);
+    CHECK(seen[0].topic == "t/x");
+    CHECK(seen[0].data == std::string_view{"d\0ta", 4});
+    CHECK(seen[1].sequence == 43);
+    CHECK(seen[1].topic == "t/y");
+    CHECK(seen[1].data.empty());
+    const auto whole = [](std::string_view bytes) {
+        return for_each_message(bytes, [](const Envelope&) {});
+    };
+    CHECK_FALSE(whole(std::string_view{batch}.substr(0, batch.size() - 1)));
+    CHECK_FALSE(whole(batch + "x"));
+    CHECK_FALSE(whole(""));
+    std::string wrong_version = batch;
     wrong_version[0] = 9;
-    CHECK_FALSE(decode_envelope(wrong_version));
-    std::string long_topic = bytes;
-    long_topic[17] = 100;  // the topic would run past the end
-    CHECK_FALSE(decode_envelope(long_topic));
+    CHECK_FALSE(whole(wrong_version));
+    std::string long_topic = batch;
+    long_topic[21] = 100;  // the first topic would run past the end
+    CHECK_FALSE(whole(long_topic));
 }
 
 TEST_CASE("a control record reads back its fields, and a truncated one fails") {
@@ -175,13 +186,15 @@ TEST_CASE("a control record reads back its fields, and a truncated one fails") {
 }
 
 TEST_CASE("remote interest counts nodes per topic and filter") {
-    RemoteInterest remote;
+    RemoteInterest remote{kPrefix};
     CHECK_FALSE(remote.wanted("a"));
     remote.add(1, "a");
     remote.add(2, "a");
     remote.add(2, "s/+/t");
-    CHECK(remote.wanted("a"));
-    CHECK(remote.wanted("s/x/t"));
+    REQUIRE(remote.wanted("a"));
+    CHECK(*remote.wanted("a") == "psx.test.t.a");
+    REQUIRE(remote.wanted("s/x/t"));
+    CHECK(remote.wanted("s/x/t")->empty());
     CHECK_FALSE(remote.wanted("s/x"));
     remote.remove(1, "a");
     CHECK(remote.wanted("a"));  // node 2 still wants it
