@@ -563,6 +563,7 @@ NameAdmission ClusterNode::admit_name(const Connection& connection, std::string_
 
 void ClusterNode::settle_name(const Connection& connection, std::string name, std::string secret,
                               const SourceAddress& source, Done done) {
+    ++claiming_[name];
     claim(std::make_shared<NameRequest>(
         NameRequest{&connection, std::move(name), std::move(secret), source, std::move(done)}));
 }
@@ -574,6 +575,14 @@ void ClusterNode::finish_claim(const std::shared_ptr<NameRequest>& request,
     }
     logger_.error("Refused CONNECT '", request->name, "': ", error_frame);
     request->done(error_frame);
+    end_claiming(request->name);
+}
+
+void ClusterNode::end_claiming(const std::string& name) {
+    const auto found = claiming_.find(name);
+    if (found != claiming_.end() && --found->second == 0) {
+        claiming_.erase(found);
+    }
 }
 
 void ClusterNode::grant(const std::shared_ptr<NameRequest>& request, std::uint64_t revision) {
@@ -581,6 +590,7 @@ void ClusterNode::grant(const std::shared_ptr<NameRequest>& request, std::uint64
     grants_[request->connection] = request->name;
     request->done({});
     grants_.erase(request->connection);
+    end_claiming(request->name);
 }
 
 void ClusterNode::claim(std::shared_ptr<NameRequest> request) {
@@ -814,6 +824,12 @@ void ClusterNode::on_take_request(std::string_view reply, std::string_view paylo
     const std::string reply_subject{reply};
     if (outgoing_.count(name) != 0 || incoming_.count(name) != 0) {
         link_.publish(reply_subject, RecordWriter{kRefused}.field(kNameMoving).bytes());
+        return;
+    }
+    // This node is claiming the name itself (it may have won it a moment ago, and its client
+    // is not admitted yet): the other CONNECT lost the race.
+    if (claiming_.count(name) != 0) {
+        link_.publish(reply_subject, RecordWriter{kRefused}.field(kNameTaken).bytes());
         return;
     }
     std::string error_frame;

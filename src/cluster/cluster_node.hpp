@@ -137,6 +137,7 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
 
     // Names.
     void claim(std::shared_ptr<NameRequest> request);
+    void end_claiming(const std::string& name);
     void finish_claim(const std::shared_ptr<NameRequest>& request, std::string_view error_frame);
     void grant(const std::shared_ptr<NameRequest>& request, std::uint64_t revision);
     void ask_owner(std::shared_ptr<NameRequest> request, std::string owner, std::uint64_t revision);
@@ -193,6 +194,7 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
 
     std::unordered_map<std::string, std::uint64_t> owned_;  // name -> revision of our claim
     std::unordered_map<const Connection*, std::string> grants_;
+    std::unordered_map<std::string, std::size_t> claiming_;  // CONNECTs waiting, per name
     std::map<std::string, IncomingHandover> incoming_;
     std::unordered_map<std::string, OutgoingHandover> outgoing_;
     std::string handing_over_now_;  // the name whose removal is a hand-over (no release)

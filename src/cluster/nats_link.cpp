@@ -29,6 +29,10 @@ std::string status_text(natsStatus status) {
 
 }  // namespace
 
+void close_nats_library() {
+    nats_CloseAndWait(2000);
+}
+
 NatsLink::NatsLink(asio::io_context& io, Listener& listener) : io_(io), listener_(listener) {}
 
 NatsLink::~NatsLink() {

@@ -18,6 +18,10 @@
 
 namespace pubsubx::cluster {
 
+// At exit, once every connection is closed: cnats's own threads and memory go too (else
+// they would outlive main, and the leak checkers would say so).
+void close_nats_library();
+
 class NatsLink {
   public:
     // Data subjects carry messages (envelope.hpp); control subjects the cluster's own records.

@@ -513,6 +513,10 @@ int main(int argc, char** argv) {
         logger.always("Server started, listening on ", where);
     }
     io.run();
+    if (cluster != nullptr) {
+        cluster.reset();
+        pubsubx::cluster::close_nats_library();
+    }
     logger.flush(std::chrono::seconds{1});
     return exit_code;
 }
