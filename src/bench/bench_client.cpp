@@ -8,10 +8,15 @@
 
 namespace pubsubx::bench {
 
-BenchClient::BenchClient(Loop& loop, const Endpoint& endpoint, std::string name)
+BenchClient::BenchClient(Loop& loop, const Endpoint& endpoint, std::string name,
+                         std::string_view secret)
     : name_(std::move(name)),
       link_(loop, endpoint, [this](std::string_view frame) { on_frame(frame); }) {
-    link_.queue_frame("CONNECT " + name_);
+    std::string connect = "CONNECT " + name_;
+    if (!secret.empty()) {
+        connect.append(" ").append(secret);
+    }
+    link_.queue_frame(connect);
 }
 
 BenchClient::~BenchClient() {

@@ -14,14 +14,17 @@
 
 namespace pubsubx::bench {
 
-// A connection that has said CONNECT <name>; messages after the reply go to on_message.
+// A connection that has said CONNECT <name> (CONNECT <name> <secret> when given a secret, which
+// a client needs to be restored on another node of a cluster); messages after the reply go to
+// on_message.
 // ERROR frames after the reply (a refused SUBSCRIBE or PUBLISH: the connection stays open) are
 // kept, not handed on, so that a scenario can stop and show the broker's own words.
 class BenchClient {
   public:
     using OnMessage = std::function<void(std::string_view topic, std::string_view data)>;
 
-    BenchClient(Loop& loop, const Endpoint& endpoint, std::string name);
+    BenchClient(Loop& loop, const Endpoint& endpoint, std::string name,
+                std::string_view secret = {});
     // Says DISCONNECT (best effort), so that the broker forgets this client instead of
     // keeping it as a lost client that would slow down the next scenario.
     ~BenchClient();

@@ -236,6 +236,11 @@ int main(int argc, char** argv) {
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     drain->add_option("-s,--size", settings.drain.size, "Payload bytes")->capture_default_str();
+    drain
+        ->add_option("--restore-port", settings.drain.restore_port,
+                     "The lost client reconnects to this port (same host), e.g. another node of "
+                     "a cluster that must have it handed over (0: -p)")
+        ->capture_default_str();
     auto* filters = app.add_subcommand(
         "filters", "Broker memory per wildcard filter (the broker needs --max-topics 0)");
     filters->add_option("-f,--filters", settings.filters.filters, "Filters")

@@ -642,16 +642,25 @@ Result run_conns(const Common& common, const ConnsOptions& options) {
     return result;
 }
 
+// The lost client has a secret: a CONNECT without one is restored on the broker that lost it,
+// but a cluster hands a client over to another node only for its secret.
 Result run_drain(const Common& common, const DrainOptions& options) {
     Result result;
     result.scenario =
         "lost client: " + with_thousands(options.messages) + " queued msgs drained on reconnect";
+    Endpoint restore_endpoint = common.endpoint;
+    if (options.restore_port != 0) {
+        restore_endpoint.port = options.restore_port;
+        result.scenario += " to port " + std::to_string(options.restore_port);
+    }
     Loop loop;
-    const std::string topic = bench_name("drain-topic", next_run());
-    const std::string name = bench_name("drain", next_run());
+    const long run = next_run();
+    const std::string topic = bench_name("drain-topic", run);
+    const std::string name = bench_name("drain", run);
+    const std::string secret = bench_name("drain-secret", run);
     Clients publisher = make_clients(loop, common.endpoint, "pub", 1);
     Clients subscriber;
-    subscriber.push_back(std::make_unique<BenchClient>(loop, common.endpoint, name));
+    subscriber.push_back(std::make_unique<BenchClient>(loop, common.endpoint, name, secret));
     std::vector<std::vector<bool>> seen(1, std::vector<bool>(1));
     subscriber[0]->link().queue_frame("SUBSCRIBE " + topic);
     subscriber[0]->on_message([&](std::string_view, std::string_view) { seen[0][0] = true; });
@@ -678,7 +687,7 @@ Result run_drain(const Common& common, const DrainOptions& options) {
     std::vector<OrderCheck> checks(1, OrderCheck{1});
     const auto started = BenchClock::now();
     Clients again;
-    again.push_back(std::make_unique<BenchClient>(loop, common.endpoint, name));
+    again.push_back(std::make_unique<BenchClient>(loop, restore_endpoint, name, secret));
     again[0]->on_message([&](std::string_view, std::string_view data) {
         const Payload payload = parse_payload(data);
         if (!payload.probe) {
@@ -686,9 +695,18 @@ Result run_drain(const Common& common, const DrainOptions& options) {
         }
     });
     again[0]->link().flush();
-    loop.run_until([&] { return checks[0].delivered() >= options.messages; }, common.timeout);
+    // Any answer but RESTORED, or a closed connection, ends the wait: nothing queued will come.
+    loop.run_until(
+        [&] {
+            BenchClient& client = *again[0];
+            return checks[0].delivered() >= options.messages ||
+                   (client.answered() && !client.restored()) || client.link().closed();
+        },
+        common.timeout);
     const double seconds = std::chrono::duration<double>(BenchClock::now() - started).count();
-    if (!again[0]->restored()) {
+    if (!again[0]->answered()) {
+        fail(result, "the reconnect got no answer");
+    } else if (!again[0]->restored()) {
         fail(result, "the reconnect was answered with '" + again[0]->reply() + "', not RESTORED");
     }
     add(result, "drain_ms", seconds * 1e3, fixed(seconds * 1e3, 2) + " ms");

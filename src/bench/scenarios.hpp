@@ -77,6 +77,9 @@ struct ConnsOptions {
 struct DrainOptions {
     long messages = 10'000;
     std::size_t size = 16;
+    // The lost client reconnects to this port (same host) instead of the one it was lost on:
+    // another node of a cluster, which must have it handed over (0: the same port).
+    std::uint16_t restore_port = 0;
 };
 
 struct FiltersOptions {
