@@ -32,6 +32,7 @@ constexpr char kUnknown = 'U';   // no such client here (the name is stale)
 constexpr char kRefused = 'E';   // with the error frame for the CONNECT
 constexpr char kState = 'S';     // the client's state
 constexpr char kGone = 'G';      // the name moved, but the client ended meanwhile
+constexpr char kPart = 'P';      // a part of a state too large for one NATS message
 constexpr char kFailed = 'F';    // the hand-over failed, with the error frame for the CONNECT
 
 std::uint64_t random_incarnation() {
@@ -432,7 +433,9 @@ void ClusterNode::published(std::string_view topic, std::string_view data) {
         return;
     }
     const std::string& to = subject->empty() ? subject_of(topic) : *subject;
-    if (batch_.size() >= kMaxBatchBytes || (!batch_.empty() && to != batch_subject_)) {
+    // A large message goes alone: a batch must stay within what NATS takes in one message.
+    if (!batch_.empty() &&
+        (to != batch_subject_ || batch_.size() + topic.size() + data.size() > kMaxBatchBytes)) {
         send_batch();
     }
     if (batch_.empty()) {
@@ -459,7 +462,17 @@ void ClusterNode::send_batch() {
     if (link_.publish(batch_subject_, batch_)) {
         figures_.forwarded += messages;
     } else {
+        const bool first = figures_.not_forwarded == 0;
         figures_.not_forwarded += messages;
+        if (first || batch_.size() > link_.max_payload()) {
+            logger_.error("Cluster: ", messages, " message(s) of ", batch_.size(),
+                          " bytes could not go to other nodes (",
+                          batch_.size() > link_.max_payload()
+                              ? "larger than NATS's max_payload of " +
+                                    std::to_string(link_.max_payload()) + " bytes"
+                              : std::string{"NATS did not take them: disconnected?"},
+                          "); counted in $SYS/broker/cluster/messages/not_forwarded");
+        }
     }
     batch_.clear();
     if (batch_.capacity() > 4 * kMaxBatchBytes) {
@@ -544,6 +557,8 @@ void ClusterNode::on_control(std::string_view subject, std::string_view reply,
     } else if (!payload.empty() && (payload.front() == kState || payload.front() == kGone ||
                                     payload.front() == kFailed)) {
         on_state_record(payload);
+    } else if (!payload.empty() && payload.front() == kPart) {
+        on_state_part(payload);
     }
 }
 
@@ -941,7 +956,58 @@ void ClusterNode::hand_over_now(std::string name, std::string reply, std::uint64
     ++figures_.handed_out;
     logger_.info("Cluster: client '", name, "' handed over to another node with ",
                  count_frames(state->frames), " queued message(s)");
-    link_.publish(reply, answer.bytes());
+    send_state(reply, name, answer.bytes());
+}
+
+// A queue may exceed what NATS takes in one message (max_payload, 1 MiB by default): the
+// state goes in parts, which the new owner puts together again.
+void ClusterNode::send_state(const std::string& to, const std::string& name,
+                             const std::string& state) {
+    const std::size_t part_bytes = std::max<std::size_t>(link_.max_payload() / 2, 4096);
+    bool sent = true;
+    if (state.size() <= part_bytes) {
+        sent = link_.publish(to, state);
+    } else {
+        const std::size_t parts = (state.size() + part_bytes - 1) / part_bytes;
+        for (std::size_t part = 0; part < parts && sent; ++part) {
+            sent = link_.publish(
+                to, RecordWriter{kPart}
+                        .field(name)
+                        .number(part)
+                        .number(parts)
+                        .field(std::string_view{state}.substr(part * part_bytes, part_bytes))
+                        .bytes());
+        }
+    }
+    if (!sent) {
+        ++figures_.not_forwarded;
+        logger_.error("Cluster: the state of client '", name,
+                      "' could not be sent to its new node (NATS did not take it); it is lost");
+    }
+}
+
+void ClusterNode::on_state_part(std::string_view payload) {
+    RecordReader record{payload};
+    const std::string name{record.field()};
+    const std::uint64_t part = record.number();
+    const std::uint64_t parts = record.number();
+    const std::string_view bytes = record.field();
+    const auto found = incoming_.find(name);
+    if (record.failed() || found == incoming_.end() || !found->second.request) {
+        return;  // on_state_record says so once the whole state would have been there
+    }
+    IncomingHandover& handover = found->second;
+    if (part != handover.parts_received) {
+        handover.state_parts.clear();
+        handover.parts_received = 0;
+        logger_.error("Cluster: a part of client '", name, "''s state is missing");
+        return;
+    }
+    handover.state_parts.append(bytes);
+    if (++handover.parts_received == parts) {
+        const std::string state = std::move(handover.state_parts);
+        on_state_record(state);
+    }
 }
 
 void ClusterNode::expire_outgoing() {

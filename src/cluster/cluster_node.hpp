@@ -97,6 +97,8 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
         std::shared_ptr<NameRequest> request;  // the CONNECT waiting for it
         std::string owner;
         std::shared_ptr<asio::steady_timer> timeout;
+        std::string state_parts;  // a large state, as its parts arrive
+        std::uint64_t parts_received = 0;
     };
     // A client leaving this node for another.
     struct OutgoingHandover {
@@ -144,6 +146,8 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     void on_take_answer(std::shared_ptr<NameRequest> request, const std::string& owner,
                         std::string answer, std::uint64_t revision);
     void on_state_record(std::string_view payload);
+    void on_state_part(std::string_view payload);
+    void send_state(const std::string& to, const std::string& name, const std::string& state);
     void on_state_answer(std::shared_ptr<NameRequest> request, std::string owner,
                          RecordReader& record);
     void end_incoming(const std::string& name);

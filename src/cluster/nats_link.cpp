@@ -148,6 +148,12 @@ void NatsLink::unsubscribe(const std::string& subject) {
     subscriptions_.erase(found);
 }
 
+std::size_t NatsLink::max_payload() const {
+    const std::int64_t reported =
+        connection_ == nullptr ? 0 : natsConnection_GetMaxPayload(connection_);
+    return reported > 0 ? static_cast<std::size_t>(reported) : std::size_t{1} << 20;
+}
+
 bool NatsLink::publish(const std::string& subject, std::string_view payload) {
     return connection_ != nullptr &&
            natsConnection_Publish(connection_, subject.c_str(), payload.data(),

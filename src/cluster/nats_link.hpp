@@ -63,6 +63,8 @@ class NatsLink {
     void subscribe(const std::string& subject, Channel channel);
     void unsubscribe(const std::string& subject);
     std::size_t subscription_count() const { return subscriptions_.size(); }
+    // The largest message the NATS server takes (its max_payload; 1 MiB until connected).
+    std::size_t max_payload() const;
     // False when cnats could not take it (closed, or its reconnect buffer is full).
     bool publish(const std::string& subject, std::string_view payload);
     bool publish_with_reply(const std::string& subject, const std::string& reply,
