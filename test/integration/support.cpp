@@ -534,6 +534,12 @@ void TestClient::drop(bool reset) {
     fd_ = -1;
 }
 
+void TestClient::shutdown_sending() {
+    if (::shutdown(fd_, SHUT_WR) != 0) {
+        fail("shutdown");
+    }
+}
+
 void TestClient::connect_as(std::string_view name) {
     send_frame("CONNECT " + std::string{name});
     const auto reply = read_frame();

@@ -185,6 +185,9 @@ class TestClient {
     std::size_t frames_waiting() const { return frames_.size(); }
     // Ends the connection without DISCONNECT: a FIN, or a reset when `reset` is set.
     void drop(bool reset = false);
+    // Sends a FIN but keeps reading: the server sees the end of the stream (the client is
+    // lost), and what it wrote before closing can still be read (wait_closed, read_frame).
+    void shutdown_sending();
     // Sends CONNECT and expects the accept reply.
     void connect_as(std::string_view name);
     // Proves that everything this client sent before was processed by the server: publishes a
