@@ -134,8 +134,7 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
 FrameResult Broker::connect(Connection& connection, std::string_view name, std::string_view secret,
                             TimePoint now, const SourceAddress& source) {
     // A name or secret that admission would refuse anyway is not worth asking the cluster.
-    if (cluster_ != nullptr && is_valid_name(name) &&
-        (secret.empty() || is_valid_secret(secret))) {
+    if (cluster_ != nullptr && is_valid_name(name) && (secret.empty() || is_valid_secret(secret))) {
         switch (cluster_->admit_name(connection, name, lifecycle_.find(name) != nullptr)) {
             case NameAdmission::local:
                 break;
@@ -589,10 +588,13 @@ bool Broker::adopt(const RecoveredClient& state, TimePoint now) {
     return take_in(state, now, StoreKnows::no);
 }
 
-bool Broker::drop_lost_client(std::string_view name, std::string_view why) {
+bool Broker::evict_client(std::string_view name, std::string_view why) {
     Client* const client = lifecycle_.find(name);
-    if (client == nullptr || client->state() != ClientState::lost) {
+    if (client == nullptr) {
         return false;
+    }
+    if (client->connected()) {
+        effects_.close.push_back({client->connection(), std::string{why}});
     }
     lifecycle_.remove(*client, why);
     return true;

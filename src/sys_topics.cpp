@@ -125,6 +125,7 @@ void add_cluster(std::vector<SysMessage>& out, const SysSnapshot& before, const 
     add(out, "cluster/messages/forwarded", cluster.forwarded);
     add(out, "cluster/messages/received", cluster.received);
     add(out, "cluster/messages/duplicates", cluster.duplicates);
+    add(out, "cluster/messages/lost", cluster.lost);
     add(out, "cluster/messages/not_forwarded", cluster.not_forwarded);
     add(out, "cluster/messages/dropped", cluster.dropped_by_nats);
     add(out, "cluster/batches/damaged", cluster.damaged);

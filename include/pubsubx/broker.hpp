@@ -101,9 +101,9 @@ class Broker {
     // The client leaves this node (a connected one loses its connection first) and its state
     // is returned (id 0: the receiving node numbers it), or null if there is no such client.
     std::optional<RecoveredClient> hand_over(std::string_view name, TimePoint now);
-    // Removes the lost client `name` (its name belongs to another node now); false if there is
-    // no lost client of that name.
-    bool drop_lost_client(std::string_view name, std::string_view why);
+    // Removes client `name`, closing its connection if it has one: its name belongs to another
+    // node now. False if there is no client of that name.
+    bool evict_client(std::string_view name, std::string_view why);
     // A client another node handed over (id 0): lost here from `now` on, as recover() does,
     // and kept by the store (if one is attached) like any new client.
     bool adopt(const RecoveredClient& client, TimePoint now);

@@ -11,6 +11,7 @@ struct ClusterFigures {
     std::uint64_t forwarded = 0;        // local publishes sent to other nodes
     std::uint64_t received = 0;         // messages from other nodes
     std::uint64_t duplicates = 0;       // received twice (by sequence), not delivered again
+    std::uint64_t lost = 0;  // sent by other nodes, never arrived (seen in their counts)
     std::uint64_t not_forwarded = 0;    // NATS could not take them (closed, buffer full)
     std::uint64_t dropped_by_nats = 0;  // this node did not read them fast enough
     std::uint64_t damaged = 0;          // batches from other nodes that could not be read

@@ -18,6 +18,7 @@ constexpr std::string_view kNameMoving{
 constexpr std::size_t kMaxCachedSubjects = 65'536;
 constexpr int kMaxClaimAttempts = 4;
 constexpr std::size_t kMaxBatchBytes = 64 * 1024;
+constexpr std::size_t kMaxTrackedSubjects = 65'536;
 
 // Interest records (kind 'I'): the announcing node, flags, then one field per change.
 constexpr char kInterestRecord = 'I';
@@ -117,6 +118,9 @@ bool ClusterNode::start(std::string& error) {
     link_.subscribe(prefix_ + "interest", NatsLink::Channel::control);
     link_.subscribe(node_subject(settings_.node, "*"), NatsLink::Channel::control);
     broker_.attach_cluster(this);
+    // The clients the store brought back may have been taken by other nodes meanwhile: until
+    // the registry says otherwise, their names are not this node's to give.
+    broker_.for_each_client([&](const Client& client) { unverified_.insert(client.name()); });
     if (!link_.connected()) {
         logger_.error("Cluster: NATS does not answer yet; serving local clients and retrying");
         return true;
@@ -162,11 +166,7 @@ void ClusterNode::on_joined() {
     announce_all(kReplacesAll | kAsksForAll);
     start_heartbeat();
     check_remote_nodes();
-    std::vector<std::string> names;
-    broker_.for_each_client([&](const Client& client) { names.push_back(client.name()); });
-    if (!names.empty()) {
-        reclaim_names(std::move(names));
-    }
+    verify_all_names();
     logger_.info("Cluster: node '", settings_.node, "' joined cluster '", settings_.cluster,
                  "' (lease ", seconds_text(settings_.lease), ")");
 }
@@ -240,14 +240,35 @@ void ClusterNode::reclaim_names(std::vector<std::string> names) {
                                   "' (registry unreachable); it stays here");
                     return;
                 }
+                unverified_.erase(name);
                 if (*revision == 0) {
-                    if (broker_.drop_lost_client(name, "another node took its name meanwhile")) {
-                        apply_effects_();
-                    }
+                    evict(name);
                     return;
                 }
                 owned_[name] = *revision;
             });
+    }
+}
+
+// The registry says another node holds the name: this node's client of that name goes.
+void ClusterNode::evict(const std::string& name) {
+    owned_.erase(name);
+    unverified_.erase(name);
+    if (broker_.evict_client(name, "another node took its name meanwhile")) {
+        apply_effects_();
+    }
+}
+
+// Every client here is checked against the registry again before it is restored here, and
+// the names others took meanwhile are given up.
+void ClusterNode::verify_all_names() {
+    std::vector<std::string> names;
+    broker_.for_each_client([&](const Client& client) { names.push_back(client.name()); });
+    for (const std::string& name : names) {
+        unverified_.insert(name);
+    }
+    if (!names.empty()) {
+        reclaim_names(std::move(names));
     }
 }
 
@@ -282,9 +303,12 @@ void ClusterNode::on_connection_changed(bool connected) {
     }
     if (!connected) {
         ++figures_.disconnects;
+        disconnected_at_ = Clock::now();
         logger_.error("Cluster: lost the NATS connection; serving local clients, reconnecting");
         return;
     }
+    const bool lease_at_risk = disconnected_at_ && Clock::now() - *disconnected_at_ >= lease_risk();
+    disconnected_at_.reset();
     logger_.info("Cluster: connected to NATS; ", link_.subscription_count(),
                  " subscription(s) renewed");
     if (!joined_once_) {
@@ -293,6 +317,18 @@ void ClusterNode::on_connection_changed(bool connected) {
     }
     // Announcements made while the connection was down may be lost: everyone starts over.
     announce_all(kReplacesAll | kAsksForAll);
+    if (lease_at_risk) {
+        logger_.info(
+            "Cluster: away from NATS long enough for this node's lease to end: "
+            "checking its clients' names again");
+        verify_all_names();
+    }
+}
+
+// Cut off from NATS for half a lease, this node's lease may have ended for the others (its last
+// refresh was up to a third of a lease before): they may be taking its names.
+Clock::duration ClusterNode::lease_risk() const {
+    return settings_.lease / 2;
 }
 
 void ClusterNode::on_dropped(std::uint64_t messages) {
@@ -330,6 +366,8 @@ void ClusterNode::remove_interest(const std::string& topic_or_filter) {
     for (const std::string& subject : interest_subjects(prefix_, topic_or_filter)) {
         link_.unsubscribe(subject);
     }
+    // What is published meanwhile does not come here: the counts start again when it does.
+    expected_.clear();
     announce('-', topic_or_filter);
 }
 
@@ -440,7 +478,10 @@ void ClusterNode::published(std::string_view topic, std::string_view data) {
     }
     if (batch_.empty()) {
         batch_subject_ = to;
-        begin_batch(batch_, incarnation_, sequence_);
+        if (sent_per_subject_.size() >= kMaxTrackedSubjects) {
+            sent_per_subject_.clear();  // receivers see a count that went back: no gap
+        }
+        begin_batch(batch_, incarnation_, sequence_, sent_per_subject_[to]);
         if (!batch_posted_) {
             batch_posted_ = true;
             asio::post(io_, [this] {
@@ -461,6 +502,7 @@ void ClusterNode::send_batch() {
     const std::size_t messages = batch_size(batch_);
     if (link_.publish(batch_subject_, batch_)) {
         figures_.forwarded += messages;
+        sent_per_subject_[batch_subject_] += messages;
     } else {
         const bool first = figures_.not_forwarded == 0;
         figures_.not_forwarded += messages;
@@ -500,10 +542,48 @@ void ClusterNode::on_batch(std::string_view payload) {
     if (!batch_now_) {
         batch_now_ = Clock::now();  // one clock read per batch of messages
     }
-    if (!for_each_message(payload, [&](const Envelope& envelope) { on_message(envelope); })) {
+    const std::optional<std::uint64_t> sent_before = batch_sent_before(payload);
+    bool first = true;
+    const bool whole = for_each_message(payload, [&](const Envelope& envelope) {
+        if (first) {
+            first = false;
+            count_gap(envelope.origin, envelope.topic, *sent_before, batch_size(payload));
+        }
+        on_message(envelope);
+    });
+    if (!whole) {
         ++figures_.damaged;
         logger_.error("Cluster: a damaged batch of messages from another node was dropped");
     }
+}
+
+// Each batch says how many messages its origin had sent to its subject before: more than this
+// node received means some never arrived (a NATS restart, a slow reconnect).
+void ClusterNode::count_gap(std::uint64_t origin, std::string_view topic, std::uint64_t sent_before,
+                            std::uint64_t count) {
+    if (origin == incarnation_) {
+        return;
+    }
+    std::string key(reinterpret_cast<const char*>(&origin), sizeof origin);
+    key.append(topic);
+    if (expected_.size() >= kMaxTrackedSubjects) {
+        expected_.clear();
+    }
+    const auto [entry, first] = expected_.try_emplace(std::move(key), sent_before + count);
+    if (first) {
+        return;
+    }
+    std::uint64_t& expected = entry->second;
+    if (sent_before > expected) {
+        const std::uint64_t lost = sent_before - expected;
+        figures_.lost += lost;
+        const auto node = remote_names_.find(origin);
+        logger_.error("Cluster: ", lost, " message(s) from node '",
+                      node == remote_names_.end() ? std::string{"?"} : node->second, "' to topic '",
+                      Escaped{topic.substr(0, 256)}, "' never arrived (", figures_.lost,
+                      " in all)");
+    }
+    expected = std::max(expected, sent_before + count);
 }
 
 void ClusterNode::on_message(const Envelope& message) {
@@ -573,7 +653,15 @@ NameAdmission ClusterNode::admit_name(const Connection& connection, std::string_
     if (outgoing_.count(std::string{name}) != 0 || incoming_.count(std::string{name}) != 0) {
         return NameAdmission::moving;
     }
-    return held_here ? NameAdmission::local : NameAdmission::ask_registry;
+    if (!held_here || unverified_.count(std::string{name}) != 0) {
+        return NameAdmission::ask_registry;
+    }
+    // A client held here, while this node may have lost its lease: restoring it could make a
+    // second owner, so the registry decides (and refuses while it cannot be reached).
+    if (disconnected_at_ && Clock::now() - *disconnected_at_ >= lease_risk()) {
+        return NameAdmission::ask_registry;
+    }
+    return NameAdmission::local;
 }
 
 void ClusterNode::settle_name(const Connection& connection, std::string name, std::string secret,
@@ -602,6 +690,7 @@ void ClusterNode::end_claiming(const std::string& name) {
 
 void ClusterNode::grant(const std::shared_ptr<NameRequest>& request, std::uint64_t revision) {
     owned_[request->name] = revision;
+    unverified_.erase(request->name);
     grants_[request->connection] = request->name;
     request->done({});
     grants_.erase(request->connection);
@@ -628,6 +717,10 @@ void ClusterNode::claim(std::shared_ptr<NameRequest> request) {
             if (!entry) {
                 finish_claim(request, kRegistryUnavailable);
                 return;
+            }
+            if (!entry->owner.empty() && entry->owner != settings_.node &&
+                broker_.find_client(request->name) != nullptr) {
+                evict(request->name);  // held here, but another node took it meanwhile
             }
             if (entry->owner.empty() || entry->owner == settings_.node) {
                 const std::uint64_t revision = entry->revision;

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "envelope.hpp"
@@ -116,6 +117,8 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
 
     void on_batch(std::string_view payload);
     void on_message(const Envelope& message);
+    void count_gap(std::uint64_t origin, std::string_view topic, std::uint64_t sent_before,
+                   std::uint64_t count);
     void send_batch();
     void on_control(std::string_view subject, std::string_view reply, std::string_view payload);
     void buffer_for_handovers(std::uint64_t origin, std::uint64_t sequence, std::string_view topic,
@@ -136,6 +139,9 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     void start_heartbeat();
     void check_remote_nodes();
     void reclaim_names(std::vector<std::string> names);
+    void verify_all_names();
+    void evict(const std::string& name);
+    Clock::duration lease_risk() const;
 
     // Names.
     void claim(std::shared_ptr<NameRequest> request);
@@ -188,6 +194,9 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     std::string batch_;  // local publishes on their way to NATS (envelope.hpp)
     std::string batch_subject_;
     bool batch_posted_ = false;
+    // Messages this node sent per subject, and what it expects next per origin and topic.
+    std::unordered_map<std::string, std::uint64_t, StringHash, std::equal_to<>> sent_per_subject_;
+    std::unordered_map<std::string, std::uint64_t> expected_;
 
     std::uint64_t sequence_ = 0;
     std::unordered_map<std::uint64_t, std::uint64_t> last_received_;  // origin -> sequence
@@ -199,6 +208,10 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     std::unordered_map<std::string, std::uint64_t> owned_;  // name -> revision of our claim
     std::unordered_map<const Connection*, std::string> grants_;
     std::unordered_map<std::string, std::size_t> claiming_;  // CONNECTs waiting, per name
+    // Clients here whose names the registry must confirm before a CONNECT restores them (the
+    // store brought them back, or this node was away from NATS long enough to lose its lease).
+    std::unordered_set<std::string> unverified_;
+    std::optional<TimePoint> disconnected_at_;
     std::map<std::string, IncomingHandover> incoming_;
     std::unordered_map<std::string, OutgoingHandover> outgoing_;
     std::string handing_over_now_;  // the name whose removal is a hand-over (no release)

@@ -38,11 +38,20 @@ std::uint64_t read_le(std::string_view bytes, int size) {
 
 using detail::read_le;
 
-void begin_batch(std::string& out, std::uint64_t origin, std::uint64_t first_sequence) {
+void begin_batch(std::string& out, std::uint64_t origin, std::uint64_t first_sequence,
+                 std::uint64_t sent_before) {
     out.push_back(detail::kBatchVersion);
     append_u64(out, origin);
     append_u64(out, first_sequence);
+    append_u64(out, sent_before);
     append_u32(out, 0);
+}
+
+std::optional<std::uint64_t> batch_sent_before(std::string_view batch) {
+    if (batch.size() < detail::kBatchHeader || batch[0] != detail::kBatchVersion) {
+        return std::nullopt;
+    }
+    return read_le(batch.substr(17), 8);
 }
 
 // One resize and two copies: this runs for every message another node wants.
@@ -54,11 +63,11 @@ void add_to_batch(std::string& out, std::string_view topic, std::string_view dat
     store_le(entry + 4, data.size(), 4);
     std::memcpy(entry + detail::kEntryHeader, topic.data(), topic.size());
     std::memcpy(entry + detail::kEntryHeader + topic.size(), data.data(), data.size());
-    store_le(out.data() + 17, batch_size(out) + 1, 4);
+    store_le(out.data() + detail::kCountAt, batch_size(out) + 1, 4);
 }
 
 std::size_t batch_size(std::string_view batch) {
-    return batch.size() < detail::kBatchHeader ? 0 : read_le(batch.substr(17), 4);
+    return batch.size() < detail::kBatchHeader ? 0 : read_le(batch.substr(detail::kCountAt), 4);
 }
 
 RecordWriter& RecordWriter::field(std::string_view value) {

@@ -1,7 +1,9 @@
 // What travels between nodes over NATS, encoded and decoded without I/O:
-//  - a message: its origin node (an incarnation id, new at every start), the origin's sequence
-//    number, the topic and the data. The sequence numbers every publish of the origin, so a
-//    duplicate is recognised and a hand-over knows what the old owner had received.
+//  - batches of messages: each message has its origin node (an incarnation id, new at every
+//    start), the origin's sequence number, the topic and the data. The sequence numbers every
+//    publish of the origin, so a duplicate is recognised and a hand-over knows what the old
+//    owner had received. A batch also says how many messages its origin sent to its subject
+//    before it, so that a node receiving that subject sees a gap (messages lost on the way).
 //  - control records (interest, hand-over): a kind byte, then length-prefixed fields.
 #pragma once
 
@@ -24,9 +26,12 @@ struct Envelope {
 // A batch: messages of one origin to one NATS subject, published one after the other, numbered
 // from the batch's first sequence on. One NATS message carries a whole batch, so NATS parses,
 // routes and delivers once per batch instead of once per message.
-void begin_batch(std::string& out, std::uint64_t origin, std::uint64_t first_sequence);
+void begin_batch(std::string& out, std::uint64_t origin, std::uint64_t first_sequence,
+                 std::uint64_t sent_before);
 void add_to_batch(std::string& out, std::string_view topic, std::string_view data);
 std::size_t batch_size(std::string_view batch);  // messages in it
+// What the origin had sent to the batch's subject before it; null if not a batch.
+std::optional<std::uint64_t> batch_sent_before(std::string_view batch);
 
 // Calls on_message(const Envelope&) for each message of a batch, in order. False if the
 // bytes are not a whole batch of this version (then some messages may have been seen).
@@ -62,8 +67,10 @@ class RecordReader {
 };
 
 namespace detail {
-inline constexpr char kBatchVersion = 2;
-inline constexpr std::size_t kBatchHeader = 1 + 8 + 8 + 4;
+inline constexpr char kBatchVersion = 3;
+// version, origin, first sequence, sent before, count
+inline constexpr std::size_t kBatchHeader = 1 + 8 + 8 + 8 + 4;
+inline constexpr std::size_t kCountAt = 25;
 inline constexpr std::size_t kEntryHeader = 4 + 4;
 std::uint64_t read_le(std::string_view bytes, int size);
 }  // namespace detail
@@ -77,7 +84,7 @@ bool for_each_message(std::string_view batch, OnMessage&& on_message) {
     Envelope envelope;
     envelope.origin = read_le(batch.substr(1), 8);
     envelope.sequence = read_le(batch.substr(9), 8);
-    std::uint64_t count = read_le(batch.substr(17), 4);
+    std::uint64_t count = read_le(batch.substr(kCountAt), 4);
     batch.remove_prefix(kBatchHeader);
     for (; count > 0; --count, ++envelope.sequence) {
         if (batch.size() < kEntryHeader) {

@@ -324,6 +324,7 @@ std::string cluster_figures_text(const pubsubx::cluster::ClusterFigures& figures
     return "cluster_forwarded=" + std::to_string(figures.forwarded) +
            " cluster_received=" + std::to_string(figures.received) +
            " cluster_duplicates=" + std::to_string(figures.duplicates) +
+           " cluster_lost=" + std::to_string(figures.lost) +
            " cluster_not_forwarded=" + std::to_string(figures.not_forwarded) +
            " cluster_dropped_by_nats=" + std::to_string(figures.dropped_by_nats) +
            " cluster_damaged=" + std::to_string(figures.damaged) +

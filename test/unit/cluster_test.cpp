@@ -141,7 +141,8 @@ TEST_CASE("filter_matches agrees with the broker's routing") {
 
 TEST_CASE("a batch carries its origin, numbered messages, topics and data, and rejects damage") {
     std::string batch;
-    begin_batch(batch, 0x1122334455667788ULL, 42);
+    begin_batch(batch, 0x1122334455667788ULL, 42, 1000);
+    CHECK(batch_sent_before(batch) == 1000u);
     add_to_batch(batch, "t/x", std::string_view{"d\0ta", 4});
     add_to_batch(batch, "t/y", "");
     CHECK(batch_size(batch) == 2);
@@ -165,7 +166,7 @@ TEST_CASE("a batch carries its origin, numbered messages, topics and data, and r
     wrong_version[0] = 9;
     CHECK_FALSE(whole(wrong_version));
     std::string long_topic = batch;
-    long_topic[21] = 100;  // the first topic would run past the end
+    long_topic[detail::kBatchHeader] = 100;  // the first topic would run past the end
     CHECK_FALSE(whole(long_topic));
 }
 
