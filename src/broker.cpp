@@ -332,11 +332,13 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
         return;  // refused: not published
     }
     count_publish(from, topic_name, data);
+    // Before the local delivery, which then stays the last call (the fast path's code is as
+    // without a cluster).
+    if (cluster_ != nullptr) [[unlikely]] {
+        cluster_->published(topic_name, data);
+    }
     if (topic != nullptr) {
         deliver_to(*topic, topic_name, data, now);
-    }
-    if (cluster_ != nullptr) {
-        cluster_->published(topic_name, data);
     }
 }
 
@@ -352,10 +354,10 @@ void Broker::publish_among_filters(Client& from, std::string_view topic_name, st
         route = &routing_.route_and_cache(topic_name, topic);
     }
     count_publish(from, topic_name, data);
-    deliver_to_all(route->exact, route->filters, topic_name, data, now);
-    if (cluster_ != nullptr) {
+    if (cluster_ != nullptr) [[unlikely]] {
         cluster_->published(topic_name, data);
     }
+    deliver_to_all(route->exact, route->filters, topic_name, data, now);
 }
 
 // The origin node checked the topic; the cached route serves as for a local publish.

@@ -117,6 +117,32 @@ void Session::on_readable(const std::error_code& error) {
     }
 }
 
+// Inlined into the splitter's loop: it runs for every frame.
+[[gnu::always_inline]] inline bool Session::handle_frame(std::string_view frame, TimePoint now,
+                                                         const SourceAddress& source) {
+    const FrameResult result = server_.broker().handle_frame(*this, frame, now, source);
+    if (phase_ == Phase::awaiting_connect && client() != nullptr) [[unlikely]] {
+        phase_ = Phase::open;
+        deadline_ = TimePoint::max();
+        splitter_.set_max_frame(server_.max_frame());
+    }
+    if (result.next != FrameResult::Next::read_more) [[unlikely]] {
+        return stop_reading(result, frame, source);
+    }
+    return phase_ == Phase::awaiting_connect || phase_ == Phase::open;
+}
+
+// The broker asked to close, or to wait for the cluster to settle a CONNECT's name.
+bool Session::stop_reading(const FrameResult& result, std::string_view frame,
+                           const SourceAddress& source) {
+    if (result.next == FrameResult::Next::close) {
+        close_after_flush(result.error_frame, result.owed_frames);
+    } else {
+        await_name(frame, source);
+    }
+    return false;
+}
+
 void Session::handle_bytes(std::string_view bytes) {
     const TimePoint now = Clock::now();
     const SourceAddress source =
@@ -129,24 +155,6 @@ void Session::handle_bytes(std::string_view bytes) {
     // Everything the read delivered goes out now, one write per touched connection.
     server_.apply_effects();
     splitter_.release_memory_if_empty();
-}
-
-bool Session::handle_frame(std::string_view frame, TimePoint now, const SourceAddress& source) {
-    FrameResult result = server_.broker().handle_frame(*this, frame, now, source);
-    if (phase_ == Phase::awaiting_connect && client() != nullptr) {
-        phase_ = Phase::open;
-        deadline_ = TimePoint::max();
-        splitter_.set_max_frame(server_.max_frame());
-    }
-    if (result.next == FrameResult::Next::close) {
-        close_after_flush(result.error_frame, result.owed_frames);
-        return false;
-    }
-    if (result.next == FrameResult::Next::await_name) {
-        await_name(frame, source);
-        return false;
-    }
-    return phase_ == Phase::awaiting_connect || phase_ == Phase::open;
 }
 
 // What the connection sent after its CONNECT stays in the splitter until the name is settled.
