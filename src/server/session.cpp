@@ -160,29 +160,27 @@ void Session::handle_bytes(std::string_view bytes) {
 // What the connection sent after its CONNECT stays in the splitter until the name is settled.
 void Session::await_name(std::string_view connect_frame, const SourceAddress& source) {
     phase_ = Phase::awaiting_name;
-    waiting_connect_ = std::make_unique<std::string>(connect_frame);
     const Command command = parse_command(connect_frame);
     server_.name_gate()->settle_name(
         *this, std::string{command.argument}, std::string{command.data}, source,
         // The answer keeps the session alive: it waits for no socket operation meanwhile.
-        [self = shared_from_this()](std::string_view error_frame) {
-            self->on_name_settled(error_frame);
-        });
+        // The CONNECT waits in the answer too: a session holds nothing more for cluster mode.
+        [self = shared_from_this(), connect = std::string{connect_frame}](
+            std::string_view error_frame) { self->on_name_settled(connect, error_frame); });
 }
 
-void Session::on_name_settled(std::string_view error_frame) {
+void Session::on_name_settled(std::string_view connect_frame, std::string_view error_frame) {
     if (phase_ != Phase::awaiting_name) {
         return;  // closed meanwhile (the connect deadline, say)
     }
     phase_ = Phase::awaiting_connect;
-    const std::unique_ptr<std::string> connect_frame = std::move(waiting_connect_);
     if (!error_frame.empty()) {
         close_after_flush(error_frame);
         return;
     }
     const TimePoint now = Clock::now();
     const SourceAddress source = peer_source();
-    if (handle_frame(*connect_frame, now, source)) {
+    if (handle_frame(connect_frame, now, source)) {
         const auto status = splitter_.resume(
             [&](std::string_view frame) { return handle_frame(frame, now, source); });
         if (status == FrameSplitter::Status::frame_too_long) {

@@ -76,7 +76,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     bool stop_reading(const FrameResult& result, std::string_view frame,
                       const SourceAddress& source);
     void await_name(std::string_view connect_frame, const SourceAddress& source);
-    void on_name_settled(std::string_view error_frame);
+    void on_name_settled(std::string_view connect_frame, std::string_view error_frame);
     void on_frame_too_long(TimePoint now);
     void start_write();
     void on_written(const std::error_code& error, std::size_t written);
@@ -99,8 +99,6 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     std::string writing_;  // the bytes of the write in flight
     // The frames that go out after everything queued when closing (rarely set).
     std::unique_ptr<std::string> closing_frame_;
-    // The CONNECT waiting for the cluster (awaiting_name), handed to the broker again after.
-    std::unique_ptr<std::string> waiting_connect_;
     TimePoint deadline_;
     Session* previous_session_ = nullptr;
     Session* next_session_ = nullptr;
