@@ -1264,3 +1264,21 @@ TEST_CASE("right after its restart, a node does not restore a stored client anot
     CHECK(connect_reply(later, "move") == pubsubx::kNameTaken);
     taker->barrier();
 }
+
+TEST_CASE("a node started while NATS is down refuses names until NATS comes, then joins") {
+    NatsServerProcess nats;
+    const std::vector<std::string> args = cluster_args(nats, "late", std::string{kCluster}, 2);
+    nats.stop();
+    ServerProcess node{args};  // starts and listens; NATS does not answer
+    REQUIRE(node.wait_for_output("NATS does not answer yet", kWait));
+    {
+        TestClient early{node.port()};
+        CHECK(connect_reply(early, "early") ==
+              "ERROR: The cluster's name registry cannot be reached; retry in a moment");
+    }
+    nats.restart();
+    REQUIRE(wait_joined(node));
+    TestClient later{node.port()};
+    CHECK(connect_reply(later, "early") == pubsubx::kConnAccepted);
+    CHECK(counter(node, "cluster_registry_refusals") == 1);
+}
