@@ -57,21 +57,6 @@ SourceAddress source_from(std::string_view bytes) {
     return source;
 }
 
-// Blocking: a request over NATS and its answer, or empty (timeout, no responder).
-std::string ask(natsConnection* connection, const std::string& subject, std::string_view data,
-                std::chrono::milliseconds timeout) {
-    natsMsg* reply = nullptr;
-    if (connection == nullptr ||
-        natsConnection_Request(&reply, connection, subject.c_str(), data.data(),
-                               static_cast<int>(data.size()), timeout.count()) != NATS_OK) {
-        return {};
-    }
-    std::string answer{natsMsg_GetData(reply),
-                       static_cast<std::size_t>(natsMsg_GetDataLength(reply))};
-    natsMsg_Destroy(reply);
-    return answer;
-}
-
 }  // namespace
 
 ClusterNode::ClusterNode(asio::io_context& io, Broker& broker, Logger& logger,
@@ -87,7 +72,8 @@ ClusterNode::ClusterNode(asio::io_context& io, Broker& broker, Logger& logger,
       registry_(settings_.cluster, settings_.node, settings_.lease),
       heartbeat_timer_(io),
       liveness_timer_(io),
-      remote_(prefix_) {}
+      remote_(prefix_),
+      answer_prefix_(node_subject(settings_.node, "a")) {}
 
 ClusterNode::~ClusterNode() {
     stop();
@@ -95,7 +81,13 @@ ClusterNode::~ClusterNode() {
 
 template <typename Result>
 void ClusterNode::on_worker(std::function<Result()> task, std::function<void(Result)> then) {
-    worker_.post([this, task = std::move(task), then = std::move(then)]() mutable {
+    run_on(worker_, std::move(task), std::move(then));
+}
+
+template <typename Result>
+void ClusterNode::run_on(Worker& worker, std::function<Result()> task,
+                         std::function<void(Result)> then) {
+    worker.post([this, task = std::move(task), then = std::move(then)]() mutable {
         Result result = task();
         asio::post(io_, [this, then = std::move(then), result = std::move(result)]() mutable {
             if (!stopping_) {
@@ -162,6 +154,7 @@ void ClusterNode::join() {
 
 void ClusterNode::on_joined() {
     registry_ready_ = true;
+    lease_refreshed_at_ = Clock::now();  // the join's own refresh
     joined_once_ = true;
     announce_all(kReplacesAll | kAsksForAll);
     start_heartbeat();
@@ -177,19 +170,50 @@ void ClusterNode::start_heartbeat() {
         if (error || stopping_) {
             return;
         }
-        on_worker<std::string>(
+        const TimePoint started = Clock::now();
+        if (lease_at_risk(started)) {
+            lease_in_doubt_ = true;
+        }
+        // A thread of its own: no request or registry call can hold the lease up.
+        run_on<std::string>(
+            lease_worker_,
             [this] {
                 std::string failure;
                 registry_.heartbeat(incarnation_, false, failure);
                 return failure;
             },
-            [this](std::string failure) {
-                if (!failure.empty() && link_.connected()) {
-                    logger_.error("Cluster: cannot refresh this node's lease: ", failure);
+            [this, started](std::string failure) {
+                if (!failure.empty()) {
+                    if (link_.connected()) {
+                        logger_.error("Cluster: cannot refresh this node's lease: ", failure);
+                    }
+                    return;
                 }
+                lease_refreshed(started);
             });
         start_heartbeat();
     });
+}
+
+// Half a lease without a refresh (the node was paused, or away from NATS): the others may
+// have counted it gone and taken its names.
+bool ClusterNode::lease_at_risk(TimePoint now) const {
+    return now - lease_refreshed_at_ >= settings_.lease / 2;
+}
+
+// After a doubt, the node checks every name it holds and tells everyone its interest again
+// (a node that counted it gone has forgotten it).
+void ClusterNode::lease_refreshed(TimePoint started) {
+    lease_refreshed_at_ = std::max(lease_refreshed_at_, started);
+    if (!lease_in_doubt_ || lease_at_risk(Clock::now())) {
+        return;
+    }
+    lease_in_doubt_ = false;
+    logger_.info(
+        "Cluster: this node's lease is refreshed after a gap: checking its clients' "
+        "names and announcing its interest again");
+    verify_all_names();
+    announce_all(kReplacesAll | kAsksForAll);
 }
 
 // Nodes whose lease ended are forgotten with their interest; hand-overs that were never
@@ -279,7 +303,16 @@ void ClusterNode::stop() {
     stopping_ = true;
     heartbeat_timer_.cancel();
     liveness_timer_.cancel();
+    if (!link_.connected()) {
+        // Nothing to tell anyone: closing first ends any blocking call the workers are in.
+        link_.close();
+        worker_.stop();
+        lease_worker_.stop();
+        broker_.attach_cluster(nullptr);
+        return;
+    }
     worker_.stop();
+    lease_worker_.stop();
     if (joined_once_) {
         local_interest_.clear();
         announcements_.clear();
@@ -303,12 +336,9 @@ void ClusterNode::on_connection_changed(bool connected) {
     }
     if (!connected) {
         ++figures_.disconnects;
-        disconnected_at_ = Clock::now();
         logger_.error("Cluster: lost the NATS connection; serving local clients, reconnecting");
         return;
     }
-    const bool lease_at_risk = disconnected_at_ && Clock::now() - *disconnected_at_ >= lease_risk();
-    disconnected_at_.reset();
     logger_.info("Cluster: connected to NATS; ", link_.subscription_count(),
                  " subscription(s) renewed");
     if (!joined_once_) {
@@ -317,18 +347,6 @@ void ClusterNode::on_connection_changed(bool connected) {
     }
     // Announcements made while the connection was down may be lost: everyone starts over.
     announce_all(kReplacesAll | kAsksForAll);
-    if (lease_at_risk) {
-        logger_.info(
-            "Cluster: away from NATS long enough for this node's lease to end: "
-            "checking its clients' names again");
-        verify_all_names();
-    }
-}
-
-// Cut off from NATS for half a lease, this node's lease may have ended for the others (its last
-// refresh was up to a third of a lease before): they may be taking its names.
-Clock::duration ClusterNode::lease_risk() const {
-    return settings_.lease / 2;
 }
 
 void ClusterNode::on_dropped(std::uint64_t messages) {
@@ -430,6 +448,10 @@ void ClusterNode::on_interest_record(std::string_view payload) {
     }
     if (remote_names_.emplace(origin, node).second) {
         logger_.info("Cluster: node '", node, "' is here");
+        // A node heard from mid-way (this one had counted it gone, say): ask for everything.
+        if ((flags & kReplacesAll) == 0) {
+            announce_all(kReplacesAll | kAsksForAll);
+        }
     }
     if ((flags & kReplacesAll) != 0) {
         remote_.forget(origin);
@@ -471,9 +493,11 @@ void ClusterNode::published(std::string_view topic, std::string_view data) {
         return;
     }
     const std::string& to = subject->empty() ? subject_of(topic) : *subject;
-    // A large message goes alone: a batch must stay within what NATS takes in one message.
-    if (!batch_.empty() &&
-        (to != batch_subject_ || batch_.size() + topic.size() + data.size() > kMaxBatchBytes)) {
+    // A batch numbers its messages one after the other, so a publish that did not go to NATS
+    // ends it; so does another subject. A large message goes alone: a batch must stay within
+    // what NATS takes in one message.
+    if (!batch_.empty() && (sequence_ != batch_next_sequence_ || to != batch_subject_ ||
+                            batch_.size() + topic.size() + data.size() > kMaxBatchBytes)) {
         send_batch();
     }
     if (batch_.empty()) {
@@ -491,6 +515,7 @@ void ClusterNode::published(std::string_view topic, std::string_view data) {
         }
     }
     add_to_batch(batch_, topic, data);
+    batch_next_sequence_ = sequence_ + 1;
 }
 
 // The batch goes when the event loop is done with what it is doing (the rest of a read, say),
@@ -542,12 +567,21 @@ void ClusterNode::on_batch(std::string_view payload) {
     if (!batch_now_) {
         batch_now_ = Clock::now();  // one clock read per batch of messages
     }
-    const std::optional<std::uint64_t> sent_before = batch_sent_before(payload);
+    const std::optional<BatchHeader> header = batch_header(payload);
+    // NATS delivers a message once per matching subscription (`a/b` and `a/#` held here): the
+    // copies come one after the other, and are not news.
+    if (header && header->origin == last_batch_.origin &&
+        header->first_sequence == last_batch_.first_sequence) {
+        return;
+    }
+    if (header) {
+        last_batch_ = *header;
+    }
     bool first = true;
     const bool whole = for_each_message(payload, [&](const Envelope& envelope) {
         if (first) {
             first = false;
-            count_gap(envelope.origin, envelope.topic, *sent_before, batch_size(payload));
+            count_gap(envelope.origin, envelope.topic, header->sent_before, header->count);
         }
         on_message(envelope);
     });
@@ -591,6 +625,13 @@ void ClusterNode::on_message(const Envelope& message) {
     if (envelope->origin == incarnation_) {
         return;
     }
+    // What a node sends was checked where it was published; what reaches this one through
+    // NATS is checked again, so that nothing else can make a client read a frame of its own.
+    if (publish_ban(envelope->topic) != PublishBan::none || !is_valid_topic(envelope->topic) ||
+        find_delimiter(envelope->data) != std::string_view::npos) [[unlikely]] {
+        ++figures_.damaged;
+        return;
+    }
     if (envelope->origin != last_origin_ || last_slot_ == nullptr) {
         last_origin_ = envelope->origin;
         last_slot_ = &last_received_[envelope->origin];
@@ -630,6 +671,8 @@ void ClusterNode::on_control(std::string_view subject, std::string_view reply,
                              std::string_view payload) {
     if (subject == prefix_ + "interest") {
         on_interest_record(payload);
+    } else if (subject.starts_with(answer_prefix_)) {
+        on_take_reply(subject.substr(answer_prefix_.size()), payload);
     } else if (!payload.empty() && payload.front() == kTakeRequest) {
         on_take_request(reply, payload);
     } else if (!payload.empty() && payload.front() == kReadyRequest) {
@@ -658,7 +701,8 @@ NameAdmission ClusterNode::admit_name(const Connection& connection, std::string_
     }
     // A client held here, while this node may have lost its lease: restoring it could make a
     // second owner, so the registry decides (and refuses while it cannot be reached).
-    if (disconnected_at_ && Clock::now() - *disconnected_at_ >= lease_risk()) {
+    if (joined_once_ && lease_at_risk(Clock::now())) {
+        lease_in_doubt_ = true;
         return NameAdmission::ask_registry;
     }
     return NameAdmission::local;
@@ -753,28 +797,65 @@ void ClusterNode::ask_owner(std::shared_ptr<NameRequest> request, std::string ow
                                     .field(as_view(request->source))
                                     .field(settings_.node)
                                     .bytes();
-    const std::string subject = node_subject(owner, "take");
-    on_worker<std::pair<std::string, bool>>(
-        [this, subject, payload, owner] {
-            std::string answer =
-                ask(link_.connection(), subject, payload, settings_.request_timeout);
-            const bool alive = !answer.empty() || registry_.node_alive(owner);
-            return std::pair{std::move(answer), alive};
-        },
-        [this, request, owner, revision](std::pair<std::string, bool> result) {
-            auto& [answer, alive] = result;
-            if (answer.empty() && alive) {
-                finish_claim(request, "ERROR: Name is held by node '" + owner +
-                                          "', which does not answer; retry later");
-                return;
-            }
-            if (answer.empty()) {
-                logger_.info("Cluster: taking name '", request->name, "' from node '", owner,
-                             "', whose lease ended");
-                answer.assign(1, kUnknown);
-            }
-            on_take_answer(request, owner, std::move(answer), revision);
-        });
+    // The answer comes on this node's own subject (no thread waits for it): a node that does
+    // not answer costs a timer, not a blocked worker.
+    const std::uint64_t id = ++last_take_id_;
+    PendingTake& pending = pending_takes_[id];
+    pending.request = request;
+    pending.owner = owner;
+    pending.revision = revision;
+    pending.timeout = std::make_shared<asio::steady_timer>(io_, settings_.request_timeout);
+    pending.timeout->async_wait([this, id](const std::error_code& error) {
+        if (!error && !stopping_) {
+            on_take_timeout(id);
+        }
+    });
+    link_.publish_with_reply(node_subject(owner, "take"),
+                             node_subject(settings_.node, "a" + std::to_string(id)), payload);
+}
+
+void ClusterNode::on_take_timeout(std::uint64_t id) {
+    const auto found = pending_takes_.find(id);
+    if (found == pending_takes_.end()) {
+        return;
+    }
+    PendingTake pending = std::move(found->second);
+    pending_takes_.erase(found);
+    on_worker<bool>([this, owner = pending.owner] { return registry_.node_alive(owner); },
+                    [this, pending](bool alive) {
+                        if (alive) {
+                            finish_claim(pending.request,
+                                         "ERROR: Name is held by node '" + pending.owner +
+                                             "', which does not answer; retry later");
+                            return;
+                        }
+                        logger_.info("Cluster: taking name '", pending.request->name,
+                                     "' from node '", pending.owner, "', whose lease ended");
+                        on_take_answer(pending.request, pending.owner, std::string(1, kUnknown),
+                                       pending.revision);
+                    });
+}
+
+void ClusterNode::on_take_reply(std::string_view id_text, std::string_view payload) {
+    std::uint64_t id = 0;
+    for (const char digit : id_text) {
+        id = id * 10 + static_cast<std::uint64_t>(digit - '0');
+    }
+    const auto found = pending_takes_.find(id);
+    if (found == pending_takes_.end()) {
+        return;  // timed out already
+    }
+    if (payload.empty()) {
+        // NATS's "no responders": nothing listens on that node's subject (it is gone, its lease
+        // may still run).
+        found->second.timeout->cancel();
+        on_take_timeout(id);
+        return;
+    }
+    PendingTake pending = std::move(found->second);
+    pending_takes_.erase(found);
+    pending.timeout->cancel();
+    on_take_answer(pending.request, pending.owner, std::string{payload}, pending.revision);
 }
 
 void ClusterNode::on_take_answer(std::shared_ptr<NameRequest> request, const std::string& owner,
@@ -991,8 +1072,11 @@ void ClusterNode::on_ready_request(std::string_view payload) {
             [this, name, to, revision]() -> std::optional<std::uint64_t> {
                 std::uint64_t last = revision;
                 if (last == 0) {
+                    // No claim of ours on record: the client ended (and freed the name)
+                    // meanwhile. A free name still goes to the new owner, which then starts
+                    // the client afresh (kGone).
                     const std::optional<NameEntry> entry = registry_.lookup(name);
-                    if (!entry || entry->owner != settings_.node) {
+                    if (!entry || (!entry->owner.empty() && entry->owner != settings_.node)) {
                         return entry ? std::optional<std::uint64_t>{0} : std::nullopt;
                     }
                     last = entry->revision;
@@ -1046,15 +1130,16 @@ void ClusterNode::hand_over_now(std::string name, std::string reply, std::uint64
     for (const auto& [origin, sequence] : last_received_) {
         answer.number(origin).number(sequence);
     }
-    ++figures_.handed_out;
-    logger_.info("Cluster: client '", name, "' handed over to another node with ",
-                 count_frames(state->frames), " queued message(s)");
-    send_state(reply, name, answer.bytes());
+    if (send_state(reply, name, answer.bytes())) {
+        ++figures_.handed_out;
+        logger_.info("Cluster: client '", name, "' handed over to another node with ",
+                     count_frames(state->frames), " queued message(s)");
+    }
 }
 
 // A queue may exceed what NATS takes in one message (max_payload, 1 MiB by default): the
 // state goes in parts, which the new owner puts together again.
-void ClusterNode::send_state(const std::string& to, const std::string& name,
+bool ClusterNode::send_state(const std::string& to, const std::string& name,
                              const std::string& state) {
     const std::size_t part_bytes = std::max<std::size_t>(link_.max_payload() / 2, 4096);
     bool sent = true;
@@ -1077,6 +1162,7 @@ void ClusterNode::send_state(const std::string& to, const std::string& name,
         logger_.error("Cluster: the state of client '", name,
                       "' could not be sent to its new node (NATS did not take it); it is lost");
     }
+    return sent;
 }
 
 void ClusterNode::on_state_part(std::string_view payload) {

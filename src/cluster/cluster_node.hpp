@@ -141,7 +141,8 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     void reclaim_names(std::vector<std::string> names);
     void verify_all_names();
     void evict(const std::string& name);
-    Clock::duration lease_risk() const;
+    bool lease_at_risk(TimePoint now) const;
+    void lease_refreshed(TimePoint started);
 
     // Names.
     void claim(std::shared_ptr<NameRequest> request);
@@ -149,11 +150,13 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     void finish_claim(const std::shared_ptr<NameRequest>& request, std::string_view error_frame);
     void grant(const std::shared_ptr<NameRequest>& request, std::uint64_t revision);
     void ask_owner(std::shared_ptr<NameRequest> request, std::string owner, std::uint64_t revision);
+    void on_take_timeout(std::uint64_t id);
+    void on_take_reply(std::string_view id_text, std::string_view payload);
     void on_take_answer(std::shared_ptr<NameRequest> request, const std::string& owner,
                         std::string answer, std::uint64_t revision);
     void on_state_record(std::string_view payload);
     void on_state_part(std::string_view payload);
-    void send_state(const std::string& to, const std::string& name, const std::string& state);
+    bool send_state(const std::string& to, const std::string& name, const std::string& state);
     void on_state_answer(std::shared_ptr<NameRequest> request, std::string owner,
                          RecordReader& record);
     void end_incoming(const std::string& name);
@@ -164,6 +167,8 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
 
     std::string node_subject(std::string_view node, std::string_view what) const;
     // Runs `task` on the worker; `then` on the event loop with its result.
+    template <typename Result>
+    void run_on(Worker& worker, std::function<Result()> task, std::function<void(Result)> then);
     template <typename Result>
     void on_worker(std::function<Result()> task, std::function<void(Result)> then);
 
@@ -177,6 +182,7 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     NatsLink link_;
     NameRegistry registry_;
     Worker worker_;
+    Worker lease_worker_;
     asio::steady_timer heartbeat_timer_;
     asio::steady_timer liveness_timer_;
     bool registry_ready_ = false;
@@ -194,6 +200,7 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     std::string batch_;  // local publishes on their way to NATS (envelope.hpp)
     std::string batch_subject_;
     bool batch_posted_ = false;
+    std::uint64_t batch_next_sequence_ = 0;  // the number the batch's next message must have
     // Messages this node sent per subject, and what it expects next per origin and topic.
     std::unordered_map<std::string, std::uint64_t, StringHash, std::equal_to<>> sent_per_subject_;
     std::unordered_map<std::string, std::uint64_t> expected_;
@@ -204,6 +211,7 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     std::uint64_t last_origin_ = 0;
     std::uint64_t* last_slot_ = nullptr;
     std::optional<TimePoint> batch_now_;
+    BatchHeader last_batch_;  // the last batch received (its copies by NATS are skipped)
 
     std::unordered_map<std::string, std::uint64_t> owned_;  // name -> revision of our claim
     std::unordered_map<const Connection*, std::string> grants_;
@@ -211,10 +219,21 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     // Clients here whose names the registry must confirm before a CONNECT restores them (the
     // store brought them back, or this node was away from NATS long enough to lose its lease).
     std::unordered_set<std::string> unverified_;
-    std::optional<TimePoint> disconnected_at_;
+    TimePoint lease_refreshed_at_{};  // when the last refresh that succeeded was sent
+    bool lease_in_doubt_ = false;     // at risk since: check every name once refreshed
     std::map<std::string, IncomingHandover> incoming_;
     std::unordered_map<std::string, OutgoingHandover> outgoing_;
     std::string handing_over_now_;  // the name whose removal is a hand-over (no release)
+    // CONNECTs waiting for another node's answer to "take", by request id.
+    struct PendingTake {
+        std::shared_ptr<NameRequest> request;
+        std::string owner;
+        std::uint64_t revision = 0;
+        std::shared_ptr<asio::steady_timer> timeout;
+    };
+    std::unordered_map<std::uint64_t, PendingTake> pending_takes_;
+    std::uint64_t last_take_id_ = 0;
+    std::string answer_prefix_;  // the subjects of those answers, before the id
 };
 
 }  // namespace pubsubx::cluster

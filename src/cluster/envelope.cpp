@@ -47,11 +47,12 @@ void begin_batch(std::string& out, std::uint64_t origin, std::uint64_t first_seq
     append_u32(out, 0);
 }
 
-std::optional<std::uint64_t> batch_sent_before(std::string_view batch) {
+std::optional<BatchHeader> batch_header(std::string_view batch) {
     if (batch.size() < detail::kBatchHeader || batch[0] != detail::kBatchVersion) {
         return std::nullopt;
     }
-    return read_le(batch.substr(17), 8);
+    return BatchHeader{read_le(batch.substr(1), 8), read_le(batch.substr(9), 8),
+                       read_le(batch.substr(17), 8), read_le(batch.substr(detail::kCountAt), 4)};
 }
 
 // One resize and two copies: this runs for every message another node wants.

@@ -30,8 +30,14 @@ void begin_batch(std::string& out, std::uint64_t origin, std::uint64_t first_seq
                  std::uint64_t sent_before);
 void add_to_batch(std::string& out, std::string_view topic, std::string_view data);
 std::size_t batch_size(std::string_view batch);  // messages in it
-// What the origin had sent to the batch's subject before it; null if not a batch.
-std::optional<std::uint64_t> batch_sent_before(std::string_view batch);
+struct BatchHeader {
+    std::uint64_t origin = 0;
+    std::uint64_t first_sequence = 0;
+    std::uint64_t sent_before = 0;  // what the origin had sent to the batch's subject before it
+    std::uint64_t count = 0;
+};
+// Null if the bytes do not start with a batch header of this version.
+std::optional<BatchHeader> batch_header(std::string_view batch);
 
 // Calls on_message(const Envelope&) for each message of a batch, in order. False if the
 // bytes are not a whole batch of this version (then some messages may have been seen).

@@ -7,6 +7,10 @@ namespace pubsubx::cluster {
 
 namespace {
 
+// What waits for the event loop: in this link's buffer, then in cnats per subscription.
+constexpr std::size_t kMaxInboundBytes = 64 << 20;
+constexpr int kMaxPendingBytes = 64 << 20;
+
 void append_sized(std::string& out, const char* bytes, std::size_t size) {
     const auto length = static_cast<std::uint32_t>(size);
     out.append(reinterpret_cast<const char*>(&length), sizeof length);
@@ -106,12 +110,19 @@ void NatsLink::close() {
     if (connection_ == nullptr) {
         return;
     }
+    {
+        const std::lock_guard lock{inbound_mutex_};
+        closing_ = true;  // a delivery thread waiting for room gives up
+    }
+    inbound_room_.notify_all();
     for (auto& [subject, subscribed] : subscriptions_) {
         natsSubscription_Unsubscribe(subscribed.subscription);
         natsSubscription_Destroy(subscribed.subscription);
     }
     subscriptions_.clear();
-    natsConnection_FlushTimeout(connection_, 1000);
+    if (connected()) {
+        natsConnection_FlushTimeout(connection_, 1000);
+    }
     natsConnection_Close(connection_);
     natsConnection_Destroy(connection_);
     connection_ = nullptr;
@@ -128,7 +139,7 @@ void NatsLink::subscribe(const std::string& subject, Channel channel) {
     if (natsConnection_Subscribe(&subscribed.subscription, connection_, subject.c_str(),
                                  &NatsLink::on_message, tag) == NATS_OK) {
         // The event loop drains in batches; let cnats hold bursts rather than drop them.
-        natsSubscription_SetPendingLimits(subscribed.subscription, 1 << 20, 256 << 20);
+        natsSubscription_SetPendingLimits(subscribed.subscription, 1 << 20, kMaxPendingBytes);
     }
 }
 
@@ -180,7 +191,12 @@ void NatsLink::append_inbound(Channel channel, natsMsg* message) {
     const char* const reply = natsMsg_GetReply(message);
     bool post = false;
     {
-        const std::lock_guard lock{inbound_mutex_};
+        std::unique_lock lock{inbound_mutex_};
+        // The event loop is behind: wait here, so that cnats's own pending limits (which it
+        // counts as a slow consumer's drops) bound what waits, not this buffer.
+        while (inbound_.size() >= kMaxInboundBytes && !closing_) {
+            inbound_room_.wait_for(lock, std::chrono::milliseconds{100});
+        }
         inbound_.push_back(static_cast<char>(channel));
         append_sized(inbound_, subject, std::strlen(subject));
         append_sized(inbound_, reply == nullptr ? "" : reply,
@@ -202,6 +218,7 @@ void NatsLink::drain_inbound() {
         std::swap(draining_, inbound_);
         drain_posted_ = false;
     }
+    inbound_room_.notify_all();
     std::string_view rest{draining_};
     while (!rest.empty()) {
         Inbound inbound{static_cast<Channel>(rest.front()), {}, {}, {}};

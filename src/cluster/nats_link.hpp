@@ -9,6 +9,7 @@
 
 #include <asio/io_context.hpp>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -100,6 +101,8 @@ class NatsLink {
 
     // Filled by cnats's delivery thread, taken whole by the event loop.
     std::mutex inbound_mutex_;
+    std::condition_variable inbound_room_;
+    bool closing_ = false;
     std::string inbound_;
     bool drain_posted_ = false;
     std::string draining_;  // the event loop's side of the swap

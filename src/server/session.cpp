@@ -401,8 +401,16 @@ void Session::check_deadline(TimePoint now) {
     }
     const ServerOptions& options = server_.options();
     switch (phase_) {
-        case Phase::awaiting_connect:
         case Phase::awaiting_name:
+            ++server_.stats().connect_timeouts;
+            server_.logger().error(
+                "Closing a connection whose CONNECT waited for the cluster "
+                "longer than ",
+                seconds_text(options.connect_timeout));
+            close_after_flush("ERROR: The cluster did not settle the name within " +
+                              seconds_text(options.connect_timeout) + "; retry");
+            break;
+        case Phase::awaiting_connect:
             ++server_.stats().connect_timeouts;
             server_.logger().error("Closing a connection that sent no valid CONNECT within ",
                                    seconds_text(options.connect_timeout));

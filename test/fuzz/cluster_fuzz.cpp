@@ -56,7 +56,7 @@ void check_batch(std::string_view bytes) {
     bool first = true;
     const bool whole = for_each_message(bytes, [&](const Envelope& message) {
         if (first) {
-            begin_batch(again, message.origin, message.sequence, *batch_sent_before(bytes));
+            begin_batch(again, message.origin, message.sequence, batch_header(bytes)->sent_before);
             first = false;
         }
         add_to_batch(again, message.topic, message.data);

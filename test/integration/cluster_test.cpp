@@ -1282,3 +1282,130 @@ TEST_CASE("a node started while NATS is down refuses names until NATS comes, the
     CHECK(connect_reply(later, "early") == pubsubx::kConnAccepted);
     CHECK(counter(node, "cluster_registry_refusals") == 1);
 }
+
+// Review of issue 12: a batch numbers its messages one after the other; a publish that no other
+// node wanted took a number without ending the open batch, so the old owner's count of what it
+// had received was off by one and the new owner kept a message twice.
+TEST_CASE("a hand-over under a publisher on the new owner that also publishes unwanted topics") {
+    NatsServerProcess nats;
+    auto a = start_node(nats, "a", 2, {"--handover-window", "1"});
+    auto b = start_node(nats, "b", 2, {"--handover-window", "1"});
+    make_lost_subscriber(*a, "x", "t");
+    auto publisher = connected(*b, "p");
+    // a wants t (x is lost there); b must know it before the hand-over starts.
+    auto probe = connected(*a, "probe");
+    probe->send_frame("SUBSCRIBE t");
+    probe->barrier();
+    wait_until_routed(*publisher, *probe, "t");
+    TestClient x{b->port()};
+    x.send_frame("CONNECT x");
+    std::this_thread::sleep_for(300ms);  // b has asked; a waits its window of 1 s
+    std::string bytes;
+    for (const char* frame : {"PUBLISH t m1", "PUBLISH u nobody-wants-it", "PUBLISH t m2"}) {
+        bytes += frame;
+        bytes += pubsubx::kDelimiter;
+    }
+    publisher->send_raw(bytes);  // one read on b
+    std::vector<std::string> got;
+    while (const auto frame = x.read_frame(4000ms)) {
+        got.push_back(*frame);
+        if (*frame == "t m2") {
+            break;
+        }
+    }
+    x.barrier();
+    while (x.frames_waiting() > 0) {
+        got.push_back(frame_or_nothing(x.read_frame()));
+    }
+    std::erase_if(got, is_probe);  // the probes of the routing check were queued for x too
+    CHECK(got == std::vector<std::string>{"RESTORED x", "t", "t m1", "t m2"});
+}
+
+// Review of issue 12: NATS delivers a message once per matching subscription of a node; the
+// copies are not duplicates to count (nor to deliver).
+TEST_CASE("overlapping subscriptions on a node get each message once and count no duplicates") {
+    Cluster cluster{2, 2};
+    auto exact = connected(cluster[1], "exact");
+    auto wide = connected(cluster[1], "wide");
+    exact->send_frame("SUBSCRIBE sensors/temp");
+    wide->send_frame("SUBSCRIBE sensors/#");
+    exact->barrier();
+    wide->barrier();
+    auto publisher = connected(cluster[0], "p");
+    wait_until_routed(*publisher, *exact, "sensors/temp");
+    wait_until_routed(*publisher, *wide, "sensors/temp");
+    for (int i = 0; i < 200; ++i) {
+        publisher->send_frame("PUBLISH sensors/temp " + std::to_string(i));
+    }
+    publisher->send_frame("PUBLISH sensors/temp end");
+    // Each probe of the two waits above reached both; the numbered messages come once each.
+    for (TestClient* subscriber : {exact.get(), wide.get()}) {
+        std::vector<std::string> numbered;
+        for (const std::string& frame : read_until(*subscriber, "sensors/temp end")) {
+            if (!is_probe(frame)) {
+                numbered.push_back(frame);
+            }
+        }
+        CHECK(numbered.size() == 201);
+        subscriber->barrier();
+        CHECK(subscriber->frames_waiting() == 0);
+    }
+    CHECK(counter(cluster[1], "cluster_duplicates") == 0);
+}
+
+// Review of issue 12: a node the others count as gone (paused past its lease) must neither keep
+// a name another node took meanwhile, nor stay deaf to the others once it is back.
+TEST_CASE("a node paused past its lease gives up the names taken meanwhile and hears again") {
+    NatsServerProcess nats;
+    auto a = start_node(nats, "a", 1);
+    auto b = start_node(nats, "b", 1);
+    make_lost_subscriber(*b, "x", "t");
+    auto listener = connected(*b, "listener");
+    listener->send_frame("SUBSCRIBE u");
+    listener->barrier();
+    auto publisher = connected(*a, "p");
+    wait_until_routed(*publisher, *listener, "u");
+    b->send_signal(SIGSTOP);
+    std::string reply;
+    std::unique_ptr<TestClient> taker;
+    for (int attempt = 0; attempt < 100 && reply != pubsubx::kConnAccepted; ++attempt) {
+        taker = std::make_unique<TestClient>(a->port());
+        reply = connect_reply(*taker, "x");
+        if (reply != pubsubx::kConnAccepted) {
+            std::this_thread::sleep_for(100ms);
+        }
+    }
+    REQUIRE(reply == pubsubx::kConnAccepted);  // a took x: b's lease ended
+    b->send_signal(SIGCONT);
+    // b must not restore x now: x is connected on a.
+    TestClient again{b->port()};
+    const std::string on_b = connect_reply(again, "x");
+    CHECK(on_b != "RESTORED x");
+    // And a's publishes reach b's subscriber again.
+    wait_until_routed(*publisher, *listener, "u");
+    taker->barrier();
+}
+
+// Review of issue 12: the client expired on its old node during the window: the new node gets
+// the name for a fresh client, not "Name already taken".
+TEST_CASE("a client that expires during its hand-over's window starts afresh on the new node") {
+    NatsServerProcess nats;
+    auto a = start_node(nats, "a", 2, {"--lost-timeout", "1", "--handover-window", "2"});
+    auto b = start_node(nats, "b", 2, {"--handover-window", "2"});
+    make_lost_subscriber(*a, "x", "t");
+    TestClient x{b->port()};
+    CHECK(connect_reply(x, "x") == pubsubx::kConnAccepted);
+}
+
+// Review of issue 12: a stop while NATS is away does not wait for it.
+TEST_CASE("SIGTERM while NATS is down stops a node at once") {
+    NatsServerProcess nats;
+    auto a = start_node(nats, "a", 2);
+    const std::size_t mark = a->output().size();
+    nats.stop();
+    REQUIRE(a->wait_for_output("Cluster: lost the NATS connection", kWait, mark));
+    const auto asked = SteadyClock::now();
+    a->send_signal(SIGTERM);
+    CHECK(a->wait_exit(kWait) == 0);
+    CHECK(SteadyClock::now() - asked < 2s);
+}

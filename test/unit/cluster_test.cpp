@@ -142,7 +142,8 @@ TEST_CASE("filter_matches agrees with the broker's routing") {
 TEST_CASE("a batch carries its origin, numbered messages, topics and data, and rejects damage") {
     std::string batch;
     begin_batch(batch, 0x1122334455667788ULL, 42, 1000);
-    CHECK(batch_sent_before(batch) == 1000u);
+    REQUIRE(batch_header(batch));
+    CHECK(batch_header(batch)->sent_before == 1000u);
     add_to_batch(batch, "t/x", std::string_view{"d\0ta", 4});
     add_to_batch(batch, "t/y", "");
     CHECK(batch_size(batch) == 2);
