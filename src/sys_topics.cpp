@@ -121,6 +121,7 @@ void add_cluster(std::vector<SysMessage>& out, const SysSnapshot& before, const 
     add(out, "cluster/nodes", cluster.nodes);
     add(out, "cluster/connected", cluster.connected ? 1 : 0);
     add(out, "cluster/disconnects", cluster.disconnects);
+    add(out, "cluster/lease_lapses", cluster.lease_lapses);
     add(out, "cluster/subscriptions", cluster.nats_subscriptions);
     add(out, "cluster/messages/forwarded", cluster.forwarded);
     add(out, "cluster/messages/received", cluster.received);

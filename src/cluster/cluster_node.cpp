@@ -128,6 +128,10 @@ bool ClusterNode::start(std::string& error) {
 }
 
 void ClusterNode::join() {
+    if (joining_) {
+        return;  // the connection came back twice: one join is enough
+    }
+    joining_ = true;
     on_worker<std::string>(
         [this] {
             std::string error;
@@ -138,6 +142,7 @@ void ClusterNode::join() {
             return std::string{};
         },
         [this](std::string error) {
+            joining_ = false;
             if (!error.empty()) {
                 logger_.error("Cluster: cannot join yet (", error, "); retrying");
                 heartbeat_timer_.expires_after(settings_.lease / 3);
@@ -204,11 +209,21 @@ bool ClusterNode::lease_at_risk(TimePoint now) const {
 // After a doubt, the node checks every name it holds and tells everyone its interest again
 // (a node that counted it gone has forgotten it).
 void ClusterNode::lease_refreshed(TimePoint started) {
+    lease_refreshed_at_before_ = lease_refreshed_at_;
     lease_refreshed_at_ = std::max(lease_refreshed_at_, started);
     if (!lease_in_doubt_ || lease_at_risk(Clock::now())) {
         return;
     }
     lease_in_doubt_ = false;
+    if (Clock::now() - lease_refreshed_at_before_ >= settings_.lease) {
+        // The others counted this node gone and stopped sending to it: what they published
+        // meanwhile for its subscribers is lost, and no count of theirs shows it.
+        ++figures_.lease_lapses;
+        logger_.error("Cluster: this node's lease lapsed (no refresh for ",
+                      seconds_text(Clock::now() - lease_refreshed_at_before_),
+                      "): messages other nodes published meanwhile for its subscribers are lost "
+                      "uncounted");
+    }
     logger_.info(
         "Cluster: this node's lease is refreshed after a gap: checking its clients' "
         "names and announcing its interest again");
@@ -303,7 +318,8 @@ void ClusterNode::stop() {
     stopping_ = true;
     heartbeat_timer_.cancel();
     liveness_timer_.cancel();
-    if (!link_.connected()) {
+    // A stop must not wait on NATS: one that does not answer at once is treated as gone.
+    if (!link_.answers_within(std::chrono::milliseconds{250})) {
         // Nothing to tell anyone: closing first ends any blocking call the workers are in.
         link_.close();
         worker_.stop();

@@ -187,6 +187,7 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     asio::steady_timer liveness_timer_;
     bool registry_ready_ = false;
     bool joined_once_ = false;
+    bool joining_ = false;
     bool stopping_ = false;
     ClusterFigures figures_;
 
@@ -219,8 +220,9 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
     // Clients here whose names the registry must confirm before a CONNECT restores them (the
     // store brought them back, or this node was away from NATS long enough to lose its lease).
     std::unordered_set<std::string> unverified_;
-    TimePoint lease_refreshed_at_{};  // when the last refresh that succeeded was sent
-    bool lease_in_doubt_ = false;     // at risk since: check every name once refreshed
+    TimePoint lease_refreshed_at_{};         // when the last refresh that succeeded was sent
+    TimePoint lease_refreshed_at_before_{};  // the refresh before that
+    bool lease_in_doubt_ = false;            // at risk since: check every name once refreshed
     std::map<std::string, IncomingHandover> incoming_;
     std::unordered_map<std::string, OutgoingHandover> outgoing_;
     std::string handing_over_now_;  // the name whose removal is a hand-over (no release)

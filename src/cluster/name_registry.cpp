@@ -70,7 +70,11 @@ std::string NameRegistry::node_key(std::string_view node) const {
 
 bool NameRegistry::open(natsConnection* connection, std::string& error) {
     close();
-    natsStatus status = natsConnection_JetStream(&jetstream_, connection, nullptr);
+    // Every registry call waits at most 2 s: a frozen NATS delays a claim or a stop no longer.
+    jsOptions options;
+    jsOptions_Init(&options);
+    options.Wait = 2000;
+    natsStatus status = natsConnection_JetStream(&jetstream_, connection, &options);
     if (status == NATS_OK) {
         status = open_bucket(&names_, jetstream_, kNamesBucket, std::chrono::nanoseconds{0});
     }

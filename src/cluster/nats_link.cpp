@@ -2,12 +2,14 @@
 
 #include <asio/post.hpp>
 #include <cstring>
+#include <utility>
 
 namespace pubsubx::cluster {
 
 namespace {
 
-// What waits for the event loop: in this link's buffer, then in cnats per subscription.
+// What waits for the event loop, for all subscriptions together. cnats's own per-subscription
+// limits stay unreached: its delivery thread hands each message here at once.
 constexpr std::size_t kMaxInboundBytes = 64 << 20;
 constexpr int kMaxPendingBytes = 64 << 20;
 
@@ -110,11 +112,6 @@ void NatsLink::close() {
     if (connection_ == nullptr) {
         return;
     }
-    {
-        const std::lock_guard lock{inbound_mutex_};
-        closing_ = true;  // a delivery thread waiting for room gives up
-    }
-    inbound_room_.notify_all();
     for (auto& [subject, subscribed] : subscriptions_) {
         natsSubscription_Unsubscribe(subscribed.subscription);
         natsSubscription_Destroy(subscribed.subscription);
@@ -159,6 +156,11 @@ void NatsLink::unsubscribe(const std::string& subject) {
     subscriptions_.erase(found);
 }
 
+bool NatsLink::answers_within(std::chrono::milliseconds timeout) const {
+    return connection_ != nullptr && connected() &&
+           natsConnection_FlushTimeout(connection_, timeout.count()) == NATS_OK;
+}
+
 std::size_t NatsLink::max_payload() const {
     const std::int64_t reported =
         connection_ == nullptr ? 0 : natsConnection_GetMaxPayload(connection_);
@@ -191,11 +193,16 @@ void NatsLink::append_inbound(Channel channel, natsMsg* message) {
     const char* const reply = natsMsg_GetReply(message);
     bool post = false;
     {
-        std::unique_lock lock{inbound_mutex_};
-        // The event loop is behind: wait here, so that cnats's own pending limits (which it
-        // counts as a slow consumer's drops) bound what waits, not this buffer.
-        while (inbound_.size() >= kMaxInboundBytes && !closing_) {
-            inbound_room_.wait_for(lock, std::chrono::milliseconds{100});
+        const std::lock_guard lock{inbound_mutex_};
+        // The event loop is far behind: past the bound a message is dropped and counted, so
+        // that what waits for it is bounded whatever the number of subscriptions.
+        if (inbound_.size() >= kMaxInboundBytes) {
+            ++dropped_here_;
+            if (!drain_posted_) {
+                drain_posted_ = true;
+                asio::post(io_, [this] { drain_inbound(); });
+            }
+            return;
         }
         inbound_.push_back(static_cast<char>(channel));
         append_sized(inbound_, subject, std::strlen(subject));
@@ -213,12 +220,16 @@ void NatsLink::append_inbound(Channel channel, natsMsg* message) {
 
 void NatsLink::drain_inbound() {
     draining_.clear();
+    std::uint64_t dropped = 0;
     {
         const std::lock_guard lock{inbound_mutex_};
         std::swap(draining_, inbound_);
         drain_posted_ = false;
+        dropped = std::exchange(dropped_here_, 0);
     }
-    inbound_room_.notify_all();
+    if (dropped > 0) {
+        listener_.on_dropped(dropped);
+    }
     std::string_view rest{draining_};
     while (!rest.empty()) {
         Inbound inbound{static_cast<Channel>(rest.front()), {}, {}, {}};

@@ -9,7 +9,7 @@
 
 #include <asio/io_context.hpp>
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -58,6 +58,8 @@ class NatsLink {
                  std::string& error);
     void close();
     bool connected() const { return connected_.load(std::memory_order_relaxed); }
+    // Connected, and the server answers a ping within `timeout` (blocks that long at most).
+    bool answers_within(std::chrono::milliseconds timeout) const;
     // For the worker thread's blocking calls (requests, flushes, key-value).
     natsConnection* connection() const { return connection_; }
 
@@ -101,9 +103,8 @@ class NatsLink {
 
     // Filled by cnats's delivery thread, taken whole by the event loop.
     std::mutex inbound_mutex_;
-    std::condition_variable inbound_room_;
-    bool closing_ = false;
     std::string inbound_;
+    std::uint64_t dropped_here_ = 0;  // past the bound, since the last drain
     bool drain_posted_ = false;
     std::string draining_;  // the event loop's side of the swap
 };

@@ -329,6 +329,7 @@ std::string cluster_figures_text(const pubsubx::cluster::ClusterFigures& figures
            " cluster_dropped_by_nats=" + std::to_string(figures.dropped_by_nats) +
            " cluster_damaged=" + std::to_string(figures.damaged) +
            " cluster_disconnects=" + std::to_string(figures.disconnects) +
+           " cluster_lease_lapses=" + std::to_string(figures.lease_lapses) +
            " cluster_handed_in=" + std::to_string(figures.handed_in) +
            " cluster_handed_out=" + std::to_string(figures.handed_out) +
            " cluster_registry_refusals=" + std::to_string(figures.registry_refusals) +
