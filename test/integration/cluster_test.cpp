@@ -257,6 +257,15 @@ std::uint64_t number_in(const std::string& frame, const std::string& topic) {
     return std::stoull(frame.substr(topic.size() + 1));
 }
 
+// "'reply' xN; " for each reply of a race's losers.
+std::string tally(const std::map<std::string, int>& replies) {
+    std::string text;
+    for (const auto& [reply, count] : replies) {
+        text += "'" + reply + "' x" + std::to_string(count) + "; ";
+    }
+    return text;
+}
+
 }  // namespace
 
 TEST_CASE("a subscriber on one node gets another node's 2,000 messages once and in order") {
@@ -728,11 +737,7 @@ TEST_CASE("two nodes asked for the same new name at once: exactly one accepts it
             ++losers[a_reply == pubsubx::kConnAccepted ? b_reply : a_reply];
         }
     }
-    std::string summary;
-    for (const auto& [reply, count] : losers) {
-        summary += "'" + reply + "' x" + std::to_string(count) + "; ";
-    }
-    MESSAGE("refusals in the race: " << summary);
+    MESSAGE("refusals in the race: " << tally(losers));
     CHECK(both_accepted == 0);
     CHECK(none_accepted == 0);
 }
@@ -784,11 +789,7 @@ TEST_CASE("two nodes asked at once for a client lost on a third: exactly one res
         winner.drop();
         REQUIRE(cluster[lost_on].wait_for_output("Client 'x' lost", kWait, mark));
     }
-    std::string summary;
-    for (const auto& [reply, count] : losers) {
-        summary += "'" + reply + "' x" + std::to_string(count) + "; ";
-    }
-    MESSAGE("refusals in the race: " << summary);
+    MESSAGE("refusals in the race: " << tally(losers));
     CHECK(both == 0);
     CHECK(none == 0);
 }
