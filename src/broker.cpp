@@ -133,9 +133,10 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
 
 FrameResult Broker::connect(Connection& connection, std::string_view name, std::string_view secret,
                             TimePoint now, const SourceAddress& source) {
+    Client* const existing = lifecycle_.find(name);
     // A name or secret that admission would refuse anyway is not worth asking the cluster.
     if (cluster_ != nullptr && is_valid_name(name) && (secret.empty() || is_valid_secret(secret))) {
-        switch (cluster_->admit_name(connection, name, lifecycle_.find(name) != nullptr)) {
+        switch (cluster_->admit_name(connection, name, existing != nullptr)) {
             case NameAdmission::local:
                 break;
             case NameAdmission::ask_registry:
@@ -145,7 +146,7 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
                 return {FrameResult::Next::close, kNameMoving, {}};
         }
     }
-    Admission admission = admission_.decide(source, name, secret, lifecycle_.find(name), now);
+    Admission admission = admission_.decide(source, name, secret, existing, now);
     Client* client = admission.client;
     switch (admission.verdict) {
         case Admission::Verdict::admit_new:

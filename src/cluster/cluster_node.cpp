@@ -757,6 +757,22 @@ void ClusterNode::grant(const std::shared_ptr<NameRequest>& request, std::uint64
     end_claiming(request->name);
 }
 
+// This node takes the name from `revision` (the last one read), then admits the CONNECT; if
+// someone changed the name first, it looks again.
+void ClusterNode::take_name(std::shared_ptr<NameRequest> request, std::uint64_t revision) {
+    on_worker<std::optional<std::uint64_t>>(
+        [this, name = request->name, revision] { return registry_.take(name, revision); },
+        [this, request](std::optional<std::uint64_t> taken) {
+            if (!taken) {
+                finish_claim(request, kRegistryUnavailable);
+            } else if (*taken == 0) {
+                claim(request);
+            } else {
+                grant(request, *taken);
+            }
+        });
+}
+
 void ClusterNode::claim(std::shared_ptr<NameRequest> request) {
     if (!registry_ready_ || !link_.connected()) {
         finish_claim(request, kRegistryUnavailable);
@@ -783,20 +799,7 @@ void ClusterNode::claim(std::shared_ptr<NameRequest> request) {
                 evict(request->name);  // held here, but another node took it meanwhile
             }
             if (entry->owner.empty() || entry->owner == settings_.node) {
-                const std::uint64_t revision = entry->revision;
-                on_worker<std::optional<std::uint64_t>>(
-                    [this, name = request->name, revision] {
-                        return registry_.take(name, revision);
-                    },
-                    [this, request](std::optional<std::uint64_t> taken) {
-                        if (!taken) {
-                            finish_claim(request, kRegistryUnavailable);
-                        } else if (*taken == 0) {
-                            claim(request);  // someone else changed it first: look again
-                        } else {
-                            grant(request, *taken);
-                        }
-                    });
+                take_name(request, entry->revision);
                 return;
             }
             ask_owner(request, entry->owner, entry->revision);
@@ -879,17 +882,7 @@ void ClusterNode::on_take_answer(std::shared_ptr<NameRequest> request, const std
     RecordReader record{answer};
     switch (record.kind()) {
         case kUnknown:
-            on_worker<std::optional<std::uint64_t>>(
-                [this, name = request->name, revision] { return registry_.take(name, revision); },
-                [this, request](std::optional<std::uint64_t> taken) {
-                    if (!taken) {
-                        finish_claim(request, kRegistryUnavailable);
-                    } else if (*taken == 0) {
-                        claim(request);
-                    } else {
-                        grant(request, *taken);
-                    }
-                });
+            take_name(request, revision);
             return;
         case kRefused:
             finish_claim(request, std::string{record.field()});

@@ -146,6 +146,7 @@ class ClusterNode final : public ClusterLink, public NameGate, private NatsLink:
 
     // Names.
     void claim(std::shared_ptr<NameRequest> request);
+    void take_name(std::shared_ptr<NameRequest> request, std::uint64_t revision);
     void end_claiming(const std::string& name);
     void finish_claim(const std::shared_ptr<NameRequest>& request, std::string_view error_frame);
     void grant(const std::shared_ptr<NameRequest>& request, std::uint64_t revision);

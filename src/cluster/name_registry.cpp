@@ -1,5 +1,6 @@
 #include "name_registry.hpp"
 
+#include "nats_link.hpp"
 #include "subjects.hpp"
 
 namespace pubsubx::cluster {
@@ -8,12 +9,6 @@ namespace {
 
 constexpr const char* kNamesBucket = "psx_names";
 constexpr const char* kNodesBucket = "psx_nodes";
-
-std::string status_text(natsStatus status) {
-    const char* const last = nats_GetLastError(nullptr);
-    return std::string{natsStatus_GetText(status)} +
-           (last != nullptr && *last != '\0' ? std::string{": "} + last : std::string{});
-}
 
 // Opens a bucket, creating it when it does not exist yet.
 natsStatus open_bucket(kvStore** bucket, jsCtx* jetstream, const char* name,
@@ -82,7 +77,7 @@ bool NameRegistry::open(natsConnection* connection, std::string& error) {
         status = open_bucket(&nodes_, jetstream_, kNodesBucket, lease_);
     }
     if (status != NATS_OK) {
-        error = status_text(status) + " (is nats-server running with JetStream, -js?)";
+        error = nats_error_text(status) + " (is nats-server running with JetStream, -js?)";
         close();
         return false;
     }
@@ -164,7 +159,7 @@ bool NameRegistry::heartbeat(std::uint64_t incarnation, bool first, std::string&
     const natsStatus status =
         kvStore_Put(nullptr, nodes_, key.c_str(), value.data(), static_cast<int>(value.size()));
     if (status != NATS_OK) {
-        error = status_text(status);
+        error = nats_error_text(status);
         return false;
     }
     return true;

@@ -27,13 +27,13 @@ std::string_view take_sized(std::string_view& rest) {
     return value;
 }
 
-std::string status_text(natsStatus status) {
+}  // namespace
+
+std::string nats_error_text(natsStatus status) {
     const char* const last = nats_GetLastError(nullptr);
     return std::string{natsStatus_GetText(status)} +
            (last != nullptr && *last != '\0' ? std::string{": "} + last : std::string{});
 }
-
-}  // namespace
 
 void close_nats_library() {
     nats_CloseAndWait(2000);
@@ -101,7 +101,7 @@ bool NatsLink::connect(const std::vector<std::string>& servers, const std::strin
     }
     natsOptions_Destroy(options);
     if (status != NATS_OK) {
-        error = status_text(status);
+        error = nats_error_text(status);
         connection_ = nullptr;
         return false;
     }

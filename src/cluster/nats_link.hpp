@@ -19,6 +19,9 @@
 
 namespace pubsubx::cluster {
 
+// cnats's text for `status`, with the detail of the last error on this thread if it has one.
+std::string nats_error_text(natsStatus status);
+
 // At exit, once every connection is closed: cnats's own threads and memory go too (else
 // they would outlive main, and the leak checkers would say so).
 void close_nats_library();
