@@ -49,7 +49,9 @@ std::string describe(const BrokerStats& stats) {
            " auth_failures=" + std::to_string(stats.auth_failures) +
            " auth_throttled=" + std::to_string(stats.auth_throttled) +
            " topics_refused=" + std::to_string(stats.topics_refused) +
-           " bad_connects=" + std::to_string(stats.bad_connects);
+           " bad_connects=" + std::to_string(stats.bad_connects) +
+           " not_allowed=" + std::to_string(stats.not_allowed) +
+           " subscriptions_revoked=" + std::to_string(stats.subscriptions_revoked);
 }
 
 Broker::Broker(BrokerConfig config, Logger& logger)
@@ -149,10 +151,16 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
     Admission admission = admission_.decide(source, name, secret, existing, now);
     Client* client = admission.client;
     switch (admission.verdict) {
+        case Admission::Verdict::check_password:
+            return {FrameResult::Next::await_login, {}, {}};
         case Admission::Verdict::admit_new:
             client = &lifecycle_.admit(connection, name, secret);
             break;
         case Admission::Verdict::restore:
+            // What the rights allow now is all it gets back (RESTORED lists it).
+            if (accounts_ != nullptr) {
+                end_forbidden_subscriptions(*client, *accounts_->rights_for_name(name));
+            }
             lifecycle_.restore(connection, *client, now, secret);
             break;
         case Admission::Verdict::take_over:
@@ -162,10 +170,24 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
             refusal_ = std::move(admission.error_frame);
             return {FrameResult::Next::close, refusal_, {}};
     }
+    if (accounts_ != nullptr && accounts_->user(name) != nullptr) {
+        log_in(*client, secret);
+    }
     if (client->credentials_ != nullptr) {
         client->credentials_->trusted_source = source;
     }
     return {};
+}
+
+// The password is the client's secret too: a changed one replaces the old (and the store's).
+void Broker::log_in(Client& client, std::string_view password) {
+    if (!client.credentials_->secret.matches(password)) {
+        client.credentials_->secret = SecretDigest::of(password);
+        if (persistence_ != nullptr) {
+            persistence_->client_saved(client);
+        }
+    }
+    client.credentials_->rights = accounts_->user(client.name())->rights;
 }
 
 // The length first: an over-long invalid topic is logged by its size, so a peer cannot make
@@ -270,6 +292,13 @@ void Broker::subscribe(Client& client, std::string_view topic_name) {
     if (!filter_allowed(client, topic_name)) {
         return;
     }
+    if (accounts_ != nullptr && !rights_of(client).may_subscribe(topic_name)) {
+        ++stats_.not_allowed;
+        logger_.error("Client '", client.name(), "' may not subscribe to '",
+                      Escaped{topic_name.substr(0, 256)}, "'");
+        send_error(client, "ERROR: Not allowed to subscribe to '" + std::string{topic_name} + "'");
+        return;
+    }
     if (over_limit(client.subscriptions().size() + 1, config_.max_topics_per_client)) {
         ++stats_.topics_refused;
         logger_.error("Client '", client.name(), "' reached the limit of ",
@@ -332,6 +361,9 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
     if (!may_publish(from, topic, topic_name)) {
         return;  // refused: not published
     }
+    if (accounts_ != nullptr && !permitted_to_publish(from, topic_name)) [[unlikely]] {
+        return;
+    }
     count_publish(from, topic_name, data);
     // Before the local delivery, which then stays the last call (the fast path's code is as
     // without a cluster).
@@ -353,6 +385,9 @@ void Broker::publish_among_filters(Client& from, std::string_view topic_name, st
             return;
         }
         route = &routing_.route_and_cache(topic_name, topic);
+    }
+    if (accounts_ != nullptr && !permitted_to_publish(from, topic_name)) [[unlikely]] {
+        return;
     }
     count_publish(from, topic_name, data);
     if (cluster_ != nullptr) [[unlikely]] {
@@ -589,6 +624,124 @@ std::optional<RecoveredClient> Broker::hand_over(std::string_view name, TimePoin
 
 bool Broker::adopt(const RecoveredClient& state, TimePoint now) {
     return take_in(state, now, StoreKnows::no);
+}
+
+const Rights& Broker::rights_of(const Client& client) const {
+    if (client.credentials_ != nullptr && client.credentials_->rights != nullptr) {
+        return *client.credentials_->rights;
+    }
+    return *accounts_->anonymous_rights();
+}
+
+bool Broker::permitted_to_publish(Client& from, std::string_view topic_name) {
+    if (rights_of(from).may_publish(topic_name)) {
+        return true;
+    }
+    ++stats_.not_allowed;
+    logger_.error("Client '", from.name(), "' may not publish to '",
+                  Escaped{topic_name.substr(0, 256)}, "'");
+    send_error(from, "ERROR: Not allowed to publish to '" + std::string{topic_name} + "'");
+    return false;
+}
+
+std::size_t Broker::end_forbidden_subscriptions(Client& client, const Rights& rights) {
+    std::vector<std::string> forbidden;
+    for (const Subscription& subscription : client.subscriptions()) {
+        if (!rights.may_subscribe(subscription.topic->name)) {
+            forbidden.emplace_back(subscription.topic->name);
+        }
+    }
+    for (const std::string& filter : forbidden) {
+        routing_.unsubscribe(client, filter);
+        if (persistence_ != nullptr) {
+            persistence_->unsubscribed(client, filter);
+        }
+        ++stats_.subscriptions_revoked;
+        logger_.info("Client '", client.name(), "' unsubscribed from '",
+                     Escaped{std::string_view{filter}.substr(0, 256)},
+                     "': its rights no longer allow it");
+        if (client.connected()) {
+            send_error(client, "ERROR: Not allowed to subscribe to '" + filter +
+                                   "' any more: unsubscribed");
+        }
+    }
+    return forbidden.size();
+}
+
+void Broker::enable_accounts(AccountTable table, bool allow_anonymous) {
+    accounts_ = std::make_unique<Accounts>(std::move(table), allow_anonymous);
+    admission_.attach_accounts(accounts_.get());
+    apply_accounts();
+}
+
+Broker::AccountsChange Broker::replace_accounts(AccountTable table) {
+    accounts_->replace(std::move(table));
+    return apply_accounts();
+}
+
+// A connected client keeps the login it made: a user gone from the file, a name that became
+// a user's without logging in as it, or an anonymous client no longer allowed, goes. A lost
+// client is judged by its name: whoever restores it must log in as that name.
+const Rights* Broker::rights_after_reload(Client& client, std::string& why_not) {
+    const UserAccount* const user = accounts_->user(client.name());
+    Credentials* const credentials = client.credentials_.get();
+    const bool logged_in = credentials != nullptr && credentials->rights != nullptr;
+    if (client.connected() && logged_in != (user != nullptr)) {
+        why_not = logged_in ? "its user is no longer in the users file"
+                            : "its name is a user's now, and it did not log in as that user";
+        return nullptr;
+    }
+    const Rights* const rights = accounts_->rights_for_name(client.name());
+    if (rights == nullptr) {
+        why_not = "anonymous clients are not allowed any more";
+        return nullptr;
+    }
+    if (logged_in && user != nullptr) {
+        credentials->rights = user->rights;
+    }
+    return rights;
+}
+
+Broker::AccountsChange Broker::apply_accounts() {
+    AccountsChange change;
+    std::vector<Client*> clients;
+    lifecycle_.for_each_client([&](const Client& client) {
+        clients.push_back(lifecycle_.find(client.name()));
+    });
+    for (Client* client : clients) {
+        std::string why_not;
+        const Rights* const rights = rights_after_reload(*client, why_not);
+        if (rights == nullptr) {
+            if (client->connected()) {
+                effects_.close.push_back({client->connection(), why_not,
+                                          std::string{kNotAuthorized} + ": " + why_not});
+            }
+            logger_.info("Client '", client->name(), "' removed: ", why_not);
+            lifecycle_.remove(*client, why_not);
+            ++change.clients_removed;
+            continue;
+        }
+        change.subscriptions_ended += end_forbidden_subscriptions(*client, *rights);
+    }
+    return change;
+}
+
+const std::string* Broker::password_hash_of(std::string_view name) const {
+    const UserAccount* const user = accounts_ != nullptr ? accounts_->user(name) : nullptr;
+    return user != nullptr ? &user->password_hash : nullptr;
+}
+
+std::string Broker::password_checked(std::string_view name, std::string_view password_hash,
+                                     std::string_view password, bool right,
+                                     const SourceAddress& source, TimePoint now) {
+    if (accounts_ == nullptr) {
+        return std::string{kNotAuthorized};
+    }
+    if (right) {
+        accounts_->remember_right_password(name, password_hash, password);
+        return {};
+    }
+    return admission_.wrong_password(source, name, now);
 }
 
 bool Broker::evict_client(std::string_view name, std::string_view why) {

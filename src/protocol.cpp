@@ -346,4 +346,46 @@ bool filter_matches(std::string_view filter, std::string_view topic) {
     }
 }
 
+namespace {
+bool is_wildcard_level(std::string_view level) {
+    return level == "+" || level == "#";
+}
+}  // namespace
+
+// Level by level: `#` covers whatever is left; `+` covers one level but not a `#`; a literal
+// covers only itself. A filter that reaches `$` topics is covered by no wildcard first level.
+bool filter_covers(std::string_view outer, std::string_view filter) {
+    const std::string_view outer_first = outer.substr(0, outer.find('/'));
+    const std::string_view first = filter.substr(0, filter.find('/'));
+    if (first.starts_with('$') && is_wildcard_level(outer_first)) {
+        return false;
+    }
+    std::size_t o = 0;
+    std::size_t f = 0;
+    for (;;) {
+        const std::size_t o_end = std::min(outer.find('/', o), outer.size());
+        const std::string_view outer_level = outer.substr(o, o_end - o);
+        if (outer_level == "#") {
+            return true;
+        }
+        const std::size_t f_end = std::min(filter.find('/', f), filter.size());
+        const std::string_view level = filter.substr(f, f_end - f);
+        if (level == "#" || (outer_level != "+" && outer_level != level)) {
+            return false;
+        }
+        if (o_end == outer.size() || f_end == filter.size()) {
+            if (o_end == outer.size() && f_end == filter.size()) {
+                return true;
+            }
+            if (o_end == outer.size()) {
+                return false;  // the filter goes deeper than `outer`
+            }
+            // The filter ended: `a` is covered by `a/#` alone.
+            return outer.substr(o_end + 1) == "#";
+        }
+        o = o_end + 1;
+        f = f_end + 1;
+    }
+}
+
 }  // namespace pubsubx

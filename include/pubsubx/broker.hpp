@@ -1,12 +1,14 @@
 // The broker core's facade: the server hands it frames, closed connections, finished writes
 // and "now"; it decides who gets what, who is lost and what expires, and records what the
 // server must do as effects. No sockets and no clock. Inside, one room per responsibility:
-//   admission   (core/admission.hpp)  names, secrets, the back-off on guessing
+//   admission   (core/admission.hpp)  names, secrets, the back-off on guessing, and with
+//               (core/accounts.hpp)   --users the logins and what each user may do
 //   routing     (core/routing.hpp)    topics and subscribers
 //   lifecycle   (core/lifecycle.hpp)  client states and their transitions, expiry
 //   accounting  (core/accounting.hpp) queued bytes, bounds, caps, drops, slow consumers
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,7 +32,9 @@ namespace pubsubx {
 struct FrameResult {
     // await_name (cluster mode): the frame was a CONNECT whose name the cluster's registry must
     // settle first; the connection reads nothing more and hands the same CONNECT again later.
-    enum class Next { read_more, close, await_name };
+    // await_login (--users): the frame was a CONNECT whose password only the slow check can
+    // tell (login_gate.hpp); the connection reads nothing more and hands it again later.
+    enum class Next { read_more, close, await_name, await_login };
     Next next = Next::read_more;
     // With close: a frame to write after what is queued (without delimiter), or empty. Valid
     // until the next call into the broker (a string view keeps the per-frame result free).
@@ -107,6 +111,27 @@ class Broker {
     // A client another node handed over (id 0): lost here from `now` on, as recover() does,
     // and kept by the store (if one is attached) like any new client.
     bool adopt(const RecoveredClient& client, TimePoint now);
+    // --users: from now on names in `table` log in with their password, and clients may
+    // publish and subscribe only as their user's (or the anonymous) rights say. Every
+    // client's subscriptions are checked at once (the store may have brought clients back).
+    void enable_accounts(AccountTable table, bool allow_anonymous);
+    // The users file was read again: rights change for everyone at once. Connected clients
+    // that may not stay are closed, lost ones removed, and subscriptions no longer allowed
+    // are ended (a lost client must not go on collecting what it may not read).
+    struct AccountsChange {
+        std::size_t clients_removed = 0;
+        std::size_t subscriptions_ended = 0;
+    };
+    AccountsChange replace_accounts(AccountTable table);
+    bool accounts_enabled() const { return accounts_ != nullptr; }
+    // The password hash a CONNECT of `name` is checked against, or null if it is no user.
+    const std::string* password_hash_of(std::string_view name) const;
+    // The slow check of a CONNECT's password is done: a right one is remembered (the CONNECT
+    // then goes through when handed again); a wrong one is counted as admission counts a
+    // wrong secret, and its error frame returned.
+    std::string password_checked(std::string_view name, std::string_view password_hash,
+                                 std::string_view password, bool right,
+                                 const SourceAddress& source, TimePoint now);
     // Every client, connected or lost (for the store's snapshots).
     template <typename Visit>
     void for_each_client(Visit&& visit) const {
@@ -166,6 +191,15 @@ class Broker {
     void deliver_to_all(const Topic* exact, const FilterTree::Matches& filters,
                         std::string_view topic_name, std::string_view data, TimePoint now);
     void send_error(Client& client, std::string_view error_frame);
+    // --users: what the client may do (its user's rights, or the anonymous ones).
+    const Rights& rights_of(const Client& client) const;
+    bool permitted_to_publish(Client& from, std::string_view topic_name);
+    void log_in(Client& client, std::string_view password);
+    // Ends the subscriptions `rights` do not allow; how many.
+    std::size_t end_forbidden_subscriptions(Client& client, const Rights& rights);
+    // After a change of the users file: whether the client may stay, and with which rights.
+    const Rights* rights_after_reload(Client& client, std::string& why_not);
+    AccountsChange apply_accounts();
     void cut_off(TimePoint now);
 
     BrokerConfig config_;
@@ -184,6 +218,7 @@ class Broker {
     std::string owed_frames_;
     Persistence* persistence_ = nullptr;
     ClusterLink* cluster_ = nullptr;
+    std::unique_ptr<Accounts> accounts_;
 };
 
 }  // namespace pubsubx

@@ -136,6 +136,9 @@ bool has_wildcard_level(std::string_view topic);
 // first level does not match a topic starting with `$`. One pair at a time, for the few places
 // that have no tree.
 bool filter_matches(std::string_view filter, std::string_view topic);
+// Whether every topic that `filter` matches is matched by `outer` too (both valid filters):
+// a permission to subscribe to `outer` allows a subscription to `filter`.
+bool filter_covers(std::string_view outer, std::string_view filter);
 
 // The first level is `$SYS`: the broker's own statistics, which clients may not publish to.
 bool is_system_topic(std::string_view topic);

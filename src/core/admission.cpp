@@ -163,6 +163,19 @@ Admission AdmissionControl::decide(const SourceAddress& source, std::string_view
         ++stats_.bad_connects;
         return refuse(kInvalidSecret);
     }
+    if (accounts_ != nullptr) {
+        if (accounts_->user(name) != nullptr) {
+            return log_in(source, name, secret, existing, now);
+        }
+        if (!accounts_->allow_anonymous()) {
+            const Clock::duration wait = backoff_for(source, name, nullptr, now);
+            if (wait > Clock::duration::zero()) {
+                return refuse_throttled(source, name, wait);
+            }
+            record_failure(source, name, "not a user (--users without --allow-anonymous)", now);
+            return refuse(kNotAuthorized);
+        }
+    }
     if (secret.empty() && config_.require_secret) {
         ++stats_.auth_failures;
         logger_.error("Refused CONNECT '", name, "' without a secret (--require-secret)");
@@ -182,33 +195,92 @@ Admission AdmissionControl::decide(const SourceAddress& source, std::string_view
     return check_secret(source, client, secret, now);
 }
 
+Clock::duration AdmissionControl::backoff_for(const SourceAddress& from, std::string_view name,
+                                              const SourceAddress* trusted, TimePoint now) {
+    const SourceAddress source = source_key(from);
+    const Clock::duration wait = by_source_.blocked_for(source, now);
+    if (wait != Clock::duration::zero() ||
+        (trusted != nullptr && source == source_key(*trusted))) {
+        return wait;
+    }
+    return by_name_.blocked_for(std::string{name}, now);
+}
+
+Admission AdmissionControl::refuse_throttled(const SourceAddress& from, std::string_view name,
+                                             Clock::duration wait) {
+    ++stats_.auth_throttled;
+    logger_.error("Refused CONNECT '", name, "' from ", from.text(),
+                  " unchecked: too many failed attempts (retry in ", seconds_text(wait), ")");
+    return refuse(std::string{kNotAuthorized} + ": too many failed attempts, retry in " +
+                  seconds_text(wait));
+}
+
+void AdmissionControl::record_failure(const SourceAddress& from, std::string_view name,
+                                      std::string_view what, TimePoint now) {
+    ++stats_.auth_failures;
+    const Clock::duration source_wait = by_source_.record_failure(source_key(from), now);
+    by_name_.record_failure(std::string{name}, now);
+    logger_.error("Refused CONNECT '", name, "' from ", from.text(), ": ", what,
+                  "; that source waits ", seconds_text(source_wait),
+                  " before its next attempt is checked");
+}
+
+// A user's password is checked before anything else about the name: the back-off first (the
+// password is not even looked at during it), then the password this broker last found right,
+// and only then the slow check, off the event loop.
+Admission AdmissionControl::log_in(const SourceAddress& from, std::string_view name,
+                                   std::string_view password, Client* existing, TimePoint now) {
+    const Credentials* credentials = existing != nullptr ? existing->credentials_.get() : nullptr;
+    const Clock::duration wait = backoff_for(
+        from, name, credentials != nullptr ? &credentials->trusted_source : nullptr, now);
+    if (wait > Clock::duration::zero()) {
+        return refuse_throttled(from, name, wait);
+    }
+    if (password.empty()) {
+        record_failure(from, name, "no password given for a user", now);
+        return refuse(std::string{kNotAuthorized} +
+                      ": this name needs its password (CONNECT <name> <password>)");
+    }
+    switch (accounts_->known_password(name, password)) {
+        case Accounts::Known::unknown:
+            return {Admission::Verdict::check_password, nullptr, {}};
+        case Accounts::Known::wrong:
+            record_failure(from, name, "wrong password", now);
+            return refuse(kNotAuthorized);
+        case Accounts::Known::right:
+            break;
+    }
+    by_source_.reset(source_key(from));
+    by_name_.reset(std::string{name});
+    if (existing == nullptr) {
+        return {Admission::Verdict::admit_new, nullptr, {}};
+    }
+    return {existing->connected() ? Admission::Verdict::take_over : Admission::Verdict::restore,
+            existing,
+            {}};
+}
+
+std::string AdmissionControl::wrong_password(const SourceAddress& from, std::string_view name,
+                                             TimePoint now) {
+    record_failure(from, name, "wrong password", now);
+    return std::string{kNotAuthorized};
+}
+
 // During a back-off the secret is not even compared: the answer is the same whichever secret
 // the attempt carries, so guessing gets one real try per back-off period.
 Admission AdmissionControl::check_secret(const SourceAddress& from, Client& client,
                                          std::string_view secret, TimePoint now) {
-    const SourceAddress source = source_key(from);
-    Clock::duration wait = by_source_.blocked_for(source, now);
-    if (wait == Clock::duration::zero() &&
-        source != source_key(client.credentials_->trusted_source)) {
-        wait = by_name_.blocked_for(client.name_, now);
-    }
+    const Clock::duration wait =
+        backoff_for(from, client.name_, &client.credentials_->trusted_source, now);
     if (wait > Clock::duration::zero()) {
-        ++stats_.auth_throttled;
-        logger_.error("Refused CONNECT '", client.name_, "' from ", from.text(),
-                      " unchecked: too many failed attempts (retry in ", seconds_text(wait), ")");
-        return refuse(std::string{kNotAuthorized} + ": too many failed attempts, retry in " +
-                      seconds_text(wait));
+        return refuse_throttled(from, client.name_, wait);
     }
     if (!client.credentials_->secret.matches(secret)) {
-        ++stats_.auth_failures;
-        const Clock::duration source_wait = by_source_.record_failure(source, now);
-        by_name_.record_failure(client.name_, now);
-        logger_.error("Refused CONNECT '", client.name_, "' from ", from.text(), ": ",
-                      secret.empty() ? "no secret given" : "wrong secret", "; that source waits ",
-                      seconds_text(source_wait), " before its next attempt is checked");
+        record_failure(from, client.name_, secret.empty() ? "no secret given" : "wrong secret",
+                       now);
         return refuse(kNotAuthorized);
     }
-    by_source_.reset(source);
+    by_source_.reset(source_key(from));
     by_name_.reset(client.name_);
     return {client.connected() ? Admission::Verdict::take_over : Admission::Verdict::restore,
             &client,

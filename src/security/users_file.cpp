@@ -1,5 +1,14 @@
 #include "users_file.hpp"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <memory>
+
 #include "password_hash.hpp"
 #include "pubsubx/protocol.hpp"
 
@@ -35,8 +44,16 @@ std::string filter_problem(std::string_view filter) {
     return {};
 }
 
-// One line into `file`; the reason it is wrong, or empty.
-std::string take_line(std::string_view line, UsersFile& file) {
+// The file as it is read: rights are shared once the file is whole.
+struct Reading {
+    UsersFile file;
+    std::map<std::string, std::shared_ptr<Rights>, std::less<>> rights;
+    std::shared_ptr<Rights> anonymous = std::make_shared<Rights>();
+};
+
+// One line into `reading`; the reason it is wrong, or empty.
+std::string take_line(std::string_view line, Reading& reading) {
+    UsersFile& file = reading.file;
     const std::vector<std::string_view> words = words_of(line);
     if (words.empty() || words.front().starts_with('#')) {
         return {};
@@ -58,6 +75,9 @@ std::string take_line(std::string_view line, UsersFile& file) {
             return "user '" + std::string{name} + "' is listed twice";
         }
         entry->second.password_hash = std::string{words[2]};
+        const auto rights = std::make_shared<Rights>();
+        entry->second.rights = rights;
+        reading.rights.emplace(std::string{name}, rights);
         return {};
     }
     if (directive != "publish" && directive != "subscribe") {
@@ -66,23 +86,23 @@ std::string take_line(std::string_view line, UsersFile& file) {
     if (std::string problem = filter_problem(words[2]); !problem.empty()) {
         return problem;
     }
-    Permissions* permissions = &file.anonymous;
+    Rights* rights = reading.anonymous.get();
     if (name != kAnonymous) {
-        const auto user = file.users.find(name);
-        if (user == file.users.end()) {
+        const auto user = reading.rights.find(name);
+        if (user == reading.rights.end()) {
             return "user '" + std::string{name.substr(0, 64)} +
                    "' has no 'user' line before its permissions";
         }
-        permissions = &user->second.permissions;
+        rights = user->second.get();
     }
-    (directive == "publish" ? permissions->publish : permissions->subscribe).emplace_back(words[2]);
+    (directive == "publish" ? rights->publish : rights->subscribe).emplace_back(words[2]);
     return {};
 }
 
 }  // namespace
 
 std::variant<UsersFile, UsersFileError> parse_users_file(std::string_view text) {
-    UsersFile file;
+    Reading reading;
     std::size_t number = 0;
     while (!text.empty()) {
         ++number;
@@ -92,11 +112,36 @@ std::variant<UsersFile, UsersFileError> parse_users_file(std::string_view text) 
         if (!line.empty() && line.back() == '\r') {
             line.remove_suffix(1);
         }
-        if (std::string problem = take_line(line, file); !problem.empty()) {
+        if (std::string problem = take_line(line, reading); !problem.empty()) {
             return UsersFileError{number, std::move(problem)};
         }
     }
-    return file;
+    reading.file.anonymous = reading.anonymous;
+    return std::move(reading.file);
+}
+
+std::variant<UsersFile, UsersFileError> read_users_file(const std::string& path) {
+    std::ifstream in{path, std::ios::binary};
+    if (!in) {
+        return UsersFileError{0, std::string{"cannot read it: "} + std::strerror(errno)};
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+        return UsersFileError{0, "cannot read it"};
+    }
+    return parse_users_file(text.str());
+}
+
+std::string describe(const std::string& path, const UsersFileError& error) {
+    return "users file " + path +
+           (error.line != 0 ? " line " + std::to_string(error.line) : std::string{}) + ": " +
+           error.message;
+}
+
+bool readable_by_others(const std::string& path) {
+    struct stat status {};
+    return ::stat(path.c_str(), &status) == 0 && (status.st_mode & S_IROTH) != 0;
 }
 
 }  // namespace pubsubx::security

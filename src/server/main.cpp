@@ -27,6 +27,8 @@
 #include "pubsubx/broker.hpp"
 #include "pubsubx/log.hpp"
 #include "pubsubx/version.hpp"
+#include "security/password_checker.hpp"
+#include "security/users_file.hpp"
 #include "server.hpp"
 #include "store/durable_store.hpp"
 
@@ -46,6 +48,8 @@ struct CommandLine {
     pubsubx::cluster::ClusterSettings cluster;
     double cluster_lease_seconds = 10.0;
     double handover_window_seconds = 0.05;
+    std::string users_file;  // empty: no accounts, anyone may connect under a free name
+    bool allow_anonymous = false;
     bool verbose = false;
     bool quiet = false;
 };
@@ -182,6 +186,14 @@ void define_options(CLI::App& app, CommandLine& line) {
                 "With --cluster: seconds a node waits for messages still on their way before "
                 "it hands a client over to another node")
         ->needs(cluster);
+    auto* users = app.add_option("--users", line.users_file,
+                                 "Users file: only its users may connect, each with its password "
+                                 "and topic permissions (pubsubx-passwd makes it; re-read on "
+                                 "SIGHUP; docs/security.md)");
+    app.add_flag("--allow-anonymous", line.allow_anonymous,
+                 "With --users: names not in the file connect too, with the anonymous "
+                 "permissions ('*' lines)")
+        ->needs(users);
     auto* verbose = app.add_flag("-v,--verbose", line.verbose, "Log every message");
     app.add_flag("-q,--quiet", line.quiet, "Log errors only")->excludes(verbose);
     app.set_version_flag("--version", std::string{"pubsubx-server "} + pubsubx::kVersion);
@@ -353,6 +365,38 @@ std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
 
 }  // namespace
 
+// At start: the users file must be whole, or the server does not start.
+std::optional<pubsubx::AccountTable> load_users(const std::string& path, pubsubx::Logger& logger) {
+    auto read = pubsubx::security::read_users_file(path);
+    if (const auto* error = std::get_if<pubsubx::security::UsersFileError>(&read)) {
+        logger.error("Cannot use the ", pubsubx::security::describe(path, *error));
+        return std::nullopt;
+    }
+    if (pubsubx::security::readable_by_others(path)) {
+        logger.error("Warning: users file ", path,
+                     " is readable by other users of this machine, who could guess its "
+                     "passwords offline (chmod o-r ",
+                     path, ")");
+    }
+    return std::get<pubsubx::AccountTable>(std::move(read));
+}
+
+// SIGHUP: a broken file keeps the accounts in force.
+void reload_users(const std::string& path, pubsubx::Broker& broker, pubsubx::Logger& logger) {
+    auto read = pubsubx::security::read_users_file(path);
+    if (const auto* error = std::get_if<pubsubx::security::UsersFileError>(&read)) {
+        logger.error("Not reloaded: ", pubsubx::security::describe(path, *error),
+                     "; the users and permissions in force stay");
+        return;
+    }
+    auto& table = std::get<pubsubx::AccountTable>(read);
+    const std::size_t users = table.users.size();
+    const pubsubx::Broker::AccountsChange change = broker.replace_accounts(std::move(table));
+    logger.always("Reloaded users file ", path, ": ", users, " user(s); ", change.clients_removed,
+                  " client(s) removed and ", change.subscriptions_ended,
+                  " subscription(s) ended by the new permissions");
+}
+
 int main(int argc, char** argv) {
     CLI::App app{
         "PubSubX broker: publish/subscribe over TCP, keeping the messages of lost "
@@ -428,6 +472,18 @@ int main(int argc, char** argv) {
         }
         server->attach_cluster(cluster.get(), [&cluster] { return cluster->figures(); });
     }
+    std::unique_ptr<pubsubx::security::PasswordChecker> password_checker;
+    if (!line.users_file.empty()) {
+        auto table = load_users(line.users_file, logger);
+        if (!table) {
+            logger.flush(std::chrono::seconds{1});
+            return 2;
+        }
+        // After the store: the clients it brought back keep only what their rights allow.
+        broker.enable_accounts(std::move(*table), line.allow_anonymous);
+        password_checker = std::make_unique<pubsubx::security::PasswordChecker>(io, broker, logger);
+        server->attach_login_gate(password_checker.get());
+    }
     server->start();
     server->apply_effects();  // the expiry of the clients the store brought back
 
@@ -479,12 +535,30 @@ int main(int argc, char** argv) {
     if (store != nullptr) {
         maintain_store_now_and_then();
     }
+    // SIGHUP re-reads the users file (without it, SIGHUP would end the server).
+    asio::signal_set reload_signal{io, SIGHUP};
+    std::function<void()> wait_for_reload_signal = [&] {
+        reload_signal.async_wait([&](const std::error_code& wait_error, int) {
+            if (wait_error) {
+                return;
+            }
+            if (line.users_file.empty()) {
+                logger.info("SIGHUP: nothing to reload (no --users)");
+            } else {
+                reload_users(line.users_file, broker, logger);
+                server->apply_effects();
+            }
+            wait_for_reload_signal();
+        });
+    };
+    wait_for_reload_signal();
     int exit_code = 0;
     asio::signal_set signals{io, SIGINT, SIGTERM};
     signals.async_wait([&](const std::error_code& wait_error, int) {
         if (!wait_error) {
             logger.info("Shutting down; ", counters());
             stats_signal.cancel();
+            reload_signal.cancel();
             log_flush_timer.cancel();
             store_timer.cancel();
             server->stop();

@@ -288,7 +288,12 @@ void Server::apply_effects() {
     broker_.take_effects(effects_);
     // Closes first: a flush asked for a connection that is closed since is then a no-op.
     for (const CloseRequest& request : effects_.close) {
-        static_cast<Session*>(request.connection)->close_now(request.reason);
+        auto* session = static_cast<Session*>(request.connection);
+        if (request.error_frame.empty()) {
+            session->close_now(request.reason);
+        } else {
+            session->close_with_error(request.reason, request.error_frame);
+        }
     }
     // Holds before flushes: a restored client's first write waits for the store.
     for (Connection* connection : effects_.hold_until_durable) {

@@ -19,6 +19,7 @@
 #include "pubsubx/cluster_figures.hpp"
 #include "pubsubx/durability_gate.hpp"
 #include "pubsubx/log.hpp"
+#include "pubsubx/login_gate.hpp"
 #include "pubsubx/name_gate.hpp"
 #include "pubsubx/server_stats.hpp"
 #include "pubsubx/sys_topics.hpp"
@@ -66,6 +67,9 @@ class Server {
         cluster_figures_ = std::move(figures);
     }
     NameGate* name_gate() const { return name_gate_; }
+    // --users: CONNECTs whose password must be checked the slow way wait for the gate.
+    void attach_login_gate(LoginGate* gate) { login_gate_ = gate; }
+    LoginGate* login_gate() const { return login_gate_; }
     // With a durable store: its figures join the $SYS topics.
     void attach_store(DurabilityGate* store) { store_ = store; }
     // A write held for the store may go when it has committed `change` (or cannot commit).
@@ -134,6 +138,7 @@ class Server {
     ServerStats stats_;
     DurabilityGate* store_ = nullptr;
     NameGate* name_gate_ = nullptr;
+    LoginGate* login_gate_ = nullptr;
     std::function<ClusterFigures()> cluster_figures_;
     std::vector<std::weak_ptr<Session>> held_;  // sessions holding writes for the store
     std::array<char, 64 * 1024> read_buffer_{};

@@ -137,6 +137,8 @@ bool Session::stop_reading(const FrameResult& result, std::string_view frame,
                            const SourceAddress& source) {
     if (result.next == FrameResult::Next::close) {
         close_after_flush(result.error_frame, result.owed_frames);
+    } else if (result.next == FrameResult::Next::await_login) {
+        await_login(frame, source);
     } else {
         await_name(frame, source);
     }
@@ -166,11 +168,20 @@ void Session::await_name(std::string_view connect_frame, const SourceAddress& so
         // The answer keeps the session alive: it waits for no socket operation meanwhile.
         // The CONNECT waits in the answer too: a session holds nothing more for cluster mode.
         [self = shared_from_this(), connect = std::string{connect_frame}](
-            std::string_view error_frame) { self->on_name_settled(connect, error_frame); });
+            std::string_view error_frame) { self->on_admission_settled(connect, error_frame); });
 }
 
-void Session::on_name_settled(std::string_view connect_frame, std::string_view error_frame) {
-    if (phase_ != Phase::awaiting_name) {
+void Session::await_login(std::string_view connect_frame, const SourceAddress& source) {
+    phase_ = Phase::awaiting_login;
+    const Command command = parse_command(connect_frame);
+    server_.login_gate()->check_password(
+        std::string{command.argument}, std::string{command.data}, source,
+        [self = shared_from_this(), connect = std::string{connect_frame}](
+            std::string_view error_frame) { self->on_admission_settled(connect, error_frame); });
+}
+
+void Session::on_admission_settled(std::string_view connect_frame, std::string_view error_frame) {
+    if (phase_ != Phase::awaiting_name && phase_ != Phase::awaiting_login) {
         return;  // closed meanwhile (the connect deadline, say)
     }
     phase_ = Phase::awaiting_connect;
@@ -391,6 +402,11 @@ void Session::close_now(std::string_view reason) {
     close_socket();
 }
 
+void Session::close_with_error(std::string_view reason, std::string_view error_frame) {
+    server_.logger().verbose("Closing a connection: ", reason);
+    close_after_flush(error_frame);
+}
+
 void Session::check_deadline(TimePoint now) {
     if (phase_ == Phase::open && !write_in_flight_ && client() != nullptr &&
         client()->in_overflow()) {
@@ -408,6 +424,15 @@ void Session::check_deadline(TimePoint now) {
                 "longer than ",
                 seconds_text(options.connect_timeout));
             close_after_flush("ERROR: The cluster did not settle the name within " +
+                              seconds_text(options.connect_timeout) + "; retry");
+            break;
+        case Phase::awaiting_login:
+            ++server_.stats().connect_timeouts;
+            server_.logger().error(
+                "Closing a connection whose CONNECT waited for its password check "
+                "longer than ",
+                seconds_text(options.connect_timeout));
+            close_after_flush("ERROR: The password check did not finish within " +
                               seconds_text(options.connect_timeout) + "; retry");
             break;
         case Phase::awaiting_connect:

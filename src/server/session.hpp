@@ -33,6 +33,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
         awaiting_connect,  // no client yet; deadline: --connect-timeout from the accept
         awaiting_name,     // cluster mode: a CONNECT waits for the cluster to settle its name;
                            // reads nothing meanwhile; deadline: as awaiting_connect
+        awaiting_login,    // --users: a CONNECT waits for the slow check of its password;
+                           // reads nothing meanwhile; deadline: as awaiting_connect
         open,              // a client is attached; deadline: --write-timeout since the last
                            // progress of the write in flight, if one is
         closing,           // reads no more, writes what is left (an error frame); deadline: as open
@@ -54,6 +56,9 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     void request_flush();
     // The core detached this connection's client: close at once, without telling the core.
     void close_now(std::string_view reason);
+    // The core detached this connection's client and owes it `error_frame`: written, then
+    // closed.
+    void close_with_error(std::string_view reason, std::string_view error_frame);
     // Closes the connection if it overran the deadline of its phase.
     void check_deadline(TimePoint now);
     Phase phase() const { return phase_; }
@@ -76,7 +81,10 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     bool stop_reading(const FrameResult& result, std::string_view frame,
                       const SourceAddress& source);
     void await_name(std::string_view connect_frame, const SourceAddress& source);
-    void on_name_settled(std::string_view connect_frame, std::string_view error_frame);
+    void await_login(std::string_view connect_frame, const SourceAddress& source);
+    // The cluster settled the name, or the password was checked: the CONNECT goes on, or is
+    // refused with `error_frame`.
+    void on_admission_settled(std::string_view connect_frame, std::string_view error_frame);
     void on_frame_too_long(TimePoint now);
     void start_write();
     void on_written(const std::error_code& error, std::size_t written);

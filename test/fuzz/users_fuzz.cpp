@@ -18,11 +18,17 @@ void require(bool condition) {
     }
 }
 
-void check_filters(const pubsubx::security::Permissions& permissions) {
-    for (const auto* list : {&permissions.publish, &permissions.subscribe}) {
+// Every filter is valid, covers itself, and a right to subscribe to it allows it.
+void check_filters(const pubsubx::Rights* rights) {
+    require(rights != nullptr);
+    for (const auto* list : {&rights->publish, &rights->subscribe}) {
         for (const std::string& filter : *list) {
             require(pubsubx::is_valid_topic(filter) && !pubsubx::topic_shape(filter).hash_not_last);
+            require(pubsubx::filter_covers(filter, filter));
         }
+    }
+    for (const std::string& filter : rights->subscribe) {
+        require(rights->may_subscribe(filter));
     }
 }
 
@@ -34,9 +40,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (const auto* file = std::get_if<UsersFile>(&parsed)) {
         for (const auto& [name, entry] : file->users) {
             require(pubsubx::is_valid_name(name) && !hash_problem(entry.password_hash));
-            check_filters(entry.permissions);
+            check_filters(entry.rights.get());
         }
-        check_filters(file->anonymous);
+        check_filters(file->anonymous.get());
     } else {
         require(std::get<UsersFileError>(parsed).line >= 1);
     }

@@ -64,6 +64,7 @@ class FakeConnection final : public Connection {
         broker.take_effects(effects);
         for (const CloseRequest& request : effects.close) {
             static_cast<FakeConnection*>(request.connection)->close_reason = request.reason;
+            static_cast<FakeConnection*>(request.connection)->close_error = request.error_frame;
         }
         for (Connection* connection : effects.flush) {
             ++static_cast<FakeConnection*>(connection)->ready_calls;
@@ -78,6 +79,7 @@ class FakeConnection final : public Connection {
 
     int ready_calls = 0;
     std::string close_reason;  // set when the core asked to close this connection
+    std::string close_error;   // the error frame it asked to write first, if any
 
   private:
     Broker& broker_;

@@ -30,13 +30,13 @@ TEST_CASE("a users file gives each user a hash and permissions, and anonymous on
     REQUIRE(std::holds_alternative<UsersFile>(parsed));
     const UsersFile& file = std::get<UsersFile>(parsed);
     REQUIRE(file.users.size() == 2);
-    const UserEntry& alice = file.users.at("alice");
+    const pubsubx::UserAccount& alice = file.users.at("alice");
     CHECK(alice.password_hash == kHash);
-    CHECK(alice.permissions.publish == std::vector<std::string>{"sensors/#"});
-    CHECK(alice.permissions.subscribe == std::vector<std::string>{"chat/+"});
-    CHECK(file.users.at("bob").permissions.publish.empty());
-    CHECK(file.anonymous.publish == std::vector<std::string>{"public/#"});
-    CHECK(file.anonymous.subscribe == std::vector<std::string>{"public/+"});
+    CHECK(alice.rights->publish == std::vector<std::string>{"sensors/#"});
+    CHECK(alice.rights->subscribe == std::vector<std::string>{"chat/+"});
+    CHECK(file.users.at("bob").rights->publish.empty());
+    CHECK(file.anonymous->publish == std::vector<std::string>{"public/#"});
+    CHECK(file.anonymous->subscribe == std::vector<std::string>{"public/+"});
     CHECK(verify_password("password", alice.password_hash));
 }
 

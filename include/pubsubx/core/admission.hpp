@@ -12,6 +12,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "pubsubx/core/accounts.hpp"
 #include "pubsubx/core/client.hpp"
 #include "pubsubx/core/config.hpp"
 #include "pubsubx/log.hpp"
@@ -59,7 +60,9 @@ struct SourceAddressHash {
 };
 
 struct Admission {
-    enum class Verdict { admit_new, restore, take_over, refuse };
+    // check_password: the name is a user's and only the slow check can tell whether the
+    // password is right (login_gate.hpp); ask again once it has.
+    enum class Verdict { admit_new, restore, take_over, refuse, check_password };
     Verdict verdict = Verdict::refuse;
     Client* client = nullptr;
     std::string error_frame;  // with refuse
@@ -73,11 +76,27 @@ class AdmissionControl {
     // the client of that name, if any.
     Admission decide(const SourceAddress& source, std::string_view name, std::string_view secret,
                      Client* existing, TimePoint now);
+    // With --users: names in the table log in with their password, others are anonymous.
+    void attach_accounts(const Accounts* accounts) { accounts_ = accounts; }
+    // The slow check found the password of a CONNECT of user `name` wrong: counted and backed
+    // off as a wrong secret is. Returns the error frame.
+    std::string wrong_password(const SourceAddress& from, std::string_view name, TimePoint now);
     // The source key of the back-off: the IPv4 address, or the /64 prefix of an IPv6 one (one
     // host usually has a whole /64).
     static SourceAddress source_key(const SourceAddress& address);
 
   private:
+    Admission log_in(const SourceAddress& from, std::string_view name, std::string_view password,
+                     Client* existing, TimePoint now);
+    // How long a CONNECT of `name` from `from` is refused unchecked; `trusted` is where the
+    // client of that name last connected from, if it has a secret.
+    Clock::duration backoff_for(const SourceAddress& from, std::string_view name,
+                                const SourceAddress* trusted, TimePoint now);
+    Admission refuse_throttled(const SourceAddress& from, std::string_view name,
+                               Clock::duration wait);
+    // Counts a wrong secret or password and starts the back-off of its source and name.
+    void record_failure(const SourceAddress& from, std::string_view name, std::string_view what,
+                        TimePoint now);
     Admission check_secret(const SourceAddress& from, Client& client, std::string_view secret,
                            TimePoint now);
 
@@ -86,6 +105,7 @@ class AdmissionControl {
     BrokerStats& stats_;
     Backoff<SourceAddress, SourceAddressHash> by_source_;
     Backoff<std::string> by_name_;
+    const Accounts* accounts_ = nullptr;
 };
 
 }  // namespace pubsubx

@@ -102,9 +102,12 @@ struct LostRecord {
 };
 
 // What a client that has a secret keeps; most clients have none, and pay one pointer.
+struct Rights;
 struct Credentials {
     SecretDigest secret;
     SourceAddress trusted_source;  // where its last successful CONNECT came from
+    // With --users: the rights of the user it logged in as (its name's); null: anonymous.
+    std::shared_ptr<const Rights> rights = nullptr;
 };
 
 // A client by name. The record outlives its connections: while lost it keeps its

@@ -52,6 +52,10 @@ struct BrokerStats {
     std::uint64_t topics_refused = 0;
     // First frames that were not a valid CONNECT (garbage, a bad name or secret).
     std::uint64_t bad_connects = 0;
+    // --users: PUBLISHes and SUBSCRIBEs outside the client's rights, and subscriptions ended
+    // because a reload of the users file (or a restore) no longer allows them.
+    std::uint64_t not_allowed = 0;
+    std::uint64_t subscriptions_revoked = 0;
 };
 
 // "2.5 s": a duration as the logs and error frames print it.

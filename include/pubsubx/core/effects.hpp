@@ -14,6 +14,8 @@ namespace pubsubx {
 struct CloseRequest {
     Connection* connection;
     std::string reason;  // for the log
+    // Written before the close (without delimiter), or empty: the connection closes at once.
+    std::string error_frame = {};
 };
 
 struct Effects {
