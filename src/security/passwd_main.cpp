@@ -116,6 +116,13 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "pubsubx-passwd: no password given\n");
         return 1;
     }
+    // The password travels as the CONNECT secret: one word of printable text.
+    if (!pubsubx::is_valid_secret(password)) {
+        std::fprintf(stderr,
+                     "pubsubx-passwd: a password is 1 to 128 bytes, without spaces or control "
+                     "characters (it travels as CONNECT <name> <password>)\n");
+        return 1;
+    }
     if (isatty(STDIN_FILENO) == 1) {
         std::string again;
         if (!read_password("Password again: ", again) || again != password) {

@@ -549,8 +549,9 @@ void TestClient::connect_as(std::string_view name) {
     }
 }
 
-void TestClient::barrier() {
-    const std::string topic = "barrier-" + std::to_string(fd_) + "-" + std::to_string(getpid());
+void TestClient::barrier(std::string_view topic_prefix) {
+    const std::string topic =
+        std::string{topic_prefix} + std::to_string(fd_) + "-" + std::to_string(getpid());
     const std::string probe = "probe " + std::to_string(++barrier_count_);
     send_frame("SUBSCRIBE " + topic);
     send_frame("PUBLISH " + topic + " " + probe);

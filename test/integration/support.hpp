@@ -191,8 +191,9 @@ class TestClient {
     // Sends CONNECT and expects the accept reply.
     void connect_as(std::string_view name);
     // Proves that everything this client sent before was processed by the server: publishes a
-    // probe to a private topic it subscribes to and waits until it comes back.
-    void barrier();
+    // probe to a private topic it subscribes to and waits until it comes back. The topic is
+    // `topic_prefix` and a number (a server with --users must allow it).
+    void barrier(std::string_view topic_prefix = "barrier-");
     std::uint16_t local_port() const;
 
   private:
