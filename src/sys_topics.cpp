@@ -95,6 +95,8 @@ void add_connections(std::vector<SysMessage>& out, const SysSnapshot& now) {
     add(out, "connections/frames_unsent_at_close", server.frames_unsent_at_close);
     add(out, "auth/failures", now.broker.auth_failures);
     add(out, "auth/throttled", now.broker.auth_throttled);
+    add(out, "auth/not_allowed", now.broker.not_allowed);
+    add(out, "auth/subscriptions_revoked", now.broker.subscriptions_revoked);
     add(out, "log/lines_dropped", now.log_lines_dropped);
 }
 

@@ -56,7 +56,7 @@ TEST_CASE("pubsubx-passwd adds users, changes a password, and keeps the other li
     CHECK(verify_password("changed", users.users.at("alice").password_hash));
     CHECK_FALSE(verify_password("s3cret", users.users.at("alice").password_hash));
     CHECK(verify_password("other", users.users.at("bob").password_hash));
-    CHECK(users.users.at("alice").permissions.publish == std::vector<std::string>{"sensors/#"});
+    CHECK(users.users.at("alice").rights->publish == std::vector<std::string>{"sensors/#"});
     CHECK(contents(file).find("s3cret") == std::string::npos);
 }
 

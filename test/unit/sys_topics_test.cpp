@@ -60,6 +60,8 @@ SysSnapshot distinct_counters() {
     broker.topics_refused = 114;
     broker.bad_connects = 115;
     broker.clients_recovered = 116;
+    broker.not_allowed = 117;
+    broker.subscriptions_revoked = 118;
     server::ServerStats& server = snapshot.server;
     server.connections_accepted = 201;
     server.connections_refused = 202;
@@ -131,6 +133,8 @@ TEST_CASE("every topic reads its own counter, the shutdown line's included") {
         {"connections/frames_unsent_at_close", "206"},
         {"auth/failures", "112"},
         {"auth/throttled", "113"},
+        {"auth/not_allowed", "117"},
+        {"auth/subscriptions_revoked", "118"},
         {"log/lines_dropped", "35"},
     };
     check_values(values, expected);
@@ -153,7 +157,7 @@ TEST_CASE("with a durable store its figures join, each under durable/") {
     snapshot.store->messages_written = 401;
     values = by_name(sys.update(snapshot, start + 20s));
     CHECK(values["load/durable/messages/written/per_second"] == "10.00");
-    CHECK(values.size() == 42 + 8);
+    CHECK(values.size() == 44 + 8);
 }
 
 TEST_CASE("rates are per second over the interval since the previous update") {
