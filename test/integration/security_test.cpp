@@ -208,9 +208,9 @@ TEST_CASE("a user's lost session comes back with its password, not with another"
 }
 
 TEST_CASE("password checks never hold up the traffic, and a flood of them is refused busy") {
-    // The default cost: about 0.1 s and 32 MiB a check.
+    // alice at the default cost (about 0.1 s and 32 MiB a check); bob's checks take a quarter.
     UsersFile users{user("alice", "wonder", {}) + "subscribe alice #\npublish alice #\n" +
-                    user("bob", "builder", {})};
+                    user("bob", "builder", {13, 8, 1})};
     ServerProcess server{{"--users", users.path, "--allow-anonymous"}};
     auto alice = log_in(server.port(), "alice", "wonder");
     REQUIRE(alice->read_frame(10000ms) == "OK: Conn accepted");
