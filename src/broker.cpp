@@ -136,6 +136,18 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
 FrameResult Broker::connect(Connection& connection, std::string_view name, std::string_view secret,
                             TimePoint now, const SourceAddress& source) {
     Client* const existing = lifecycle_.find(name);
+    if (cluster_ != nullptr && accounts_ != nullptr && accounts_->user(name) != nullptr) {
+        // A user's password is settled before the cluster is asked: the node holding the
+        // client hands it over on this node's word (may_hand_over).
+        Admission login = admission_.decide(source, name, secret, existing, now);
+        if (login.verdict == Admission::Verdict::refuse) {
+            refusal_ = std::move(login.error_frame);
+            return {FrameResult::Next::close, refusal_, {}};
+        }
+        if (login.verdict == Admission::Verdict::check_password) {
+            return {FrameResult::Next::await_login, {}, {}};
+        }
+    }
     // A name or secret that admission would refuse anyway is not worth asking the cluster.
     if (cluster_ != nullptr && is_valid_name(name) && (secret.empty() || is_valid_secret(secret))) {
         switch (cluster_->admit_name(connection, name, existing != nullptr)) {
@@ -158,8 +170,9 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
             break;
         case Admission::Verdict::restore:
             // What the rights allow now is all it gets back (RESTORED lists it).
-            if (accounts_ != nullptr) {
-                end_forbidden_subscriptions(*client, *accounts_->rights_for_name(name));
+            if (const Rights* rights =
+                    accounts_ != nullptr ? accounts_->rights_for_name(name) : nullptr) {
+                end_forbidden_subscriptions(*client, *rights);
             }
             lifecycle_.restore(connection, *client, now, secret);
             break;
@@ -172,6 +185,8 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
     }
     if (accounts_ != nullptr && accounts_->user(name) != nullptr) {
         log_in(*client, secret);
+    } else if (client->credentials_ != nullptr) {
+        client->credentials_->rights = nullptr;  // anonymous, whatever it was before
     }
     if (client->credentials_ != nullptr) {
         client->credentials_->trusted_source = source;
@@ -589,6 +604,8 @@ bool Broker::may_hand_over(std::string_view name, std::string_view secret,
         return false;
     }
     Admission admission = admission_.decide(source, name, secret, client, now);
+    // check_password: the asking node checked the user's password before it asked (connect),
+    // as nodes trust each other (docs/cluster.md); a password known wrong here is refused.
     if (admission.verdict == Admission::Verdict::refuse) {
         error_frame = std::move(admission.error_frame);
         return false;
@@ -623,7 +640,15 @@ std::optional<RecoveredClient> Broker::hand_over(std::string_view name, TimePoin
 }
 
 bool Broker::adopt(const RecoveredClient& state, TimePoint now) {
-    return take_in(state, now, StoreKnows::no);
+    const bool as_sent = take_in(state, now, StoreKnows::no);
+    // The other node's rights may be older than ours (a reload there has not happened yet).
+    Client* const client = lifecycle_.find(state.name);
+    if (accounts_ != nullptr && client != nullptr) {
+        if (const Rights* rights = accounts_->rights_for_name(client->name())) {
+            end_forbidden_subscriptions(*client, *rights);
+        }
+    }
+    return as_sent;
 }
 
 const Rights& Broker::rights_of(const Client& client) const {
@@ -696,8 +721,10 @@ const Rights* Broker::rights_after_reload(Client& client, std::string& why_not) 
         why_not = "anonymous clients are not allowed any more";
         return nullptr;
     }
-    if (logged_in && user != nullptr) {
-        credentials->rights = user->rights;
+    if (logged_in) {
+        // A lost user's client gone from the file is anonymous now: whoever restores it
+        // gets the anonymous rights.
+        credentials->rights = user != nullptr ? user->rights : nullptr;
     }
     return rights;
 }

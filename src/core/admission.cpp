@@ -238,8 +238,11 @@ Admission AdmissionControl::log_in(const SourceAddress& from, std::string_view n
     }
     if (password.empty()) {
         record_failure(from, name, "no password given for a user", now);
-        return refuse(std::string{kNotAuthorized} +
-                      ": this name needs its password (CONNECT <name> <password>)");
+        // Without anonymous clients, the same answer as for a name that is no user's.
+        return refuse(accounts_->allow_anonymous()
+                          ? std::string{kNotAuthorized} +
+                                ": this name needs its password (CONNECT <name> <password>)"
+                          : std::string{kNotAuthorized});
     }
     switch (accounts_->known_password(name, password)) {
         case Accounts::Known::unknown:

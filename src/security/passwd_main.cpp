@@ -2,7 +2,7 @@
 // password, as mosquitto_passwd does. The password is read from the terminal without echo,
 // twice; from a pipe, one line (for scripts). The file keeps its other lines, is written whole
 // to a temporary file and renamed over the old one, and a new file is readable by its owner
-// only. Groundwork: the server does not read users files yet.
+// only; an existing one keeps its mode, owner and group (pubsubx-server re-reads it on SIGHUP).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -13,6 +13,8 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <variant>
@@ -67,13 +69,28 @@ std::string with_user(const std::string& text, const std::string& name, const st
     return out;
 }
 
-bool write_whole(const std::string& path, const std::string& text, mode_t mode) {
-    const std::string temporary = path + ".tmp";
-    const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+// What the file was before this run, so that root editing the server's file does not take it
+// away from the server's user.
+struct Ownership {
+    mode_t mode = 0600;
+    std::optional<uid_t> owner;
+    std::optional<gid_t> group;
+};
+
+// A temporary file of a fresh name beside `path` (never one an attacker placed there), its
+// mode and owner set before the text goes in, then renamed over `path`.
+bool write_whole(const std::string& path, const std::string& text, const Ownership& ownership) {
+    std::string temporary = path + ".XXXXXX";
+    const int fd = mkostemp(temporary.data(), O_CLOEXEC);
     if (fd < 0) {
         return false;
     }
-    bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    bool written = fchmod(fd, ownership.mode) == 0;
+    if (ownership.owner && (*ownership.owner != geteuid() || *ownership.group != getegid())) {
+        written = fchown(fd, *ownership.owner, *ownership.group) == 0 && written;
+    }
+    written = written &&
+              write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     written = fsync(fd) == 0 && written;
     written = close(fd) == 0 && written;
     if (!written || rename(temporary.c_str(), path.c_str()) != 0) {
@@ -97,19 +114,29 @@ int main(int argc, char** argv) {
         return 2;
     }
     std::string text;
-    mode_t mode = 0600;
-    if (std::ifstream in{path}; in) {
-        text.assign(std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{});
-        struct stat status {};
-        if (stat(path.c_str(), &status) == 0) {
-            mode = status.st_mode & 07777;
+    Ownership ownership;
+    struct stat status {};
+    if (stat(path.c_str(), &status) == 0) {
+        // Only a file that is not there yet may start empty: one that cannot be read must
+        // not be replaced by a file of one user.
+        std::ifstream in{path};
+        if (!S_ISREG(status.st_mode) || !in) {
+            std::fprintf(stderr, "pubsubx-passwd: cannot read %s: %s\n", path.c_str(),
+                         S_ISREG(status.st_mode) ? std::strerror(errno) : "not a regular file");
+            return 1;
         }
+        text.assign(std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{});
+        ownership = {status.st_mode & 07777, status.st_uid, status.st_gid};
         const auto parsed = parse_users_file(text);
         if (const auto* error = std::get_if<UsersFileError>(&parsed)) {
             std::fprintf(stderr, "pubsubx-passwd: %s, line %zu: %s\n", path.c_str(), error->line,
                          error->message.c_str());
             return 1;
         }
+    } else if (errno != ENOENT) {
+        std::fprintf(stderr, "pubsubx-passwd: cannot read %s: %s\n", path.c_str(),
+                     std::strerror(errno));
+        return 1;
     }
     std::string password;
     if (!read_password("Password: ", password) || password.empty()) {
@@ -130,7 +157,7 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
-    if (!write_whole(path, with_user(text, name, hash_password(password)), mode)) {
+    if (!write_whole(path, with_user(text, name, hash_password(password)), ownership)) {
         std::fprintf(stderr, "pubsubx-passwd: cannot write %s: %s\n", path.c_str(),
                      std::strerror(errno));
         return 1;

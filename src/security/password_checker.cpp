@@ -28,18 +28,38 @@ void PasswordChecker::check_password(std::string name, std::string password,
         done({});
         return;
     }
+    if (std::string error_frame = refusal(name, source); !error_frame.empty()) {
+        done(error_frame);
+        return;
+    }
     {
         const std::lock_guard lock{mutex_};
-        if (waiting_.size() < kMaxWaiting) {
-            waiting_.push_back({std::move(name), *hash, std::move(password), source,
-                                std::move(done)});
-            wake_.notify_one();
+        if (waiting_.size() >= kMaxWaiting) {
+            logger_.error("Refused CONNECT '", name, "' from ", source.text(), ": ", kMaxWaiting,
+                          " password checks are waiting already");
+            done("ERROR: Server busy checking passwords; retry in a moment");
             return;
         }
+        names_checked_.insert(name);
+        ++checks_by_source_[AdmissionControl::source_key(source)];
+        waiting_.push_back({std::move(name), *hash, std::move(password), source, std::move(done)});
     }
-    logger_.error("Refused CONNECT '", name, "' from ", source.text(), ": ", kMaxWaiting,
-                  " password checks are waiting already");
-    done("ERROR: Server busy checking passwords; retry in a moment");
+    wake_.notify_one();
+}
+
+std::string PasswordChecker::refusal(const std::string& name, const SourceAddress& source) const {
+    if (names_checked_.contains(name)) {
+        logger_.error("Refused CONNECT '", name, "' from ", source.text(),
+                      ": a login of that name is being checked");
+        return "ERROR: Server busy: a login of this name is being checked; retry in a moment";
+    }
+    const auto found = checks_by_source_.find(AdmissionControl::source_key(source));
+    if (found != checks_by_source_.end() && found->second >= kMaxPerSource) {
+        logger_.error("Refused CONNECT '", name, "' from ", source.text(), ": ", kMaxPerSource,
+                      " logins from there are being checked");
+        return "ERROR: Server busy checking passwords from your address; retry in a moment";
+    }
+    return {};
 }
 
 void PasswordChecker::run() {
@@ -65,6 +85,11 @@ void PasswordChecker::run() {
 }
 
 void PasswordChecker::answer(Check& check, bool right) {
+    names_checked_.erase(check.name);
+    const auto source = checks_by_source_.find(AdmissionControl::source_key(check.source));
+    if (--source->second == 0) {
+        checks_by_source_.erase(source);
+    }
     const std::string error_frame = broker_.password_checked(
         check.name, check.password_hash, check.password, right, check.source, Clock::now());
     check.done(error_frame);

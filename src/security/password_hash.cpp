@@ -38,7 +38,11 @@ std::string base64(const unsigned char* bytes, std::size_t size) {
     return out;
 }
 
+// Without padding (the PHC format), or with it, as some tools write it.
 std::optional<std::vector<unsigned char>> unbase64(std::string_view text) {
+    while (!text.empty() && text.back() == '=') {
+        text.remove_suffix(1);
+    }
     if (text.empty() || text.size() % 4 == 1) {
         return std::nullopt;
     }

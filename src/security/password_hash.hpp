@@ -1,7 +1,7 @@
 // A password as a users file keeps it (--users, issue 13): scrypt (RFC 7914) from OpenSSL's
 // libcrypto, with a random salt, in the PHC string format that other tools read too:
 //   $scrypt$ln=15,r=8,p=1$<salt>$<hash>      (salt and hash in base64 without padding)
-// Never the password itself. Groundwork for issue 13: not used by the server yet.
+// Never the password itself.
 #pragma once
 
 #include <optional>

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <sstream>
+#include <iterator>
 #include <memory>
 
 #include "password_hash.hpp"
@@ -121,16 +121,23 @@ std::variant<UsersFile, UsersFileError> parse_users_file(std::string_view text) 
 }
 
 std::variant<UsersFile, UsersFileError> read_users_file(const std::string& path) {
+    // A directory opens as a stream that reads nothing: it would pass for a file of no users.
+    struct stat status {};
+    if (::stat(path.c_str(), &status) != 0) {
+        return UsersFileError{0, std::string{"cannot read it: "} + std::strerror(errno)};
+    }
+    if (!S_ISREG(status.st_mode)) {
+        return UsersFileError{0, "it is not a regular file"};
+    }
     std::ifstream in{path, std::ios::binary};
     if (!in) {
         return UsersFileError{0, std::string{"cannot read it: "} + std::strerror(errno)};
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) {
-        return UsersFileError{0, "cannot read it"};
+    const std::string text{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+    if (in.bad() || static_cast<std::size_t>(status.st_size) > text.size()) {
+        return UsersFileError{0, "cannot read it whole"};
     }
-    return parse_users_file(text.str());
+    return parse_users_file(text);
 }
 
 std::string describe(const std::string& path, const UsersFileError& error) {

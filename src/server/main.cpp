@@ -414,6 +414,9 @@ int main(int argc, char** argv) {
     // A log reader that went away must not kill the broker: its writes fail with EPIPE and the
     // Logger counts the lines it drops.
     std::signal(SIGPIPE, SIG_IGN);
+    // A reload asked for while the server starts (the store may take a while to load) must not
+    // end it: SIGHUP is handled once the server runs.
+    std::signal(SIGHUP, SIG_IGN);
     const NonBlockingLog non_blocking_log{STDOUT_FILENO};
     pubsubx::Logger logger{log_level(line), STDOUT_FILENO};
     fit_connections_to_descriptors(line.server.max_connections, raise_descriptor_limit(), logger);

@@ -1,7 +1,8 @@
-// pubsubx-passwd (issue 13's groundwork): adds or changes a user in a users file, keeping the
+// pubsubx-passwd (issue 13): adds or changes a user in a users file, keeping the
 // rest, and refuses what it cannot do without touching the file.
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iterator>
@@ -71,4 +72,25 @@ TEST_CASE("pubsubx-passwd refuses a bad name, an empty password and a broken fil
     }
     CHECK(passwd(file, "bob", "x\n") == 1);
     CHECK(contents(file) == "user alice plain\n");
+}
+
+TEST_CASE("a file root edits keeps its owner, group and mode") {
+    // Review: root's pubsubx-passwd gave the file to root, and the server's user could no
+    // longer read it.
+    if (geteuid() != 0) {
+        MESSAGE("not root: an owner cannot be given away here");
+        return;
+    }
+    TemporaryDirectory directory{"passwd-owner"};
+    const std::string path = directory.path() + "/users";
+    REQUIRE(passwd(path, "alice", "first\n") == 0);
+    REQUIRE(::chown(path.c_str(), 65534, 65534) == 0);
+    REQUIRE(::chmod(path.c_str(), 0640) == 0);
+    REQUIRE(passwd(path, "bob", "second\n") == 0);
+    struct stat status {};
+    REQUIRE(::stat(path.c_str(), &status) == 0);
+    CHECK(status.st_uid == 65534);
+    CHECK(status.st_gid == 65534);
+    CHECK((status.st_mode & 07777) == 0640);
+    CHECK(parsed(path).users.size() == 2);
 }

@@ -91,11 +91,11 @@ TEST_CASE("users log in with their password; others are refused without --allow-
     CHECK(again->read_frame().value_or("").starts_with(
         "ERROR: Not authorized: too many failed attempts"));
 
-    // (Another user: alice's name waits after the guess, from every source but her own.)
+    // (Another user: alice's name waits after the guess, from every source but her own.) Without
+    // --allow-anonymous a user's name without a password gets the answer of any other name.
     TestClient original{server.port(), 0, "127.0.0.4"};
     original.send_frame("CONNECT carol");
-    CHECK(original.read_frame().value_or("").starts_with(
-        "ERROR: Not authorized: this name needs its password"));
+    CHECK(original.read_frame() == "ERROR: Not authorized");
     CHECK(server.output().find("wrong password") != std::string::npos);
 }
 
@@ -107,6 +107,10 @@ TEST_CASE("outside its permissions a frame gets ERROR: Not allowed and the conne
     TestClient reader{server.port()};
     reader.connect_as("reader");  // an original client: no password, anonymous rights
 
+    TestClient forgetful{server.port(), 0, "127.0.0.9"};
+    forgetful.send_frame("CONNECT alice");
+    CHECK(forgetful.read_frame() ==
+          "ERROR: Not authorized: this name needs its password (CONNECT <name> <password>)");
     reader.send_frame("SUBSCRIBE public/#");
     reader.send_frame("SUBSCRIBE sensors/#");
     CHECK(reader.read_frame() == "ERROR: Not allowed to subscribe to 'sensors/#'");
@@ -208,22 +212,26 @@ TEST_CASE("a user's lost session comes back with its password, not with another"
 }
 
 TEST_CASE("password checks never hold up the traffic, and a flood of them is refused busy") {
-    // alice at the default cost (about 0.1 s and 32 MiB a check); bob's checks take a quarter.
-    UsersFile users{user("alice", "wonder", {}) + "subscribe alice #\npublish alice #\n" +
-                    user("bob", "builder", {13, 8, 1})};
+    // alice at the default cost (about 0.1 s and 32 MiB a check); the others' checks take a
+    // quarter of that.
+    std::string text = user("alice", "wonder", {}) + "subscribe alice #\npublish alice #\n";
+    for (int i = 0; i < 40; ++i) {
+        text += user("u" + std::to_string(i), "right", {13, 8, 1});
+    }
+    UsersFile users{text};
     ServerProcess server{{"--users", users.path, "--allow-anonymous"}};
     auto alice = log_in(server.port(), "alice", "wonder");
     REQUIRE(alice->read_frame(10000ms) == "OK: Conn accepted");
 
-    // 40 logins from 40 sources, each a slow check: more than wait at a time.
+    // 40 users' logins from 40 sources, each a slow check: more than may wait at a time.
     std::vector<std::unique_ptr<TestClient>> guessers;
     for (int i = 0; i < 40; ++i) {
         const std::string source = "127.0.1." + std::to_string(i + 1);
-        guessers.push_back(log_in(server.port(), "bob", "guess" + std::to_string(i),
-                                  source.c_str()));
+        guessers.push_back(
+            log_in(server.port(), "u" + std::to_string(i), "guess", source.c_str()));
     }
     // Meanwhile the event loop serves alice at once: her round trip comes back long before
-    // the 32 waiting checks (over 3 s) are done.
+    // the 32 waiting checks (seconds) are done.
     alice->barrier(kBarrier);
     CHECK(guessers[20]->read_frame(1ms) == std::nullopt);  // its check is seconds away still
     CHECK(server.wait_for_output("password checks are waiting already"));
@@ -235,8 +243,57 @@ TEST_CASE("password checks never hold up the traffic, and a flood of them is ref
         refused += reply == "ERROR: Not authorized" ? 1 : 0;
     }
     CHECK(busy >= 1);  // 32 wait at most (a few may be done before the last CONNECT)
-    CHECK(refused >= 1);
     CHECK(busy + refused == 40);
+}
+
+TEST_CASE("guesses sent side by side are not all checked before the back-off starts") {
+    // Review: 32 guesses at once from one source were all checked; the back-off after a wrong
+    // password starts only when its check ends. A name has one check at a time, a source four.
+    std::string text;
+    for (int i = 0; i < 6; ++i) {
+        text += user("u" + std::to_string(i), "right", {13, 8, 1});
+    }
+    UsersFile users{text};
+    ServerProcess server{{"--users", users.path}};
+    std::vector<std::unique_ptr<TestClient>> same_name;
+    for (int i = 0; i < 5; ++i) {
+        same_name.push_back(log_in(server.port(), "u0", "guess" + std::to_string(i),
+                                   ("127.0.2." + std::to_string(i + 1)).c_str()));
+    }
+    int being_checked = 0;
+    for (int i = 1; i < 5; ++i) {
+        being_checked += same_name[i]->read_frame() ==
+                         "ERROR: Server busy: a login of this name is being checked; retry in a "
+                         "moment";
+    }
+    CHECK(being_checked == 4);
+    CHECK(same_name[0]->read_frame(10000ms) == "ERROR: Not authorized");
+
+    std::vector<std::unique_ptr<TestClient>> same_source;
+    for (int i = 1; i < 6; ++i) {
+        same_source.push_back(log_in(server.port(), "u" + std::to_string(i), "guess", "127.0.3.1"));
+    }
+    CHECK(same_source[4]->read_frame() ==
+          "ERROR: Server busy checking passwords from your address; retry in a moment");
+    for (int i = 0; i < 4; ++i) {
+        CHECK(same_source[i]->read_frame(10000ms) == "ERROR: Not authorized");
+    }
+}
+
+TEST_CASE("a users file that is a directory is no users file, at start or on SIGHUP") {
+    // Review: a directory read as an empty file, which removed every user.
+    UsersFile users{alice_and_anonymous()};
+    ServerProcess server{{"--users", users.path}};
+    auto alice = log_in(server.port(), "alice", "wonder");
+    REQUIRE(alice->read_frame() == "OK: Conn accepted");
+    std::remove(users.path.c_str());
+    ::mkdir(users.path.c_str(), 0700);
+    REQUIRE(reload(server, "Not reloaded: users file"));
+    CHECK(server.output().find("it is not a regular file") != std::string::npos);
+    alice->barrier(kBarrier);
+    ChildProcess directory{binary_path("PUBSUBX_SERVER"), {"0", "--users", users.path}};
+    CHECK(directory.wait_exit() == 2);
+    ::rmdir(users.path.c_str());
 }
 
 TEST_CASE("a users file that others can read draws a warning; a broken one stops the start") {
@@ -259,6 +316,11 @@ TEST_CASE("a users file that others can read draws a warning; a broken one stops
 TEST_CASE("pubsubx-passwd makes a file the server logs users in with") {
     TemporaryDirectory directory{"passwd"};
     const std::string path = directory.path() + "/users";
+    // A path that cannot be read as a users file is refused, not replaced.
+    ChildProcess on_directory{binary_path("PUBSUBX_PASSWD"), {directory.path(), "dave"}, true};
+    on_directory.write_stdin("secret-words\n");
+    on_directory.close_stdin();
+    CHECK(on_directory.wait_exit(20000ms) == 1);
     ChildProcess passwd{binary_path("PUBSUBX_PASSWD"), {path, "dave"}, true};
     passwd.write_stdin("two words\n");
     passwd.close_stdin();

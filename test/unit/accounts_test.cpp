@@ -45,6 +45,20 @@ FrameResult log_in(Broker& broker, FakeConnection& connection, std::string_view 
     return connection.send(connect);
 }
 
+// A cluster that holds no name here: every CONNECT of a name not held asks its registry.
+class AskingCluster final : public ClusterLink {
+  public:
+    void interest_added(std::string_view) override {}
+    void interest_removed(std::string_view) override {}
+    void published(std::string_view, std::string_view) override {}
+    void client_removed(const Client&) override {}
+    NameAdmission admit_name(const Connection&, std::string_view, bool held_here) override {
+        ++asked;
+        return held_here ? NameAdmission::local : NameAdmission::ask_registry;
+    }
+    int asked = 0;
+};
+
 }  // namespace
 
 TEST_CASE("a right to subscribe covers exactly the filters whose topics it matches") {
@@ -206,4 +220,68 @@ TEST_CASE_FIXTURE(Fixture, "a reload that removes a connected user closes it wit
     CHECK(alice.close_error == "ERROR: Not authorized: its user is no longer in the users file");
     CHECK(squatter.close_error.find("did not log in as that user") != std::string::npos);
     CHECK(broker.client_count() == 0);
+}
+
+TEST_CASE_FIXTURE(Fixture, "a user gone from the file and restored as anonymous has anonymous rights") {
+    // Review: the lost client kept the removed user's rights and got them back on a restore.
+    broker.enable_accounts(table(rights({"#"}, {"#"})), true);
+    FakeConnection alice{broker};
+    REQUIRE(log_in(broker, alice, "alice", "pw", true).next == FrameResult::Next::read_more);
+    alice.lose(t0);
+    broker.replace_accounts(AccountTable{});  // nobody; anonymous clients may do nothing
+    FakeConnection back{broker};
+    REQUIRE(back.send("CONNECT alice pw", t0 + 1s).next == FrameResult::Next::read_more);
+    back.send("SUBSCRIBE secret/#");
+    back.send("PUBLISH secret/x leaked");
+    CHECK(back.received() == Frames{"RESTORED alice", "",
+                                    "ERROR: Not allowed to subscribe to 'secret/#'",
+                                    "ERROR: Not allowed to publish to 'secret/x'"});
+}
+
+TEST_CASE_FIXTURE(Fixture, "in a cluster a user's password is settled before the cluster is asked") {
+    // Review: the node holding the client hands it over on the asking node's word, so the
+    // asking node must have checked the password first.
+    AskingCluster cluster;
+    broker.attach_cluster(&cluster);
+    broker.enable_accounts(table(rights({}, {})), false);
+    FakeConnection guess{broker};
+    CHECK(guess.send("CONNECT alice guess").next == FrameResult::Next::await_login);
+    CHECK(cluster.asked == 0);
+    broker.password_checked("alice", kAliceHash, "guess", false, {}, t0);
+    CHECK(cluster.asked == 0);
+    FakeConnection right{broker, address(2)};
+    CHECK(right.send("CONNECT alice pw", t0 + 1min).next == FrameResult::Next::await_login);
+    broker.password_checked("alice", kAliceHash, "pw", true, address(2), t0 + 1min);
+    CHECK(right.send("CONNECT alice pw", t0 + 1min).next == FrameResult::Next::await_name);
+    CHECK(cluster.asked == 1);
+    // Known wrong at once: refused without asking.
+    FakeConnection wrong{broker, address(3)};
+    CHECK(wrong.send("CONNECT alice other", t0 + 2min).next == FrameResult::Next::close);
+    CHECK(cluster.asked == 1);
+}
+
+TEST_CASE_FIXTURE(Fixture, "a PUBLISH outside the rights is refused with no wildcard filter anywhere") {
+    // Review: every other test had a wildcard subscription, so only the filters' path was tried.
+    broker.enable_accounts(table(rights({"a"}, {}), rights({}, {"a", "b"})), true);
+    FakeConnection alice{broker};
+    REQUIRE(log_in(broker, alice, "alice", "pw", true).next == FrameResult::Next::read_more);
+    FakeConnection reader{broker};
+    reader.send("CONNECT reader");
+    reader.send("SUBSCRIBE a");
+    reader.send("SUBSCRIBE b");
+    alice.send("PUBLISH b forged");
+    alice.send("PUBLISH a fine");
+    CHECK(alice.received() ==
+          Frames{"OK: Conn accepted", "ERROR: Not allowed to publish to 'b'"});
+    CHECK(reader.received() == Frames{"OK: Conn accepted", "a fine"});
+}
+
+TEST_CASE_FIXTURE(Fixture, "a client another node hands over keeps only what the rights here allow") {
+    broker.enable_accounts(table(rights({}, {"news"})), false);
+    RecoveredClient handed;
+    handed.name = "alice";
+    handed.subscriptions = {"chat/+", "news"};
+    broker.adopt(handed, t0);
+    CHECK(broker.find_topic("chat/+") == nullptr);
+    CHECK(broker.find_topic("news") != nullptr);
 }

@@ -50,3 +50,9 @@ TEST_CASE("a malformed or too costly hash is refused with the reason") {
         CHECK_THROWS_AS(verify_password("x", bad), PasswordHashError);
     }
 }
+
+TEST_CASE("a hash written with base64 padding, as some tools write it, verifies the same") {
+    CHECK(verify_password(
+        "password",
+        "$scrypt$ln=10,r=8,p=16$TmFDbA==$/bq+HJ00cgB4VucZDQHp/nxq18vII3gw53N2Y0s3MWI="));
+}
