@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <utility>
 
 #include "pubsubx/protocol.hpp"
 
@@ -93,6 +94,8 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
     const Command command = parse_command(frame);
     Client* const client = connection.client();
     if (client == nullptr) {
+        // A vouch is for this frame alone, whatever it turns out to be.
+        const bool vouched = std::exchange(vouched_, nullptr) == &connection;
         if (asked_to_close(connection)) {
             return {FrameResult::Next::close, {}, {}};
         }
@@ -101,7 +104,7 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
             ++stats_.bad_connects;
             return {FrameResult::Next::close, kExpectedConnect, {}};
         }
-        return connect(connection, command.argument, command.data, now, source);
+        return connect(connection, command.argument, command.data, now, source, vouched);
     }
     if (!command.has_argument && command.kind != CommandKind::disconnect) {
         return {};
@@ -134,12 +137,12 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
 }
 
 FrameResult Broker::connect(Connection& connection, std::string_view name, std::string_view secret,
-                            TimePoint now, const SourceAddress& source) {
+                            TimePoint now, const SourceAddress& source, bool vouched) {
     Client* const existing = lifecycle_.find(name);
     if (cluster_ != nullptr && accounts_ != nullptr && accounts_->user(name) != nullptr) {
         // A user's password is settled before the cluster is asked: the node holding the
         // client hands it over on this node's word (may_hand_over).
-        Admission login = admission_.decide(source, name, secret, existing, now);
+        Admission login = admission_.decide(source, name, secret, existing, now, vouched);
         if (login.verdict == Admission::Verdict::refuse) {
             refusal_ = std::move(login.error_frame);
             return {FrameResult::Next::close, refusal_, {}};
@@ -160,7 +163,7 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
                 return {FrameResult::Next::close, kNameMoving, {}};
         }
     }
-    Admission admission = admission_.decide(source, name, secret, existing, now);
+    Admission admission = admission_.decide(source, name, secret, existing, now, vouched);
     Client* client = admission.client;
     switch (admission.verdict) {
         case Admission::Verdict::check_password:
@@ -195,8 +198,16 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
 }
 
 // The password is the client's secret too: a changed one replaces the old (and the store's).
+// A user its certificate vouched for may have given none: it has credentials all the same,
+// which hold its rights.
 void Broker::log_in(Client& client, std::string_view password) {
-    if (!client.credentials_->secret.matches(password)) {
+    if (client.credentials_ == nullptr) {
+        client.credentials_ =
+            std::make_unique<Credentials>(Credentials{SecretDigest::of(password), {}});
+        if (persistence_ != nullptr) {
+            persistence_->client_saved(client);
+        }
+    } else if (!client.credentials_->secret.matches(password)) {
         client.credentials_->secret = SecretDigest::of(password);
         if (persistence_ != nullptr) {
             persistence_->client_saved(client);

@@ -132,6 +132,10 @@ class Broker {
     std::string password_checked(std::string_view name, std::string_view password_hash,
                                  std::string_view password, bool right,
                                  const SourceAddress& source, TimePoint now);
+    // Mutual TLS with --tls-name-from-cert: the connection's certificate names the client of
+    // the CONNECT it hands over next (the server has checked the name against it). With
+    // --users that user logs in without its password.
+    void vouch_for_next_connect(const Connection& connection) { vouched_ = &connection; }
     // Every client, connected or lost (for the store's snapshots).
     template <typename Visit>
     void for_each_client(Visit&& visit) const {
@@ -171,7 +175,7 @@ class Broker {
     }
     bool asked_to_close_slow(const Connection& connection) const;
     FrameResult connect(Connection& connection, std::string_view name, std::string_view secret,
-                        TimePoint now, const SourceAddress& source);
+                        TimePoint now, const SourceAddress& source, bool vouched);
     bool topic_allowed(Client& client, std::string_view topic);
     bool filter_allowed(Client& client, std::string_view filter);
     std::size_t max_filter_levels() const;
@@ -219,6 +223,7 @@ class Broker {
     Persistence* persistence_ = nullptr;
     ClusterLink* cluster_ = nullptr;
     std::unique_ptr<Accounts> accounts_;
+    const Connection* vouched_ = nullptr;  // vouch_for_next_connect, until that CONNECT
 };
 
 }  // namespace pubsubx

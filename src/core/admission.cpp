@@ -152,7 +152,8 @@ SourceAddress AdmissionControl::source_key(const SourceAddress& address) {
 }
 
 Admission AdmissionControl::decide(const SourceAddress& source, std::string_view name,
-                                   std::string_view secret, Client* existing, TimePoint now) {
+                                   std::string_view secret, Client* existing, TimePoint now,
+                                   bool vouched) {
     if (!is_valid_name(name)) {
         logger_.error("Refused a CONNECT with an invalid name of ", name.size(), " bytes");
         ++stats_.bad_connects;
@@ -165,7 +166,7 @@ Admission AdmissionControl::decide(const SourceAddress& source, std::string_view
     }
     if (accounts_ != nullptr) {
         if (accounts_->user(name) != nullptr) {
-            return log_in(source, name, secret, existing, now);
+            return log_in(source, name, secret, existing, now, vouched);
         }
         if (!accounts_->allow_anonymous()) {
             const Clock::duration wait = backoff_for(source, name, nullptr, now);
@@ -229,7 +230,11 @@ void AdmissionControl::record_failure(const SourceAddress& from, std::string_vie
 // password is not even looked at during it), then the password this broker last found right,
 // and only then the slow check, off the event loop.
 Admission AdmissionControl::log_in(const SourceAddress& from, std::string_view name,
-                                   std::string_view password, Client* existing, TimePoint now) {
+                                   std::string_view password, Client* existing, TimePoint now,
+                                   bool vouched) {
+    if (vouched) {
+        return logged_in(from, name, existing);
+    }
     const Credentials* credentials = existing != nullptr ? existing->credentials_.get() : nullptr;
     const Clock::duration wait = backoff_for(
         from, name, credentials != nullptr ? &credentials->trusted_source : nullptr, now);
@@ -253,6 +258,11 @@ Admission AdmissionControl::log_in(const SourceAddress& from, std::string_view n
         case Accounts::Known::right:
             break;
     }
+    return logged_in(from, name, existing);
+}
+
+Admission AdmissionControl::logged_in(const SourceAddress& from, std::string_view name,
+                                      Client* existing) {
     by_source_.reset(source_key(from));
     by_name_.reset(std::string{name});
     if (existing == nullptr) {

@@ -285,3 +285,24 @@ TEST_CASE_FIXTURE(Fixture, "a client another node hands over keeps only what the
     CHECK(broker.find_topic("chat/+") == nullptr);
     CHECK(broker.find_topic("news") != nullptr);
 }
+
+TEST_CASE_FIXTURE(Fixture, "a certificate that vouches for a user's name logs it in without a password") {
+    broker.enable_accounts(table(rights({"a/#"}, {"a/#"})), false);
+    FakeConnection alice{broker};
+    broker.vouch_for_next_connect(alice);
+    CHECK(alice.send("CONNECT alice").next == FrameResult::Next::read_more);
+    alice.send("SUBSCRIBE b");
+    CHECK(alice.received() ==
+          Frames{"OK: Conn accepted", "ERROR: Not allowed to subscribe to 'b'"});
+    alice.lose(t0);
+    // A vouch is for its connection's next frame only: not another's, not a later one.
+    FakeConnection vouched{broker, address(2)};
+    FakeConnection other{broker, address(4)};
+    broker.vouch_for_next_connect(vouched);
+    CHECK(other.send("CONNECT alice").next == FrameResult::Next::close);
+    CHECK(vouched.send("CONNECT alice").next == FrameResult::Next::close);
+    FakeConnection back{broker, address(3)};
+    broker.vouch_for_next_connect(back);
+    CHECK(back.send("CONNECT alice", t0 + 1min).next == FrameResult::Next::read_more);
+    CHECK(back.received() == Frames{"RESTORED alice", ""});
+}

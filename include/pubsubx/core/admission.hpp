@@ -74,8 +74,10 @@ class AdmissionControl {
 
     // Decides a CONNECT of `name` with `secret` (empty: none) from `source`; `existing` is
     // the client of that name, if any.
+    // `vouched`: the connection's client certificate names `name` (mutual TLS with
+    // --tls-name-from-cert): a user logs in without its password.
     Admission decide(const SourceAddress& source, std::string_view name, std::string_view secret,
-                     Client* existing, TimePoint now);
+                     Client* existing, TimePoint now, bool vouched = false);
     // With --users: names in the table log in with their password, others are anonymous.
     void attach_accounts(const Accounts* accounts) { accounts_ = accounts; }
     // The slow check found the password of a CONNECT of user `name` wrong: counted and backed
@@ -87,7 +89,9 @@ class AdmissionControl {
 
   private:
     Admission log_in(const SourceAddress& from, std::string_view name, std::string_view password,
-                     Client* existing, TimePoint now);
+                     Client* existing, TimePoint now, bool vouched);
+    // The user is who it says: it takes its name (new, restored or taken over).
+    Admission logged_in(const SourceAddress& from, std::string_view name, Client* existing);
     // How long a CONNECT of `name` from `from` is refused unchecked; `trusted` is where the
     // client of that name last connected from, if it has a secret.
     Clock::duration backoff_for(const SourceAddress& from, std::string_view name,
