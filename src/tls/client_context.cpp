@@ -71,3 +71,15 @@ void prepare_client_connection(ssl_st* ssl, const std::string& host, bool insecu
 }
 
 }  // namespace pubsubx::tls
+
+namespace pubsubx::tls {
+
+std::string describe_handshake_failure(ssl_st* ssl, const std::error_code& error) {
+    std::string reason = describe_openssl_error(error);
+    if (const long verified = SSL_get_verify_result(ssl); verified != X509_V_OK) {
+        reason += std::string{" ("} + X509_verify_cert_error_string(verified) + ")";
+    }
+    return reason;
+}
+
+}  // namespace pubsubx::tls

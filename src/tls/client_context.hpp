@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <system_error>
 
 namespace asio::ssl {
 class context;
@@ -26,6 +27,10 @@ std::shared_ptr<asio::ssl::context> make_client_context(const ClientTlsOptions& 
 // Before the handshake of a connection to `host`: SNI (for a name, not an address) and, unless
 // insecure, the check that the certificate names `host` (a DNS name or an IP address).
 void prepare_client_connection(ssl_st* ssl, const std::string& host, bool insecure);
+
+// Why a client handshake failed: OpenSSL's reason, with the certificate check's, e.g.
+// "certificate verify failed (hostname mismatch)".
+std::string describe_handshake_failure(ssl_st* ssl, const std::error_code& error);
 
 // What --insecure prints on stderr every time.
 inline constexpr const char* kInsecureWarning =
