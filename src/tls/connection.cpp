@@ -70,7 +70,9 @@ Io Connection::handshake() {
 Io Connection::read(char* buffer, std::size_t size, std::size_t& count) {
     ERR_clear_error();
     errno = 0;
-    return result(SSL_read_ex(ssl_, buffer, size, &count), count);
+    const Io io = result(SSL_read_ex(ssl_, buffer, size, &count), count);
+    read_wants_socket_ = io == Io::want_read;
+    return io;
 }
 
 Io Connection::write(const char* data, std::size_t size, std::size_t& count) {
@@ -111,7 +113,7 @@ Io Connection::result(int returned, std::size_t& count) {
 }
 
 bool Connection::has_buffered_input() const {
-    return SSL_has_pending(ssl_) == 1;
+    return !read_wants_socket_ && SSL_has_pending(ssl_) == 1;
 }
 
 void Connection::send_close_notify() {

@@ -40,8 +40,8 @@ class Connection {
     Io handshake();
     Io read(char* buffer, std::size_t size, std::size_t& count);
     Io write(const char* data, std::size_t size, std::size_t& count);
-    // Decrypted or undecrypted input is held by OpenSSL: the socket may not become readable
-    // for it.
+    // Whole records may wait in OpenSSL (read ahead from the socket) because the last read
+    // stopped before OpenSSL asked for more: the socket may not become readable for them.
     bool has_buffered_input() const;
     // Sends close_notify, best effort, without waiting.
     void send_close_notify();
@@ -61,6 +61,8 @@ class Connection {
 
     std::shared_ptr<asio::ssl::context> context_;
     ssl_st* ssl_ = nullptr;
+    // The last read ended with want_read: what OpenSSL holds is at most a partial record.
+    bool read_wants_socket_ = true;
     std::string failure_;
 };
 
