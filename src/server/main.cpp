@@ -105,7 +105,7 @@ void add_limit(CLI::App& app, const std::string& name, std::size_t& value,
 }
 
 // --tls-port and the options that go with it (docs/security.md).
-void define_tls_options(CLI::App& app, CommandLine& line, CLI::Option* port) {
+void define_tls_options(CLI::App& app, CommandLine& line) {
     auto* tls_port =
         app.add_option("--tls-port", line.tls_port,
                        "Also listen for TLS connections on this port (0: any free port); needs "
@@ -138,17 +138,15 @@ void define_tls_options(CLI::App& app, CommandLine& line, CLI::Option* port) {
                  "authorized'")
         ->needs(require);
     app.add_flag("--no-plain", line.no_plain,
-                 "TLS only: no plain port (needs --tls-port; PORT is then not taken)")
-        ->needs(tls_port)
-        ->excludes(port);
+                 "TLS only: no plain port (needs --tls-port; PORT is then ignored)")
+        ->needs(tls_port);
 }
 
 void define_options(CLI::App& app, CommandLine& line) {
-    auto* port =
-        app.add_option("port", line.server.port, "TCP port to listen on (0: any free port)")
-            ->check(CLI::Range(0, 65535))
-            ->capture_default_str();
-    define_tls_options(app, line, port);
+    app.add_option("port", line.server.port, "TCP port to listen on (0: any free port)")
+        ->check(CLI::Range(0, 65535))
+        ->capture_default_str();
+    define_tls_options(app, line);
     app.add_option("--bind", line.server.bind_address,
                    "Address to listen on (0.0.0.0 or :: accepts remote clients)")
         ->capture_default_str();

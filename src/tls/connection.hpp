@@ -62,7 +62,8 @@ class Connection {
     std::shared_ptr<asio::ssl::context> context_;
     ssl_st* ssl_ = nullptr;
     // The last read ended with want_read: what OpenSSL holds is at most a partial record.
-    bool read_wants_socket_ = true;
+    // Not before the first read: the handshake may have read records that came with its end.
+    bool read_wants_socket_ = false;
     std::string failure_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <asio/ssl/context.hpp>
 
@@ -56,6 +57,12 @@ bool configure(asio::ssl::context& context, const ServerTlsFiles& files, std::st
                       code);
     }
     context.use_private_key_file(files.private_key, asio::ssl::context::pem, code);
+    if (code &&
+        ERR_GET_REASON(static_cast<unsigned long>(code.value())) == X509_R_KEY_VALUES_MISMATCH) {
+        error = "the private key " + files.private_key + " does not match the certificate " +
+                files.certificate_chain;
+        return false;
+    }
     if (code) {
         return failed(error, "cannot load the private key from " + files.private_key, code);
     }
