@@ -379,7 +379,8 @@ TEST_CASE("mutual TLS: untrusted, expired and missing client certificates are re
     // With TLS 1.3 the client finishes first; the server's refusal ends the connection.
     const auto refused = [&](const std::string& certificate, std::string_view reason) {
         const std::size_t from = server.output().size();
-        TlsClient client{server.tls_port(), {.ca_file = cert("ca.crt"), .certificate = certificate}};
+        TlsClient client{server.tls_port(),
+                         {.ca_file = cert("ca.crt"), .certificate = certificate}};
         if (client.handshake_ok()) {
             client.send_frame("CONNECT " + (certificate.empty() ? "nobody" : certificate));
             CHECK(client.wait_closed());
@@ -401,7 +402,8 @@ TEST_CASE("mutual TLS: untrusted, expired and missing client certificates are re
 TEST_CASE("--tls-name-from-cert: the certificate's CN or DNS name, nothing else") {
     TlsServer server{tls_args("server", {"--tls-ca", cert("ca.crt"), "--tls-require-client-cert",
                                          "--tls-name-from-cert"})};
-    TlsClient by_common_name{server.tls_port(), {.ca_file = cert("ca.crt"), .certificate = "alice"}};
+    TlsClient by_common_name{server.tls_port(),
+                             {.ca_file = cert("ca.crt"), .certificate = "alice"}};
     by_common_name.connect_as("alice");
     by_common_name.round_trip("a");
     TlsClient by_dns_name{server.tls_port(), {.ca_file = cert("ca.crt"), .certificate = "alice"}};
