@@ -116,6 +116,15 @@ void add_durable(std::vector<SysMessage>& out, const SysSnapshot& before, const 
              before.store ? before.store->messages_written : 0, store.messages_written, seconds);
 }
 
+// TLS (--tls-port), under tls/.
+void add_tls(std::vector<SysMessage>& out, const SysSnapshot& now) {
+    const server::ServerStats& server = now.server;
+    add(out, "tls/handshakes", server.tls_handshakes);
+    add(out, "tls/handshakes/failed", server.tls_handshakes_failed);
+    add(out, "tls/handshakes/timeouts", server.tls_handshake_timeouts);
+    add(out, "tls/names_refused", server.tls_names_refused);
+}
+
 // Cluster mode (--cluster), under cluster/.
 void add_cluster(std::vector<SysMessage>& out, const SysSnapshot& before, const SysSnapshot& now,
                  double seconds) {
@@ -151,6 +160,9 @@ std::vector<SysMessage> SysTopics::update(const SysSnapshot& snapshot, TimePoint
     add_messages(out, snapshot);
     add_load(out, previous_, snapshot, seconds);
     add_connections(out, snapshot);
+    if (snapshot.tls) {
+        add_tls(out, snapshot);
+    }
     if (snapshot.store) {
         add_durable(out, previous_, snapshot, seconds);
     }

@@ -16,7 +16,16 @@ struct ServerStats {
     // Frames (whole or partly written) of writes cut short by a closing connection: with the
     // core's drop counters they explain every message a client never received.
     std::uint64_t frames_unsent_at_close = 0;
-    // Bytes read from and written to client sockets: one addition per system call.
+    // TLS (--tls-port): handshakes completed, and failed (garbage or plain text on the TLS
+    // port, an unsupported protocol version, a client certificate that is missing, expired or
+    // untrusted, a peer that left, or a timeout); the timeouts (--connect-timeout) among them.
+    std::uint64_t tls_handshakes = 0;
+    std::uint64_t tls_handshakes_failed = 0;
+    std::uint64_t tls_handshake_timeouts = 0;
+    // CONNECTs refused by --tls-name-from-cert: the name is not in the client certificate.
+    std::uint64_t tls_names_refused = 0;
+    // Bytes read from and written to client sockets: one addition per system call (for TLS,
+    // the bytes of frames, decrypted).
     std::uint64_t bytes_received = 0;
     std::uint64_t bytes_sent = 0;
 };

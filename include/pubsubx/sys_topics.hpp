@@ -33,6 +33,7 @@ struct SysSnapshot {
     std::size_t queued_bytes = 0;  // Broker::total_queued_bytes
     std::size_t connections = 0;   // open sockets, with or without a client
     std::uint64_t log_lines_dropped = 0;
+    bool tls = false;                       // with --tls-port only: the tls/ topics
     std::optional<StoreFigures> store;      // with --data-dir only
     std::optional<ClusterFigures> cluster;  // with --cluster only
 };

@@ -7,10 +7,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "pubsubx/protocol.hpp"
+
+struct ssl_ctx_st;
+struct ssl_st;
 
 namespace pubsubx::bench {
 
@@ -19,7 +23,13 @@ using BenchClock = std::chrono::steady_clock;
 struct Endpoint {
     std::string host = "127.0.0.1";
     std::uint16_t port = 12000;
+    // --tls: every link does a TLS handshake with this context (null: plain TCP).
+    std::shared_ptr<ssl_ctx_st> tls;
+    bool tls_insecure = false;  // no check of the server's certificate and name
 };
+
+// The context for --tls; throws std::runtime_error when `ca_file` cannot be used.
+std::shared_ptr<ssl_ctx_st> make_tls_context(const std::string& ca_file, bool insecure);
 
 class Loop;
 
@@ -48,9 +58,15 @@ class Link {
     void on_readable();
     void on_writable();
     void watch_writable(bool on);
+    void handshake(const Endpoint& endpoint);
+    // Reads with TLS; returns false at the end of the connection.
+    bool read_tls();
+    // Writes what it can with TLS; false when the connection is broken.
+    bool write_tls();
 
     Loop& loop_;
     int fd_ = -1;
+    ssl_st* ssl_ = nullptr;  // --tls
     bool peer_closed_ = false;
     bool watching_writable_ = false;
     std::string out_;

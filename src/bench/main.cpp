@@ -222,6 +222,14 @@ int main(int argc, char** argv) {
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     app.add_flag("--json", settings.json, "One JSON line per scenario instead of a table");
+    bool tls = false;
+    std::string ca_file;
+    app.add_flag("--tls", tls,
+                 "Connect to the broker's TLS port (checking its certificate and host name)");
+    app.add_option("--cafile", ca_file, "With --tls: CA certificates (PEM) to trust")
+        ->check(CLI::ExistingFile);
+    app.add_flag("--insecure", settings.common.endpoint.tls_insecure,
+                 "With --tls: do not check the broker's certificate");
 
     auto* throughput = app.add_subcommand("throughput", "Messages per second, pipelined");
     add_throughput_options(*throughput, settings.throughput);
@@ -292,6 +300,19 @@ int main(int argc, char** argv) {
         return app.exit(error) == 0 ? 0 : 2;  // 2: a usage error, as for the other tools
     }
     settings.common.timeout = std::chrono::seconds{settings.timeout_seconds};
+    if (!tls && (!ca_file.empty() || settings.common.endpoint.tls_insecure)) {
+        std::fprintf(stderr, "--cafile and --insecure need --tls\n");
+        return 2;
+    }
+    if (tls) {
+        try {
+            settings.common.endpoint.tls =
+                make_tls_context(ca_file, settings.common.endpoint.tls_insecure);
+        } catch (const std::exception& error) {
+            std::fprintf(stderr, "ERROR: %s\n", error.what());
+            return 2;
+        }
+    }
     if (const std::string problem = check_patterns(settings); !problem.empty()) {
         std::fprintf(stderr, "%s\nRun with --help for more information.\n", problem.c_str());
         return 2;

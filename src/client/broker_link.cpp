@@ -1,7 +1,11 @@
 #include "broker_link.hpp"
 
 #include <asio/connect.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/write.hpp>
+
+#include "tls/client_context.hpp"
 
 namespace pubsubx::client {
 
@@ -12,6 +16,13 @@ BrokerLink::BrokerLink(Strand strand, LinkListener& listener)
       socket_(strand),
       close_timer_(strand) {}
 
+BrokerLink::~BrokerLink() = default;
+
+void BrokerLink::use_tls(std::shared_ptr<asio::ssl::context> context, bool insecure) {
+    tls_context_ = std::move(context);
+    tls_insecure_ = insecure;
+}
+
 void BrokerLink::connect(const std::string& host, std::uint16_t port, const std::string& name,
                          const std::string& secret) {
     state_ = State::connecting;
@@ -19,8 +30,8 @@ void BrokerLink::connect(const std::string& host, std::uint16_t port, const std:
     const std::uint64_t generation = ++generation_;
     resolver_.async_resolve(
         host, std::to_string(port),
-        [this, generation, connect_frame](const std::error_code& error,
-                                          asio::ip::tcp::resolver::results_type endpoints) {
+        [this, generation, connect_frame, host, port](
+            const std::error_code& error, asio::ip::tcp::resolver::results_type endpoints) {
             if (generation != generation_) {
                 return;
             }
@@ -31,8 +42,8 @@ void BrokerLink::connect(const std::string& host, std::uint16_t port, const std:
             }
             asio::async_connect(
                 socket_, endpoints,
-                [this, generation, connect_frame](const std::error_code& connect_error,
-                                                  const asio::ip::tcp::endpoint&) {
+                [this, generation, connect_frame, host, port](const std::error_code& connect_error,
+                                                              const asio::ip::tcp::endpoint&) {
                     if (generation != generation_) {
                         return;
                     }
@@ -43,41 +54,78 @@ void BrokerLink::connect(const std::string& host, std::uint16_t port, const std:
                         listener_.on_connect_failed(connect_error.message());
                         return;
                     }
-                    std::error_code ignored;
-                    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
-                    splitter_ = FrameSplitter{64 * 1024 * 1024};
-                    awaiting_reply_ = true;
-                    awaiting_topic_list_ = false;
-                    send_frame(connect_frame);
-                    start_reading();
+                    on_connected(host, port, connect_frame);
                 });
         });
 }
 
+void BrokerLink::on_connected(const std::string& host, std::uint16_t port,
+                              const std::string& connect_frame) {
+    std::error_code ignored;
+    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+    if (tls_context_ == nullptr) {
+        send_connect(connect_frame);
+        return;
+    }
+    tls_ = std::make_shared<TlsStream>(socket_, *tls_context_);
+    tls::prepare_client_connection(tls_->native_handle(), host, tls_insecure_);
+    const std::uint64_t generation = generation_;
+    tls_->async_handshake(
+        asio::ssl::stream_base::client,
+        [this, generation, connect_frame, host, port, stream = tls_](const std::error_code& error) {
+            if (generation != generation_) {
+                return;
+            }
+            if (error) {
+                const std::string reason =
+                    tls::describe_handshake_failure(stream->native_handle(), error);
+                state_ = State::idle;
+                std::error_code ignored;
+                socket_.close(ignored);
+                listener_.on_connect_failed("TLS handshake with " + host + ":" +
+                                            std::to_string(port) + " failed: " + reason);
+                return;
+            }
+            send_connect(connect_frame);
+        });
+}
+
+void BrokerLink::send_connect(const std::string& connect_frame) {
+    splitter_ = FrameSplitter{64 * 1024 * 1024};
+    awaiting_reply_ = true;
+    awaiting_topic_list_ = false;
+    send_frame(connect_frame);
+    start_reading();
+}
+
 void BrokerLink::start_reading() {
     const std::uint64_t generation = generation_;
-    socket_.async_read_some(asio::buffer(read_buffer_),
-                            [this, generation](const std::error_code& error, std::size_t count) {
-                                if (generation != generation_ || state_ == State::idle) {
-                                    return;
-                                }
-                                if (error) {
-                                    finish(state_ == State::closing);
-                                    return;
-                                }
-                                // A listener may abort or start a new connection from
-                                // within a frame: the rest of this read is then stale.
-                                splitter_.feed({read_buffer_.data(), count},
-                                               [&](std::string_view frame) {
-                                                   handle_frame(frame);
-                                                   return generation == generation_;
-                                               });
-                                if (state_ == State::idle || generation != generation_) {
-                                    return;
-                                }
-                                listener_.on_read_done();
-                                start_reading();
-                            });
+    const auto on_read = [this, generation, stream = tls_](const std::error_code& error,
+                                                           std::size_t count) {
+        if (generation != generation_ || state_ == State::idle) {
+            return;
+        }
+        if (error) {
+            finish(state_ == State::closing);
+            return;
+        }
+        // A listener may abort or start a new connection from
+        // within a frame: the rest of this read is then stale.
+        splitter_.feed({read_buffer_.data(), count}, [&](std::string_view frame) {
+            handle_frame(frame);
+            return generation == generation_;
+        });
+        if (state_ == State::idle || generation != generation_) {
+            return;
+        }
+        listener_.on_read_done();
+        start_reading();
+    };
+    if (tls_ != nullptr) {
+        tls_->async_read_some(asio::buffer(read_buffer_), on_read);
+    } else {
+        socket_.async_read_some(asio::buffer(read_buffer_), on_read);
+    }
 }
 
 void BrokerLink::handle_frame(std::string_view frame) {
@@ -152,26 +200,31 @@ void BrokerLink::flush() {
     pending_.clear();
     write_in_flight_ = true;
     const std::uint64_t generation = generation_;
-    asio::async_write(socket_, asio::buffer(writing_),
-                      [this, generation](const std::error_code& error, std::size_t) {
-                          write_in_flight_ = false;
-                          writing_.clear();
-                          if (generation != generation_ || state_ == State::idle) {
-                              // A write of an aborted connection ended: frames queued since for
-                              // a new connection waited on it and go out now.
-                              flush();
-                              return;
-                          }
-                          if (error) {
-                              finish(state_ == State::closing);
-                              return;
-                          }
-                          if (!pending_.empty()) {
-                              flush();
-                          } else if (state_ == State::closing) {
-                              disconnect_written();
-                          }
-                      });
+    const auto on_written = [this, generation, stream = tls_](const std::error_code& error,
+                                                              std::size_t) {
+        write_in_flight_ = false;
+        writing_.clear();
+        if (generation != generation_ || state_ == State::idle) {
+            // A write of an aborted connection ended: frames queued since for
+            // a new connection waited on it and go out now.
+            flush();
+            return;
+        }
+        if (error) {
+            finish(state_ == State::closing);
+            return;
+        }
+        if (!pending_.empty()) {
+            flush();
+        } else if (state_ == State::closing) {
+            disconnect_written();
+        }
+    };
+    if (tls_ != nullptr) {
+        asio::async_write(*tls_, asio::buffer(writing_), on_written);
+    } else {
+        asio::async_write(socket_, asio::buffer(writing_), on_written);
+    }
 }
 
 void BrokerLink::disconnect(std::chrono::steady_clock::duration close_wait) {
@@ -204,6 +257,7 @@ void BrokerLink::abort() {
     close_timer_.cancel();
     std::error_code ignored;
     socket_.close(ignored);
+    tls_.reset();  // pending operations hold it until their handlers have run
     pending_.clear();
     if (!write_in_flight_) {
         writing_.clear();

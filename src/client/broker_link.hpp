@@ -8,11 +8,18 @@
 #include <asio/strand.hpp>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "pubsubx/protocol.hpp"
+
+namespace asio::ssl {
+class context;
+template <typename Stream>
+class stream;
+}  // namespace asio::ssl
 
 namespace pubsubx::client {
 
@@ -44,6 +51,11 @@ class LinkListener {
 class BrokerLink {
   public:
     BrokerLink(Strand strand, LinkListener& listener);
+    ~BrokerLink();
+
+    // TLS for the connections made from now on (pubsubx-client --tls): the server's
+    // certificate and host name are checked unless `insecure`.
+    void use_tls(std::shared_ptr<asio::ssl::context> context, bool insecure);
 
     // Resolves and connects, then sends CONNECT <name> (with the session-resume secret when
     // one is given). The outcome is reported.
@@ -66,7 +78,11 @@ class BrokerLink {
 
   private:
     enum class State { idle, connecting, connected, closing };
+    using TlsStream = asio::ssl::stream<asio::ip::tcp::socket&>;
 
+    // The TCP connection is made: the TLS handshake, if any, then CONNECT.
+    void on_connected(const std::string& host, std::uint16_t port, const std::string& frame);
+    void send_connect(const std::string& connect_frame);
     void start_reading();
     void handle_frame(std::string_view frame);
     void flush();
@@ -77,6 +93,11 @@ class BrokerLink {
     LinkListener& listener_;
     asio::ip::tcp::resolver resolver_;
     asio::ip::tcp::socket socket_;
+    std::shared_ptr<asio::ssl::context> tls_context_;  // null: plain TCP
+    bool tls_insecure_ = false;
+    // The connection's TLS layer over socket_; its handlers hold it too, so an aborted
+    // connection's operations end on a live object.
+    std::shared_ptr<TlsStream> tls_;
     State state_ = State::idle;
     std::uint64_t generation_ = 0;  // handlers of an earlier connection ignore their results
     FrameSplitter splitter_{64 * 1024 * 1024};

@@ -24,6 +24,11 @@ class InteractiveClient final : public LinkListener {
                       std::chrono::steady_clock::duration answer_timeout = std::chrono::seconds{
                           10});
 
+    // --tls: every CONNECT goes over TLS with `context`.
+    void use_tls(std::shared_ptr<asio::ssl::context> context, bool insecure) {
+        link_.use_tls(std::move(context), insecure);
+    }
+
     // Both are called on the strand.
     void submit_line(std::string line);
     // End of input: a script's remaining lines run to the end (a CONNECT still waiting is

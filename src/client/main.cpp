@@ -3,7 +3,9 @@
 
 #include <CLI/CLI.hpp>
 #include <asio/post.hpp>
+#include <asio/ssl/context.hpp>
 #include <chrono>
+#include <cstdio>
 
 #include "command.hpp"
 #include "interactive.hpp"
@@ -11,6 +13,7 @@
 #include "pubsubx/protocol.hpp"
 #include "pubsubx/version.hpp"
 #include "runtime.hpp"
+#include "tls/client_context.hpp"
 
 namespace {
 
@@ -60,13 +63,55 @@ void add_endpoint_options(CLI::App& command, pubsubx::client::Endpoint& endpoint
         ->check(check_secret);
 }
 
+struct TlsChoice {
+    bool enabled = false;
+    pubsubx::tls::ClientTlsOptions options;
+};
+
+// Given to the program and to `pub` and `sub`, so they may come before or after the subcommand.
+void add_tls_options(CLI::App& command, TlsChoice& tls) {
+    command.add_flag("--tls", tls.enabled,
+                     "Connect over TLS, checking the server's certificate and host name");
+    command
+        .add_option("--cafile", tls.options.ca_file,
+                    "With --tls: CA certificates (PEM) to trust instead of the system's")
+        ->check(CLI::ExistingFile);
+    command
+        .add_option("--cert", tls.options.certificate,
+                    "With --tls: a client certificate (PEM) for servers that ask for one")
+        ->check(CLI::ExistingFile);
+    command.add_option("--key", tls.options.private_key, "With --tls and --cert: its private key")
+        ->check(CLI::ExistingFile);
+    command.add_flag("--insecure", tls.options.insecure,
+                     "With --tls: do NOT check the server's certificate (testing only: anyone "
+                     "on the path can read and change the traffic)");
+}
+
+void check_tls_choice(const TlsChoice& tls) {
+    const auto& options = tls.options;
+    if (!tls.enabled && (!options.ca_file.empty() || !options.certificate.empty() ||
+                         !options.private_key.empty() || options.insecure)) {
+        throw CLI::ValidationError("--cafile, --cert, --key and --insecure need --tls");
+    }
+    if (options.certificate.empty() != options.private_key.empty()) {
+        throw CLI::ValidationError("--cert and --key go together");
+    }
+    if (options.insecure && !options.ca_file.empty()) {
+        throw CLI::ValidationError("--insecure checks no certificate: --cafile makes no sense");
+    }
+}
+
 int run_interactive(const std::string& host, const std::string& secret, bool force_prompt,
-                    double answer_timeout_seconds) {
+                    double answer_timeout_seconds, const TlsChoice& tls,
+                    const std::shared_ptr<asio::ssl::context>& tls_context) {
     using namespace pubsubx::client;
     auto runtime = std::make_shared<Runtime>();
     const bool terminal = isatty(STDIN_FILENO) == 1;
     Console console{force_prompt || terminal, false, terminal};
     InteractiveClient client{*runtime, console, host, secret, to_duration(answer_timeout_seconds)};
+    if (tls_context != nullptr) {
+        client.use_tls(tls_context, tls.options.insecure);
+    }
     runtime->on_interrupt([&client] { client.interrupt(); });
     runtime->read_stdin([&client](std::string line) { client.submit_line(std::move(line)); },
                         [&client] { client.end_of_input(); });
@@ -95,12 +140,15 @@ int main(int argc, char** argv) {
         "Seconds a script whose input has ended still waits for the answer to its CONNECT "
         "before giving up (exit code 1), and any client waits ";
     add_answer_timeout_option(app, answer_timeout, connect_wait_help + std::string{kCloseWaitHelp});
+    TlsChoice tls;
+    add_tls_options(app, tls);
 
     pubsubx::client::PublishOptions publish;
     std::string message;
     bool lines = false;
     auto* pub = app.add_subcommand("pub", "Publish one message (-m) or each line of stdin (-l)");
     add_endpoint_options(*pub, publish.endpoint);
+    add_tls_options(*pub, tls);
     add_answer_timeout_option(*pub, answer_timeout,
                               "Seconds to wait " + std::string{kCloseWaitHelp});
     pub->add_option("-t,--topic", publish.topic, "Topic")->required();
@@ -112,6 +160,7 @@ int main(int argc, char** argv) {
     std::uint64_t count = 0;
     auto* sub = app.add_subcommand("sub", "Print the messages of one or more topics");
     add_endpoint_options(*sub, subscribe.endpoint);
+    add_tls_options(*sub, tls);
     add_answer_timeout_option(*sub, answer_timeout,
                               "Seconds to wait " + std::string{kCloseWaitHelp});
     sub->add_option("-t,--topic", subscribe.topics, "Topic (repeat for more)")->required();
@@ -135,13 +184,29 @@ int main(int argc, char** argv) {
                 throw CLI::ValidationError("a topic is not empty and has no spaces");
             }
         }
+        check_tls_choice(tls);
     } catch (const CLI::ParseError& error) {
         const int code = app.exit(error);
         return code == 0 ? 0 : kUsageError;
     }
 
-    publish.endpoint.answer_timeout = to_duration(answer_timeout);
-    subscribe.endpoint.answer_timeout = to_duration(answer_timeout);
+    std::shared_ptr<asio::ssl::context> tls_context;
+    if (tls.enabled) {
+        if (tls.options.insecure) {
+            std::fprintf(stderr, "%s\n", pubsubx::tls::kInsecureWarning);
+        }
+        std::string error;
+        tls_context = pubsubx::tls::make_client_context(tls.options, error);
+        if (tls_context == nullptr) {
+            std::fprintf(stderr, "ERROR: %s\n", error.c_str());
+            return 1;
+        }
+    }
+    for (auto* endpoint : {&publish.endpoint, &subscribe.endpoint}) {
+        endpoint->answer_timeout = to_duration(answer_timeout);
+        endpoint->tls = tls_context;
+        endpoint->tls_insecure = tls.options.insecure;
+    }
     if (pub->parsed()) {
         if (message_option->count() > 0) {
             publish.message = message;
@@ -154,5 +219,5 @@ int main(int argc, char** argv) {
         }
         return pubsubx::client::run_subscribe(subscribe);
     }
-    return run_interactive(host, secret, force_prompt, answer_timeout);
+    return run_interactive(host, secret, force_prompt, answer_timeout, tls, tls_context);
 }

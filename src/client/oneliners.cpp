@@ -22,7 +22,11 @@ class OneShotClient : public LinkListener {
           console_(false, true),
           endpoint_(endpoint),
           name_(endpoint.name.empty() ? generate_client_name(name_prefix) : endpoint.name),
-          link_(runtime.strand(), *this) {}
+          link_(runtime.strand(), *this) {
+        if (endpoint.tls != nullptr) {
+            link_.use_tls(endpoint.tls, endpoint.tls_insecure);
+        }
+    }
 
     void start() {
         runtime_.on_interrupt([this] { stop(); });

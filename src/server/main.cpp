@@ -31,6 +31,7 @@
 #include "security/users_file.hpp"
 #include "server.hpp"
 #include "store/durable_store.hpp"
+#include "tls/server_context.hpp"
 
 namespace {
 
@@ -50,6 +51,9 @@ struct CommandLine {
     double handover_window_seconds = 0.05;
     std::string users_file;  // empty: no accounts, anyone may connect under a free name
     bool allow_anonymous = false;
+    std::optional<std::uint16_t> tls_port;  // none: no TLS
+    pubsubx::tls::ServerTlsFiles tls;
+    bool no_plain = false;
     bool verbose = false;
     bool quiet = false;
 };
@@ -104,10 +108,49 @@ void add_limit(CLI::App& app, const std::string& name, std::size_t& value,
     app.add_option(name, value, help + " (0: no limit)")->capture_default_str();
 }
 
+// --tls-port and the options that go with it (docs/security.md).
+void define_tls_options(CLI::App& app, CommandLine& line) {
+    auto* tls_port =
+        app.add_option("--tls-port", line.tls_port,
+                       "Also listen for TLS connections on this port (0: any free port); needs "
+                       "--tls-cert and --tls-key")
+            ->check(CLI::Range(0, 65535));
+    auto* cert = app.add_option("--tls-cert", line.tls.certificate_chain,
+                                "With --tls-port: the server's certificate chain (PEM: the "
+                                "certificate, then any intermediates); reloaded on SIGHUP")
+                     ->check(CLI::ExistingFile)
+                     ->needs(tls_port);
+    auto* key = app.add_option("--tls-key", line.tls.private_key,
+                               "With --tls-port: the certificate's private key (PEM, not "
+                               "encrypted); reloaded on SIGHUP")
+                    ->check(CLI::ExistingFile)
+                    ->needs(tls_port);
+    tls_port->needs(cert, key);
+    auto* ca = app.add_option("--tls-ca", line.tls.client_ca,
+                              "With --tls-port: CA certificates (PEM) that client certificates "
+                              "must chain to; a client may then present one, and an expired "
+                              "or untrusted one is refused")
+                   ->check(CLI::ExistingFile)
+                   ->needs(tls_port);
+    auto* require =
+        app.add_flag("--tls-require-client-cert", line.tls.require_client_certificate,
+                     "Mutual TLS: a TLS client without a certificate from --tls-ca is refused")
+            ->needs(ca);
+    app.add_flag("--tls-name-from-cert", line.server.tls_names_from_certificates,
+                 "With --tls-require-client-cert: a TLS client's CONNECT name must be its "
+                 "certificate's common name or one of its DNS names, else 'ERROR: Not "
+                 "authorized'")
+        ->needs(require);
+    app.add_flag("--no-plain", line.no_plain,
+                 "TLS only: no plain port (needs --tls-port; PORT is then ignored)")
+        ->needs(tls_port);
+}
+
 void define_options(CLI::App& app, CommandLine& line) {
     app.add_option("port", line.server.port, "TCP port to listen on (0: any free port)")
         ->check(CLI::Range(0, 65535))
         ->capture_default_str();
+    define_tls_options(app, line);
     app.add_option("--bind", line.server.bind_address,
                    "Address to listen on (0.0.0.0 or :: accepts remote clients)")
         ->capture_default_str();
@@ -206,6 +249,7 @@ void apply_durations(CommandLine& line) {
     line.server.connect_timeout = seconds(line.connect_timeout_seconds);
     line.server.write_timeout = seconds(line.write_timeout_seconds);
     line.server.sys_interval = seconds(line.sys_interval_seconds);
+    line.server.plain = !line.no_plain;
     line.cluster.servers = line.cluster_servers;
     line.cluster.lease = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::max(seconds(line.cluster_lease_seconds),
@@ -217,13 +261,18 @@ void apply_durations(CommandLine& line) {
     }
 }
 
-std::string server_stats_text(const pubsubx::server::ServerStats& stats) {
+std::string server_stats_text(const pubsubx::server::ServerStats& stats, bool tls) {
     return "connections_accepted=" + std::to_string(stats.connections_accepted) +
            " connections_refused=" + std::to_string(stats.connections_refused) +
            " connect_timeouts=" + std::to_string(stats.connect_timeouts) +
            " write_timeouts=" + std::to_string(stats.write_timeouts) +
            " frames_too_long=" + std::to_string(stats.frames_too_long) +
-           " frames_unsent_at_close=" + std::to_string(stats.frames_unsent_at_close);
+           " frames_unsent_at_close=" + std::to_string(stats.frames_unsent_at_close) +
+           (tls ? " tls_handshakes=" + std::to_string(stats.tls_handshakes) +
+                      " tls_handshakes_failed=" + std::to_string(stats.tls_handshakes_failed) +
+                      " tls_handshake_timeouts=" + std::to_string(stats.tls_handshake_timeouts) +
+                      " tls_names_refused=" + std::to_string(stats.tls_names_refused)
+                : std::string{});
 }
 
 // A log reader that stops reading must not block the event loop: when the log is a pipe or a
@@ -431,6 +480,16 @@ int main(int argc, char** argv) {
         logger.error("Invalid --bind address '", line.server.bind_address, "'");
         return 2;
     }
+    std::unique_ptr<pubsubx::tls::ServerContext> tls;
+    if (line.tls_port) {
+        std::string tls_error;
+        tls = pubsubx::tls::ServerContext::load(line.tls, tls_error);
+        if (tls == nullptr) {
+            logger.error("Cannot use the TLS settings: ", tls_error);
+            logger.flush(std::chrono::seconds{1});
+            return 1;
+        }
+    }
     std::optional<pubsubx::server::Server> server;
     try {
         server.emplace(io, line.server, broker, logger);
@@ -438,6 +497,15 @@ int main(int argc, char** argv) {
         logger.error("Cannot listen on ", endpoint_text({address, line.server.port}), ": ",
                      failure.code().message());
         return 1;
+    }
+    if (tls != nullptr) {
+        try {
+            server->listen_tls(*line.tls_port, *tls);
+        } catch (const std::system_error& failure) {
+            logger.error("Cannot listen for TLS on ", endpoint_text({address, *line.tls_port}),
+                         ": ", failure.code().message());
+            return 1;
+        }
     }
     std::unique_ptr<pubsubx::store::DurableStore> store;
     if (!line.data_dir.empty()) {
@@ -463,7 +531,9 @@ int main(int argc, char** argv) {
     std::unique_ptr<pubsubx::cluster::ClusterNode> cluster;
     if (!line.cluster_servers.empty()) {
         if (line.cluster.node.empty()) {
-            line.cluster.node = host_name() + "-" + std::to_string(server->local_endpoint().port());
+            const auto listening =
+                line.server.plain ? server->local_endpoint() : server->tls_local_endpoint();
+            line.cluster.node = host_name() + "-" + std::to_string(listening.port());
         }
         cluster = std::make_unique<pubsubx::cluster::ClusterNode>(
             io, broker, logger, line.cluster, [&server] { server->apply_effects(); });
@@ -491,7 +561,8 @@ int main(int argc, char** argv) {
     server->apply_effects();  // the expiry of the clients the store brought back
 
     const auto counters = [&] {
-        return pubsubx::describe(broker.stats()) + " " + server_stats_text(server->stats()) +
+        return pubsubx::describe(broker.stats()) + " " +
+               server_stats_text(server->stats(), server->tls_enabled()) +
                (store != nullptr ? " " + store_figures_text(store->figures()) : "") +
                (cluster != nullptr ? " " + cluster_figures_text(cluster->figures()) : "") +
                " log_lines_dropped=" + std::to_string(logger.lines_dropped()) +
@@ -538,18 +609,29 @@ int main(int argc, char** argv) {
     if (store != nullptr) {
         maintain_store_now_and_then();
     }
-    // SIGHUP re-reads the users file (without it, SIGHUP would end the server).
+    // SIGHUP re-reads the users file and reloads the TLS certificate and key (without a
+    // handler, SIGHUP would end the server).
     asio::signal_set reload_signal{io, SIGHUP};
     std::function<void()> wait_for_reload_signal = [&] {
         reload_signal.async_wait([&](const std::error_code& wait_error, int) {
             if (wait_error) {
                 return;
             }
-            if (line.users_file.empty()) {
-                logger.info("SIGHUP: nothing to reload (no --users)");
-            } else {
+            if (line.users_file.empty() && tls == nullptr) {
+                logger.info("SIGHUP: nothing to reload (no --users, no --tls-port)");
+            }
+            if (!line.users_file.empty()) {
                 reload_users(line.users_file, broker, logger);
                 server->apply_effects();
+            }
+            std::string reload_error;
+            if (tls != nullptr && tls->reload(reload_error)) {
+                logger.always("SIGHUP: TLS certificate and key reloaded from ",
+                              line.tls.certificate_chain, " and ", line.tls.private_key,
+                              "; new connections use them");
+            } else if (tls != nullptr) {
+                logger.error("SIGHUP: TLS reload failed, keeping the previous certificate: ",
+                             reload_error);
             }
             wait_for_reload_signal();
         });
@@ -584,12 +666,19 @@ int main(int argc, char** argv) {
         }
     });
 
-    const std::string where = endpoint_text(server->local_endpoint());
+    const std::string where =
+        endpoint_text(line.server.plain ? server->local_endpoint() : server->tls_local_endpoint());
+    const char* started = line.server.plain ? "Server started, listening on "
+                                            : "Server started, TLS only (--no-plain), TLS "
+                                              "listening on ";
     if (address.is_loopback()) {
-        logger.always("Server started, listening on ", where,
+        logger.always(started, where,
                       " (local clients only; use --bind 0.0.0.0 to accept remote clients)");
     } else {
-        logger.always("Server started, listening on ", where);
+        logger.always(started, where);
+    }
+    if (tls != nullptr && line.server.plain) {
+        logger.always("TLS listening on ", endpoint_text(server->tls_local_endpoint()));
     }
     io.run();
     if (cluster != nullptr) {

@@ -10,6 +10,8 @@
 
 #include "pubsubx/protocol.hpp"
 #include "session.hpp"
+#include "tls/connection.hpp"
+#include "tls/server_context.hpp"
 
 namespace pubsubx::server {
 
@@ -35,6 +37,13 @@ bool is_out_of_descriptors(const std::error_code& error) {
     return error.category() == asio::system_category() &&
            (error.value() == EMFILE || error.value() == ENFILE);
 }
+
+void listen(asio::ip::tcp::acceptor& acceptor, const asio::ip::tcp::endpoint& endpoint) {
+    acceptor.open(endpoint.protocol());
+    acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+    acceptor.bind(endpoint);
+    acceptor.listen(asio::socket_base::max_listen_connections);
+}
 }  // namespace
 
 Server::Server(asio::io_context& io, const ServerOptions& options, Broker& broker, Logger& logger)
@@ -47,12 +56,15 @@ Server::Server(asio::io_context& io, const ServerOptions& options, Broker& broke
       expiry_timer_(io),
       sweep_timer_(io),
       sweep_period_(sweep_period(options)) {
-    const asio::ip::tcp::endpoint endpoint{asio::ip::make_address(options.bind_address),
-                                           options.port};
-    acceptor_.open(endpoint.protocol());
-    acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
-    acceptor_.bind(endpoint);
-    acceptor_.listen(asio::socket_base::max_listen_connections);
+    if (options.plain) {
+        listen(acceptor_, {asio::ip::make_address(options.bind_address), options.port});
+    }
+}
+
+void Server::listen_tls(std::uint16_t port, const tls::ServerContext& context) {
+    tls_ = std::make_unique<TlsListener>(
+        TlsListener{asio::ip::tcp::acceptor{io_}, asio::steady_timer{io_}, context});
+    listen(tls_->acceptor, {asio::ip::make_address(options_.bind_address), port});
 }
 
 Server::~Server() {
@@ -64,7 +76,12 @@ Server::~Server() {
 
 void Server::start() {
     reserve_spare_descriptor();
-    accept_next();
+    if (acceptor_.is_open()) {
+        accept_next(acceptor_);
+    }
+    if (tls_ != nullptr) {
+        accept_next(tls_->acceptor);
+    }
     start_deadline_sweep();
     if (options_.sys_interval > Clock::duration::zero()) {
         logger_.info("Publishing statistics on $SYS/broker/... every ",
@@ -78,8 +95,13 @@ void Server::start() {
 }
 
 void Server::stop() {
+    stopped_ = true;
     std::error_code ignored;
     acceptor_.close(ignored);
+    if (tls_ != nullptr) {
+        tls_->acceptor.close(ignored);
+        tls_->accept_retry_timer.cancel();
+    }
     if (spare_descriptor_ >= 0) {
         ::close(spare_descriptor_);
         spare_descriptor_ = -1;
@@ -137,14 +159,15 @@ void Server::remove_session(Session& session) {
     }
 }
 
-void Server::accept_next() {
-    acceptor_.async_accept(io_, [this](const std::error_code& error, Socket socket) {
-        if (error == asio::error::operation_aborted || !acceptor_.is_open()) {
+void Server::accept_next(asio::ip::tcp::acceptor& acceptor) {
+    acceptor.async_accept(io_, [this, &acceptor](const std::error_code& error, Socket socket) {
+        if (error == asio::error::operation_aborted || stopped_) {
             return;
         }
+        const bool tls = &acceptor != &acceptor_;
         if (is_out_of_descriptors(error) && spare_descriptor_ >= 0) {
-            refuse_with_spare_descriptor();
-            accept_next();
+            refuse_with_spare_descriptor(acceptor);
+            accept_next(acceptor);
             return;
         }
         if (error) {
@@ -152,23 +175,24 @@ void Server::accept_next() {
                 refusing_connections_ = true;
                 logger_.error("Cannot accept a connection: ", error.message());
             }
-            accept_retry_timer_.expires_after(kAcceptRetryDelay);
-            accept_retry_timer_.async_wait([this](const std::error_code& wait_error) {
+            asio::steady_timer& retry_timer = tls ? tls_->accept_retry_timer : accept_retry_timer_;
+            retry_timer.expires_after(kAcceptRetryDelay);
+            retry_timer.async_wait([this, &acceptor](const std::error_code& wait_error) {
                 if (!wait_error) {
                     reserve_spare_descriptor();
-                    accept_next();
+                    accept_next(acceptor);
                 }
             });
             return;
         }
-        on_accepted(std::move(socket));
-        accept_next();
+        on_accepted(std::move(socket), tls);
+        accept_next(acceptor);
     });
 }
 
-void Server::on_accepted(Socket socket) {
+void Server::on_accepted(Socket socket, bool tls) {
     if (options_.max_connections != 0 && session_count_ >= options_.max_connections) {
-        refuse_connection(socket);
+        refuse_connection(socket, tls);
         return;
     }
     if (refusing_connections_) {
@@ -177,10 +201,16 @@ void Server::on_accepted(Socket socket) {
         logger_.info("Accepting connections again (", session_count_, " open)");
     }
     ++stats_.connections_accepted;
+    if (tls) {
+        std::make_shared<Session>(std::move(socket), *this,
+                                  std::make_unique<tls::Connection>(tls_->context.current()))
+            ->start();
+        return;
+    }
     std::make_shared<Session>(std::move(socket), *this)->start();
 }
 
-void Server::refuse_connection(Socket& socket) {
+void Server::refuse_connection(Socket& socket, bool tls) {
     ++stats_.connections_refused;
     if (!refusing_connections_) {
         refusing_connections_ = true;
@@ -188,16 +218,19 @@ void Server::refuse_connection(Socket& socket) {
                       options_.max_connections, ")");
     }
     // Best effort and without waiting: a fresh socket's send buffer takes this short frame.
-    std::string reply;
-    append_frame(reply, kServerFull);
+    // A TLS client could not read it before a handshake: it is only closed.
     std::error_code ignored;
-    socket.non_blocking(true, ignored);
-    stats_.bytes_sent += socket.write_some(asio::buffer(reply), ignored);
+    if (!tls) {
+        std::string reply;
+        append_frame(reply, kServerFull);
+        socket.non_blocking(true, ignored);
+        stats_.bytes_sent += socket.write_some(asio::buffer(reply), ignored);
+    }
     socket.shutdown(Socket::shutdown_both, ignored);
     socket.close(ignored);
 }
 
-void Server::refuse_with_spare_descriptor() {
+void Server::refuse_with_spare_descriptor(asio::ip::tcp::acceptor& acceptor) {
     if (!refusing_connections_) {
         refusing_connections_ = true;
         logger_.error("Refusing connections: out of file descriptors with ", session_count_,
@@ -207,10 +240,10 @@ void Server::refuse_with_spare_descriptor() {
     spare_descriptor_ = -1;
     Socket socket{io_};
     std::error_code error;
-    acceptor_.non_blocking(true, error);  // the pending connection may be gone already
-    acceptor_.accept(socket, error);
+    acceptor.non_blocking(true, error);  // the pending connection may be gone already
+    acceptor.accept(socket, error);
     if (!error) {
-        refuse_connection(socket);
+        refuse_connection(socket, &acceptor != &acceptor_);
     }
     reserve_spare_descriptor();
 }
@@ -228,7 +261,7 @@ void Server::start_deadline_sweep() {
     sweep_timer_.expires_after(sweep_period_);
     sweep_timer_.async_wait([this](const std::error_code& error) {
         // A wait that had already ended when stop() cancelled it arms no next one.
-        if (!error && acceptor_.is_open()) {
+        if (!error && !stopped_) {
             sweep_deadlines();
             start_deadline_sweep();
         }
@@ -247,7 +280,7 @@ void Server::sweep_deadlines() {
 void Server::start_sys_timer() {
     sys_->timer.expires_after(options_.sys_interval);
     sys_->timer.async_wait([this](const std::error_code& error) {
-        if (!error && acceptor_.is_open()) {  // as for the sweep
+        if (!error && !stopped_) {  // as for the sweep
             publish_sys_topics();
             start_sys_timer();
         }
@@ -274,6 +307,7 @@ SysSnapshot Server::sys_snapshot() const {
     snapshot.filters = broker_.filter_count();
     snapshot.queued_bytes = broker_.total_queued_bytes();
     snapshot.connections = session_count_;
+    snapshot.tls = tls_ != nullptr;
     snapshot.log_lines_dropped = logger_.lines_dropped();
     if (store_ != nullptr) {
         snapshot.store = store_->figures();

@@ -25,12 +25,19 @@
 #include "pubsubx/sys_topics.hpp"
 #include "session.hpp"
 
+namespace pubsubx::tls {
+class ServerContext;
+}
+
 namespace pubsubx::server {
 
 // The connection-level limits (docs/robustness.md). For each of them 0 means "no limit".
 struct ServerOptions {
     std::string bind_address = "127.0.0.1";
     std::uint16_t port = 12000;
+    bool plain = true;  // false: --no-plain, TLS only (the plain port is not opened)
+    // --tls-name-from-cert: a TLS client's CONNECT name must be in its certificate.
+    bool tls_names_from_certificates = false;
     std::size_t max_frame = 1024 * 1024;
     std::size_t max_connections = 65'536;
     // A connection that has not sent a valid CONNECT by then is closed (slowloris).
@@ -52,7 +59,14 @@ class Server {
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
+    // The plain port's endpoint (options.plain only).
     asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+    // Binds and listens for TLS connections on `port` of the bind address, handshakes with
+    // `context`'s current certificate (it must outlive the server); throws std::system_error.
+    void listen_tls(std::uint16_t port, const tls::ServerContext& context);
+    bool tls_enabled() const { return tls_ != nullptr; }
+    asio::ip::tcp::endpoint tls_local_endpoint() const { return tls_->acceptor.local_endpoint(); }
+    bool tls_names_from_certificates() const { return options_.tls_names_from_certificates; }
     void start();
     void stop();
     // At a stop with a durable store: every write in flight ends, its unsent messages back in
@@ -95,13 +109,20 @@ class Server {
     void remove_session(Session& session);
 
   private:
-    void accept_next();
-    void on_accepted(Socket socket);
-    void refuse_connection(Socket& socket);
+    // The TLS port, when there is one.
+    struct TlsListener {
+        asio::ip::tcp::acceptor acceptor;
+        asio::steady_timer accept_retry_timer;
+        const tls::ServerContext& context;
+    };
+
+    void accept_next(asio::ip::tcp::acceptor& acceptor);
+    void on_accepted(Socket socket, bool tls);
+    void refuse_connection(Socket& socket, bool tls);
     void arm_expiry(TimePoint when);
     // Out of file descriptors, a pending connection cannot even be accepted to be told that
     // the server is full: the spare descriptor is given up for it, then taken again.
-    void refuse_with_spare_descriptor();
+    void refuse_with_spare_descriptor(asio::ip::tcp::acceptor& acceptor);
     void reserve_spare_descriptor();
     void on_expiry_timer();
     // Connect and write deadlines are checked by one periodic sweep over all sessions instead
@@ -116,7 +137,8 @@ class Server {
     ServerOptions options_;
     Broker& broker_;
     Logger& logger_;
-    asio::ip::tcp::acceptor acceptor_;
+    asio::ip::tcp::acceptor acceptor_;  // the plain port (closed with --no-plain)
+    std::unique_ptr<TlsListener> tls_;
     asio::steady_timer accept_retry_timer_;
     asio::steady_timer expiry_timer_;
     asio::steady_timer sweep_timer_;
@@ -129,6 +151,7 @@ class Server {
     std::unique_ptr<SysReporting> sys_;
     bool expiry_armed_ = false;
     bool stopping_writes_ = false;
+    bool stopped_ = false;
     TimePoint expiry_armed_for_{};
     Session* first_session_ = nullptr;
     std::size_t session_count_ = 0;

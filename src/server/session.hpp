@@ -14,6 +14,10 @@
 #include "pubsubx/broker.hpp"
 #include "pubsubx/protocol.hpp"
 
+namespace pubsubx::tls {
+class Connection;
+}
+
 namespace pubsubx::server {
 
 class Server;
@@ -30,6 +34,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     // A connection goes through these phases in order (some may be skipped); `deadline_`
     // is the deadline of the current one.
     enum class Phase : std::uint8_t {
+        tls_handshake,     // TLS port: the handshake runs; deadline: as awaiting_connect
         awaiting_connect,  // no client yet; deadline: --connect-timeout from the accept
         awaiting_name,     // cluster mode: a CONNECT waits for the cluster to settle its name;
                            // reads nothing meanwhile; deadline: as awaiting_connect
@@ -44,7 +49,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
         closed,
     };
 
-    Session(Socket socket, Server& server);
+    // `tls`: a connection on the TLS port, which starts with the handshake.
+    Session(Socket socket, Server& server, std::unique_ptr<tls::Connection> tls = nullptr);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -101,6 +107,17 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     SourceAddress peer_source() const;
     std::size_t socket_unsent();
 
+    // TLS (src/tls/): the same phases and frames; only the bytes go through OpenSSL.
+    void continue_handshake();
+    void wait_tls(Socket::wait_type wait, void (Session::*then)());
+    // Logs "TLS handshake with <peer> <what>", counts and closes.
+    void on_handshake_failed(std::string_view what);
+    void read_tls();
+    void write_tls();
+    // --tls-name-from-cert: a CONNECT's name must be in the client certificate; false when
+    // the frame is refused (and the connection closing).
+    bool admit_tls_name(std::string_view frame);
+
     Socket socket_;
     Server& server_;
     FrameSplitter splitter_;
@@ -110,9 +127,12 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     TimePoint deadline_;
     Session* previous_session_ = nullptr;
     Session* next_session_ = nullptr;
+    std::uint64_t held_until_ = 0;  // a store change the next write waits for; 0: none
+    // Null on the plain port. The one-byte fields below share a word: the pointer took the
+    // padding that was there, so a plain session is no larger than before TLS (200 bytes).
+    std::unique_ptr<tls::Connection> tls_;
     Phase phase_ = Phase::awaiting_connect;
     bool write_in_flight_ = false;
-    std::uint64_t held_until_ = 0;  // a store change the next write waits for; 0: none
     bool flush_posted_ = false;
     bool listed_ = false;  // in the server's list (the server may be destroyed first)
 };

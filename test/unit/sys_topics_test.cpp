@@ -160,6 +160,24 @@ TEST_CASE("with a durable store its figures join, each under durable/") {
     CHECK(values.size() == 44 + 8);
 }
 
+TEST_CASE("with TLS its counters join, each under tls/; without it there are none") {
+    const TimePoint start{};
+    SysTopics sys{start};
+    SysSnapshot snapshot = distinct_counters();
+    snapshot.server.tls_handshakes = 401;
+    snapshot.server.tls_handshakes_failed = 402;
+    snapshot.server.tls_handshake_timeouts = 403;
+    snapshot.server.tls_names_refused = 404;
+    CHECK(by_name(sys.update(snapshot, start + 10s)).count("tls/handshakes") == 0);
+    snapshot.tls = true;
+    Values values = by_name(sys.update(snapshot, start + 20s));
+    CHECK(values["tls/handshakes"] == "401");
+    CHECK(values["tls/handshakes/failed"] == "402");
+    CHECK(values["tls/handshakes/timeouts"] == "403");
+    CHECK(values["tls/names_refused"] == "404");
+    CHECK(values.size() == 42 + 4);
+}
+
 TEST_CASE("rates are per second over the interval since the previous update") {
     const TimePoint start{};
     SysTopics sys{start};
