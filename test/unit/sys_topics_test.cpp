@@ -175,7 +175,7 @@ TEST_CASE("with TLS its counters join, each under tls/; without it there are non
     CHECK(values["tls/handshakes/failed"] == "402");
     CHECK(values["tls/handshakes/timeouts"] == "403");
     CHECK(values["tls/names_refused"] == "404");
-    CHECK(values.size() == 42 + 4);
+    CHECK(values.size() == 44 + 4);
 }
 
 TEST_CASE("rates are per second over the interval since the previous update") {
