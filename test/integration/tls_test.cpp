@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -23,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "security/password_hash.hpp"
 #include "support.hpp"
 
 using namespace pubsubx::testing;
@@ -418,6 +420,26 @@ TEST_CASE("--tls-name-from-cert: the certificate's CN or DNS name, nothing else"
     // The plain port is not bound by the rule (it has no certificate to go by).
     TestClient plain{server.port()};
     plain.connect_as("bob");
+}
+
+TEST_CASE("with --users, a certificate that names a user logs it in without a password") {
+    TemporaryDirectory directory{"tls-users"};
+    const std::string users = directory.path() + "/users";
+    std::ofstream{users} << "user alice "
+                         << pubsubx::security::hash_password("wonder", {10, 8, 1})
+                         << "\npublish alice a/#\nsubscribe alice a/#\n";
+    ::chmod(users.c_str(), 0600);
+    TlsServer server{tls_args("server", {"--tls-ca", cert("ca.crt"), "--tls-require-client-cert",
+                                         "--tls-name-from-cert", "--users", users})};
+    TlsClient alice{server.tls_port(), {.ca_file = cert("ca.crt"), .certificate = "alice"}};
+    alice.connect_as("alice");
+    alice.round_trip("a/b");
+    REQUIRE(alice.send_frame("SUBSCRIBE b"));
+    CHECK(alice.read_frame() == "ERROR: Not allowed to subscribe to 'b'");
+    // The plain port has no certificate to go by: the password is needed there.
+    TestClient without{server.port()};
+    without.send_frame("CONNECT alice");
+    CHECK(without.read_frame() == "ERROR: Not authorized");
 }
 
 TEST_CASE("TLS 1.1 is refused") {
