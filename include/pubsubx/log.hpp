@@ -60,6 +60,11 @@ class Logger {
     void error(const Parts&... parts) {
         write("ERROR: ", parts...);
     }
+    // Something works but is unsafe or unusual (a setting to fix): printed at every level.
+    template <typename... Parts>
+    void warning(const Parts&... parts) {
+        write("WARNING: ", parts...);
+    }
     // Lines that print whatever the level (the start-up line).
     template <typename... Parts>
     void always(const Parts&... parts) {

@@ -422,7 +422,7 @@ std::optional<pubsubx::AccountTable> load_users(const std::string& path, pubsubx
         return std::nullopt;
     }
     if (pubsubx::security::readable_by_others(path)) {
-        logger.error("Warning: users file ", path,
+        logger.warning("Users file ", path,
                      " is readable by other users of this machine, who could guess its "
                      "passwords offline (chmod o-r ",
                      path, ")");
@@ -551,6 +551,11 @@ int main(int argc, char** argv) {
         if (!table) {
             logger.flush(std::chrono::seconds{1});
             return 2;
+        }
+        if (line.server.plain && !address.is_loopback()) {
+            logger.warning("--users with a plain port on ", line.server.bind_address,
+                         ": passwords travel in clear text there (use --tls-port, and "
+                         "--no-plain)");
         }
         // After the store: the clients it brought back keep only what their rights allow.
         broker.enable_accounts(std::move(*table), line.allow_anonymous);

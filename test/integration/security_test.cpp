@@ -303,6 +303,18 @@ TEST_CASE("a users file that others can read draws a warning; a broken one stops
         ServerProcess server{{"--users", users.path}};
         CHECK(server.output().find("is readable by other users") != std::string::npos);
     }
+    ::chmod(users.path.c_str(), 0600);
+    {
+        // Passwords in clear text over the network: said at start.
+        ChildProcess remote{binary_path("PUBSUBX_SERVER"),
+                            {"0", "--bind", "0.0.0.0", "--users", users.path}};
+        CHECK(remote.wait_for_output(
+            "WARNING: --users with a plain port on 0.0.0.0: passwords travel in clear text"));
+        remote.send_signal(SIGTERM);
+        CHECK(remote.wait_exit() == 0);
+        ServerProcess local{{"--users", users.path}};
+        CHECK(local.output().find("WARNING") == std::string::npos);
+    }
     users.write("user alice plaintext\n");
     ChildProcess broken{binary_path("PUBSUBX_SERVER"), {"0", "--users", users.path}};
     CHECK(broken.wait_exit() == 2);
