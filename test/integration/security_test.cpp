@@ -310,6 +310,7 @@ TEST_CASE("a users file that others can read draws a warning; a broken one stops
                             {"0", "--bind", "0.0.0.0", "--users", users.path}};
         CHECK(remote.wait_for_output(
             "WARNING: --users with a plain port on 0.0.0.0: passwords travel in clear text"));
+        CHECK(remote.wait_for_output("Server started"));
         remote.send_signal(SIGTERM);
         CHECK(remote.wait_exit() == 0);
         ServerProcess local{{"--users", users.path}};
