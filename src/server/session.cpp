@@ -454,6 +454,16 @@ void Session::close_with_error(std::string_view reason, std::string_view error_f
     close_after_flush(error_frame);
 }
 
+// A CONNECT waited longer than --connect-timeout for `waited_for` (the cluster's registry, a
+// password check).
+void Session::close_waiting_connect(std::string_view waited_for, std::string_view error_text) {
+    ++server_.stats().connect_timeouts;
+    const std::string timeout = seconds_text(server_.options().connect_timeout);
+    server_.logger().error("Closing a connection whose CONNECT waited for ", waited_for,
+                           " longer than ", timeout);
+    close_after_flush("ERROR: " + std::string{error_text} + " within " + timeout + "; retry");
+}
+
 void Session::check_deadline(TimePoint now) {
     if (phase_ == Phase::open && !write_in_flight_ && client() != nullptr &&
         client()->in_overflow()) {
@@ -470,22 +480,10 @@ void Session::check_deadline(TimePoint now) {
                                 " (--connect-timeout)");
             break;
         case Phase::awaiting_name:
-            ++server_.stats().connect_timeouts;
-            server_.logger().error(
-                "Closing a connection whose CONNECT waited for the cluster "
-                "longer than ",
-                seconds_text(options.connect_timeout));
-            close_after_flush("ERROR: The cluster did not settle the name within " +
-                              seconds_text(options.connect_timeout) + "; retry");
+            close_waiting_connect("the cluster", "The cluster did not settle the name");
             break;
         case Phase::awaiting_login:
-            ++server_.stats().connect_timeouts;
-            server_.logger().error(
-                "Closing a connection whose CONNECT waited for its password check "
-                "longer than ",
-                seconds_text(options.connect_timeout));
-            close_after_flush("ERROR: The password check did not finish within " +
-                              seconds_text(options.connect_timeout) + "; retry");
+            close_waiting_connect("its password check", "The password check did not finish");
             break;
         case Phase::awaiting_connect:
             ++server_.stats().connect_timeouts;

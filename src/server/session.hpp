@@ -92,6 +92,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     // refused with `error_frame`.
     void on_admission_settled(std::string_view connect_frame, std::string_view error_frame);
     void on_frame_too_long(TimePoint now);
+    void close_waiting_connect(std::string_view waited_for, std::string_view error_text);
     void start_write();
     void on_written(const std::error_code& error, std::size_t written);
     // Stops reading, writes what is queued, then `owed_frames` (encoded) and `error_frame` (if

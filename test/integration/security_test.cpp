@@ -63,6 +63,19 @@ std::unique_ptr<TestClient> log_in(std::uint16_t port, const std::string& name,
     return client;
 }
 
+// `name` logs in, subscribes to `filters` and drops its connection: a lost client.
+void lose_subscribed(ServerProcess& server, const std::string& name, const std::string& password,
+                     const std::vector<std::string>& filters) {
+    auto client = log_in(server.port(), name, password);
+    REQUIRE(client->read_frame() == "OK: Conn accepted");
+    for (const std::string& filter : filters) {
+        client->send_frame("SUBSCRIBE " + filter);
+    }
+    client->barrier(kBarrier);
+    client->drop();
+    REQUIRE(server.wait_for_output("Client '" + name + "' lost"));
+}
+
 // Sends SIGHUP and waits for the reload's log line (from `from` on in the output).
 bool reload(ServerProcess& server, std::string_view expected) {
     const std::size_t from = server.output().size();
@@ -137,15 +150,7 @@ TEST_CASE("outside its permissions a frame gets ERROR: Not allowed and the conne
 TEST_CASE("a lost client's subscriptions end when a reload takes the right away") {
     UsersFile users{alice_and_anonymous()};
     ServerProcess server{{"--users", users.path, "--allow-anonymous"}};
-    {
-        auto alice = log_in(server.port(), "alice", "wonder");
-        REQUIRE(alice->read_frame() == "OK: Conn accepted");
-        alice->send_frame("SUBSCRIBE chat/+");
-        alice->send_frame("SUBSCRIBE news");
-        alice->barrier(kBarrier);
-        alice->drop();
-        REQUIRE(server.wait_for_output("Client 'alice' lost"));
-    }
+    lose_subscribed(server, "alice", "wonder", {"chat/+", "news"});
     users.write(user("alice", "wonder") + "subscribe alice news\npublish * #\n" +
                 barrier_rights("*"));
     REQUIRE(reload(server, "Reloaded users file"));
@@ -191,14 +196,7 @@ TEST_CASE("a reload changes passwords and removes users; a broken file keeps the
 TEST_CASE("a user's lost session comes back with its password, not with another") {
     UsersFile users{alice_and_anonymous()};
     ServerProcess server{{"--users", users.path, "--allow-anonymous"}};
-    {
-        auto alice = log_in(server.port(), "alice", "wonder");
-        REQUIRE(alice->read_frame() == "OK: Conn accepted");
-        alice->send_frame("SUBSCRIBE news");
-        alice->barrier(kBarrier);
-        alice->drop();
-        REQUIRE(server.wait_for_output("Client 'alice' lost"));
-    }
+    lose_subscribed(server, "alice", "wonder", {"news"});
     TestClient publisher{server.port()};
     publisher.connect_as("publisher");
     publisher.send_frame("PUBLISH news while away");
@@ -362,13 +360,7 @@ TEST_CASE("after a restart with --data-dir, stored subscriptions get only what t
     TemporaryDirectory data{"security-store"};
     {
         ServerProcess server{{"--users", users.path, "--data-dir", data.path()}};
-        auto alice = log_in(server.port(), "alice", "wonder");
-        REQUIRE(alice->read_frame() == "OK: Conn accepted");
-        alice->send_frame("SUBSCRIBE chat/+");
-        alice->send_frame("SUBSCRIBE news");
-        alice->barrier(kBarrier);
-        alice->drop();
-        REQUIRE(server.wait_for_output("Client 'alice' lost"));
+        lose_subscribed(server, "alice", "wonder", {"chat/+", "news"});
         server.send_signal(SIGTERM);
         REQUIRE(server.wait_exit() == 0);
     }
