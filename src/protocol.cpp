@@ -370,7 +370,11 @@ bool filter_covers(std::string_view outer, std::string_view filter) {
         }
         const std::size_t f_end = std::min(filter.find('/', f), filter.size());
         const std::string_view level = filter.substr(f, f_end - f);
-        if (level == "#" || (outer_level != "+" && outer_level != level)) {
+        if (level == "#") {
+            // A topic has a level at least: `+/#` matches whatever a whole-filter `#` does.
+            return f == 0 && outer == "+/#";
+        }
+        if (outer_level != "+" && outer_level != level) {
             return false;
         }
         if (o_end == outer.size() || f_end == filter.size()) {

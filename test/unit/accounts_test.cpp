@@ -306,3 +306,45 @@ TEST_CASE_FIXTURE(Fixture, "a certificate that vouches for a user's name logs it
     CHECK(back.send("CONNECT alice", t0 + 1min).next == FrameResult::Next::read_more);
     CHECK(back.received() == Frames{"RESTORED alice", ""});
 }
+
+TEST_CASE("filter_covers agrees with filter_matches over every small filter and topic") {
+    // covers(outer, filter) must say: every topic `filter` matches, `outer` matches too.
+    const std::vector<std::string> filter_levels{"a", "$a", "", "+", "#"};
+    const std::vector<std::string> topic_levels{"a", "b", "$a", ""};
+    std::vector<std::string> filters;
+    std::vector<std::string> topics;
+    const auto grow = [](const std::vector<std::string>& levels,
+                         std::size_t depth, std::vector<std::string>& out) {
+        std::vector<std::string> layer{""};
+        for (std::size_t level = 0; level < depth; ++level) {
+            std::vector<std::string> next;
+            for (const std::string& prefix : layer) {
+                if (prefix.ends_with("#")) {
+                    continue;  // `#` is last
+                }
+                for (const std::string& word : levels) {
+                    next.push_back(level == 0 ? word : prefix + "/" + word);
+                }
+            }
+            out.insert(out.end(), next.begin(), next.end());
+            layer = std::move(next);
+        }
+    };
+    grow(filter_levels, 3, filters);
+    grow(topic_levels, 4, topics);
+    for (const std::string& outer : filters) {
+        for (const std::string& filter : filters) {
+            bool every = true;
+            for (const std::string& topic : topics) {
+                if (filter_matches(filter, topic) && !filter_matches(outer, topic)) {
+                    every = false;
+                    break;
+                }
+            }
+            if (filter_covers(outer, filter) != every) {
+                FAIL_CHECK("covers('", outer, "', '", filter, "') should be ", every);
+            }
+        }
+    }
+    CHECK(filters.size() > 100);
+}
