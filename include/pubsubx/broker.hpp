@@ -99,7 +99,8 @@ class Broker {
     // Another node asks for client `name` on behalf of a CONNECT with `secret` from `source`:
     // true if a CONNECT here would restore it or take it over. False if there is no such
     // client, or with `error_frame` set if the CONNECT would be refused (the secret back-off
-    // counts the attempt as here).
+    // counts the attempt as here). With --users a user's client is handed over at once: the
+    // asking node has logged the user in already.
     bool may_hand_over(std::string_view name, std::string_view secret, const SourceAddress& source,
                        TimePoint now, std::string& error_frame);
     // The client leaves this node (a connected one loses its connection first) and its state

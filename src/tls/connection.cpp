@@ -14,16 +14,32 @@ namespace pubsubx::tls {
 
 namespace {
 
-bool same(const ASN1_STRING* text, std::string_view name) {
-    return text != nullptr && static_cast<std::size_t>(ASN1_STRING_length(text)) == name.size() &&
-           std::memcmp(ASN1_STRING_get0_data(text), name.data(), name.size()) == 0;
+bool same_bytes(const unsigned char* bytes, int size, std::string_view name) {
+    return size >= 0 && static_cast<std::size_t>(size) == name.size() &&
+           std::memcmp(bytes, name.data(), name.size()) == 0;
+}
+
+// A subject's CN may be any of ASN.1's string types (UTF-16 BMPString, say): compared as the
+// UTF-8 it stands for, never as its raw bytes, which could spell another name.
+bool same_text(const ASN1_STRING* text, std::string_view name) {
+    unsigned char* utf8 = nullptr;
+    const int size = text != nullptr ? ASN1_STRING_to_UTF8(&utf8, text) : -1;
+    const bool same = size >= 0 && same_bytes(utf8, size, name);
+    OPENSSL_free(utf8);
+    return same;
+}
+
+// A DNS name is an IA5String (ASCII) by definition.
+bool same_dns_name(const ASN1_IA5STRING* text, std::string_view name) {
+    return text != nullptr && ASN1_STRING_type(text) == V_ASN1_IA5STRING &&
+           same_bytes(ASN1_STRING_get0_data(text), ASN1_STRING_length(text), name);
 }
 
 bool has_common_name(X509* certificate, std::string_view name) {
     const X509_NAME* subject = X509_get_subject_name(certificate);
     for (int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1); at >= 0;
          at = X509_NAME_get_index_by_NID(subject, NID_commonName, at)) {
-        if (same(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at)), name)) {
+        if (same_text(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at)), name)) {
             return true;
         }
     }
@@ -36,7 +52,7 @@ bool has_dns_name(X509* certificate, std::string_view name) {
     bool found = false;
     for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names) && !found; ++i) {
         const GENERAL_NAME* entry = sk_GENERAL_NAME_value(names, i);
-        found = entry->type == GEN_DNS && same(entry->d.dNSName, name);
+        found = entry->type == GEN_DNS && same_dns_name(entry->d.dNSName, name);
     }
     GENERAL_NAMES_free(names);
     return found;

@@ -55,6 +55,14 @@ class Certificates {
         issue("wrong-name", "elsewhere.example", "subjectAltName=DNS:elsewhere.example");
         issue("alice", "alice", "subjectAltName=DNS:alice-device");
         issue("rogue", "alice", "subjectAltName=DNS:alice-device", "other-ca");
+        issue("dns-only", "localhost", "subjectAltName=DNS:localhost");
+        // A CN in UTF-16 (a BMPString) whose bytes spell "admins" in ASCII: 0x6164 0x6d69 0x6e73.
+        std::ofstream{at("bmp.cnf")} << "[req]\ndistinguished_name = dn\nstring_mask = default\n"
+                                        "[dn]\n";
+        run("openssl req -new" + ec + "-config " + at("bmp.cnf") + " -utf8 -keyout " +
+            at("bmp.key") + " -out " + at("bmp.csr") + " -subj /CN=\u6164\u6d69\u6e73");
+        run("openssl x509 -req -in " + at("bmp.csr") + " -CA " + at("ca.crt") + " -CAkey " +
+            at("ca.key") + " -CAcreateserial -days 365 -out " + at("bmp.crt"));
         // An expired certificate needs dates of our choice: `openssl ca` takes them.
         run("openssl req -new" + ec + "-keyout " + at("expired.key") + " -out " +
             at("expired.csr") + " -subj /CN=alice");
@@ -442,6 +450,19 @@ TEST_CASE("with --users, a certificate that names a user logs it in without a pa
     CHECK(without.read_frame() == "ERROR: Not authorized");
 }
 
+TEST_CASE("--tls-name-from-cert reads a CN as text, whatever its string type") {
+    // Review: the CN's raw bytes were compared, and a UTF-16 CN spelling "admins" logged in as
+    // the user admins.
+    TlsServer server{tls_args("server", {"--tls-ca", cert("ca.crt"), "--tls-require-client-cert",
+                                         "--tls-name-from-cert"})};
+    TlsClient impostor{server.tls_port(), {.ca_file = cert("ca.crt"), .certificate = "bmp"}};
+    REQUIRE(impostor.send_frame("CONNECT admins"));
+    CHECK(impostor.read_frame() ==
+          "ERROR: Not authorized: the name 'admins' is not in the client certificate");
+    TlsClient by_text{server.tls_port(), {.ca_file = cert("ca.crt"), .certificate = "bmp"}};
+    by_text.connect_as("\u6164\u6d69\u6e73");
+}
+
 TEST_CASE("TLS 1.1 is refused") {
     TlsServer server{tls_args()};
     TlsOptions options;
@@ -525,6 +546,21 @@ TEST_CASE("pubsubx-client --tls refuses a server whose certificate names another
     CHECK(insecure.wait_exit() == 0);
     CHECK(insecure.output().find("WARNING: --insecure: the server's certificate is NOT checked") !=
           std::string::npos);
+
+    // An address is checked too: this certificate names localhost only. (Review: no test
+    // noticed when the client stopped checking addresses.)
+    {
+        TlsServer dns_only{tls_args("dns-only")};
+        const std::string dns_port = std::to_string(dns_only.tls_port());
+        ChildProcess by_address{client_path(),
+                                {"pub", "--tls", "--cafile", cert("ca.crt"), "-H", "127.0.0.1",
+                                 "-p", dns_port, "-t", "t", "-m", "x"}};
+        CHECK(by_address.wait_exit() == 1);
+        CHECK(by_address.output().find("(IP address mismatch)") != std::string::npos);
+        ChildProcess by_name{client_path(), {"pub", "--tls", "--cafile", cert("ca.crt"), "-H",
+                                             "localhost", "-p", dns_port, "-t", "t", "-m", "x"}};
+        CHECK(by_name.wait_exit() == 0);
+    }
 
     // Interactive mode too.
     ChildProcess interactive{client_path(), {"--tls", "--cafile", cert("ca.crt")}, true};

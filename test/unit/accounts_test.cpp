@@ -348,3 +348,17 @@ TEST_CASE("filter_covers agrees with filter_matches over every small filter and 
     }
     CHECK(filters.size() > 100);
 }
+
+TEST_CASE_FIXTURE(Fixture, "a node hands a user's client over on the asking node's login") {
+    // Review: a certificate login (no password) on another node was refused here, and counted
+    // as a failure against its source.
+    broker.enable_accounts(table(rights({}, {"a"})), false);
+    FakeConnection alice{broker};
+    broker.vouch_for_next_connect(alice);
+    REQUIRE(alice.send("CONNECT alice").next == FrameResult::Next::read_more);
+    alice.lose(t0);
+    std::string error;
+    CHECK(broker.may_hand_over("alice", "", address(9), t0 + 1s, error));
+    CHECK(error.empty());
+    CHECK(broker.stats().auth_failures == 0);
+}
