@@ -597,12 +597,7 @@ void Session::on_handshake_failed(std::string_view what) {
 void Session::read_tls() {
     const std::span<char> buffer = server_.read_buffer();
     std::size_t filled = 0;
-    tls::Io io = tls::Io::done;
-    while (io == tls::Io::done && filled < buffer.size()) {
-        std::size_t count = 0;
-        io = tls_->read(buffer.data() + filled, buffer.size() - filled, count);
-        filled += count;
-    }
+    const tls::Io io = tls_->read(buffer.data(), buffer.size(), filled);
     if (filled > 0) {
         server_.stats().bytes_received += filled;
         handle_bytes({buffer.data(), filled});

@@ -157,22 +157,27 @@ Io Connection::handshake() {
 }
 
 Io Connection::read(char* buffer, std::size_t size, std::size_t& count) {
+    count = 0;
     // A read may make records of its own (a TLS 1.3 key update's answer, an alert): sent here
     // unless a write is in flight, which sends them after its own in the order made.
     Io io = Io::done;
     bool ignored = false;
     if (!write_active_ && !send_out(io, ignored)) {
-        count = 0;
         return io;
     }
+    // Once per call, not per record: a call that succeeds leaves the queue as it was.
     ERR_clear_error();
-    errno = 0;
-    io = result(SSL_read_ex(ssl_, buffer, size, &count), count);
+    while (io == Io::done && count < size) {
+        std::size_t got = 0;
+        errno = 0;
+        io = result(SSL_read_ex(ssl_, buffer + count, size - count, &got), got);
+        count += got;
+    }
     read_wants_socket_ = io == Io::want_read;
     if (!write_active_ && out_sent_ < out_.size()) {
         Io sent = Io::done;
         if (!send_out(sent, ignored) && io == Io::want_read) {
-            return sent;  // with done, the next call sends the rest first
+            return sent;  // otherwise the next call sends the rest first
         }
     }
     return io;
@@ -196,10 +201,11 @@ Io Connection::write(std::string_view data, bool& progressed) {
             return Io::done;
         }
         // One record per call (SSL_MODE_ENABLE_PARTIAL_WRITE), so that each record's end is
-        // known: `written` counts whole records only.
+        // known: `written` counts whole records only. The error queue is cleared once per
+        // batch: a call that succeeds leaves it as it was.
+        ERR_clear_error();
         while (encrypted_ < data.size() && out_.size() < kMaxBatch) {
             std::size_t count = 0;
-            ERR_clear_error();
             errno = 0;
             io = result(
                 SSL_write_ex(ssl_, data.data() + encrypted_, data.size() - encrypted_, &count),

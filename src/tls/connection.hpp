@@ -43,6 +43,8 @@ class Connection {
     // The socket, once accepted; it must be non-blocking. It stays the caller's to close.
     void attach(int fd);
     Io handshake();
+    // Decrypts until `buffer` is full (done) or OpenSSL stops (its reason); `count` bytes may
+    // come with any result.
     Io read(char* buffer, std::size_t size, std::size_t& count);
     // Goes on with the write in flight, `data` (the same bytes on every call until it is done):
     // encrypts up to kMaxBatch bytes of records, sends them in one system call, and so on until
