@@ -51,7 +51,7 @@ class Link {
     // Ends the connection without DISCONNECT, with a reset: the broker sees an abrupt loss.
     void reset();
     bool closed() const { return fd_ < 0 || peer_closed_; }
-    std::size_t unsent() const { return out_.size() - out_head_; }
+    std::size_t unsent() const { return out_.size() - out_head_ + (tls_out_.size() - tls_sent_); }
 
   private:
     friend class Loop;
@@ -63,6 +63,7 @@ class Link {
     bool read_tls();
     // Writes what it can with TLS; false when the connection is broken.
     bool write_tls();
+    friend struct RecordBio;
 
     Loop& loop_;
     int fd_ = -1;
@@ -71,6 +72,10 @@ class Link {
     bool watching_writable_ = false;
     std::string out_;
     std::size_t out_head_ = 0;
+    // --tls: the records OpenSSL made (its write BIO appends here) and how much of them is
+    // sent; many records go out in one send(), as the broker sends them.
+    std::string tls_out_;
+    std::size_t tls_sent_ = 0;
     FrameSplitter splitter_{64 * 1024 * 1024};
     OnFrame on_frame_;
 };

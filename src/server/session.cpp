@@ -295,7 +295,7 @@ void Session::start_write() {
     write_in_flight_ = true;
     set_write_deadline(Clock::now());
     if (tls_ != nullptr) [[unlikely]] {
-        tls_->written = 0;
+        tls_->begin_write();
         write_tls();
         return;
     }
@@ -359,6 +359,9 @@ void Session::on_written(const std::error_code& error, std::size_t written) {
                               client()->outbound().empty())) {
         // Going idle: an idle connection should hold no buffer (see docs/performance.md).
         std::string{}.swap(writing_);
+        if (tls_ != nullptr) [[unlikely]] {
+            tls_->release_idle_memory();
+        }
         server_.broker().release_idle_memory(*this);
     }
     if (server_.broker().has_effects()) {
@@ -592,12 +595,7 @@ void Session::on_handshake_failed(std::string_view what) {
 void Session::read_tls() {
     const std::span<char> buffer = server_.read_buffer();
     std::size_t filled = 0;
-    tls::Io io = tls::Io::done;
-    while (io == tls::Io::done && filled < buffer.size()) {
-        std::size_t count = 0;
-        io = tls_->read(buffer.data() + filled, buffer.size() - filled, count);
-        filled += count;
-    }
+    const tls::Io io = tls_->read(buffer.data(), buffer.size(), filled);
     if (filled > 0) {
         server_.stats().bytes_received += filled;
         handle_bytes({buffer.data(), filled});
@@ -624,45 +622,42 @@ void Session::read_tls() {
     }
 }
 
-// Writes `writing_` through OpenSSL, record by record; the completion is posted, as Asio's
-// async_write posts its own, so a write never completes inside the call that started it.
+// Writes `writing_` through OpenSSL, many records per system call (tls::Connection::write);
+// the write deadline runs from the last time the socket took bytes. The completion is posted,
+// as Asio's async_write posts its own, so a write never completes inside the call that started
+// it.
 void Session::write_tls() {
     if (!write_in_flight_) {
         return;
     }
-    for (;;) {
-        const auto complete = [this](std::error_code error) {
-            asio::post(socket_.get_executor(), [self = shared_from_this(), error] {
-                self->on_written(error, self->tls_->written);
-            });
-        };
-        if (server_.stopping_writes()) {
-            complete(asio::error::operation_aborted);
+    const auto complete = [this](std::error_code error) {
+        asio::post(socket_.get_executor(), [self = shared_from_this(), error] {
+            self->on_written(error, self->tls_->written);
+        });
+    };
+    if (server_.stopping_writes()) {
+        complete(asio::error::operation_aborted);
+        return;
+    }
+    bool progressed = false;
+    const tls::Io io = tls_->write(writing_, progressed);
+    if (progressed) {
+        set_write_deadline(Clock::now());
+    }
+    switch (io) {
+        case tls::Io::done:
+            complete({});
             return;
-        }
-        std::size_t count = 0;
-        const tls::Io io =
-            tls_->write(writing_.data() + tls_->written, writing_.size() - tls_->written, count);
-        switch (io) {
-            case tls::Io::done:
-                tls_->written += count;
-                set_write_deadline(Clock::now());
-                if (tls_->written == writing_.size()) {
-                    complete({});
-                    return;
-                }
-                continue;
-            case tls::Io::want_write:
-                wait_tls(Socket::wait_write, &Session::write_tls);
-                return;
-            case tls::Io::want_read:
-                wait_tls(Socket::wait_read, &Session::write_tls);
-                return;
-            case tls::Io::closed:
-            case tls::Io::failed:
-                complete(asio::error::broken_pipe);
-                return;
-        }
+        case tls::Io::want_write:
+            wait_tls(Socket::wait_write, &Session::write_tls);
+            return;
+        case tls::Io::want_read:
+            wait_tls(Socket::wait_read, &Session::write_tls);
+            return;
+        case tls::Io::closed:
+        case tls::Io::failed:
+            complete(asio::error::broken_pipe);
+            return;
     }
 }
 

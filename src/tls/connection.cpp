@@ -1,9 +1,12 @@
 #include "connection.hpp"
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <asio/ssl/context.hpp>
 #include <cerrno>
 #include <cstring>
@@ -60,6 +63,38 @@ bool has_dns_name(X509* certificate, std::string_view name) {
 
 }  // namespace
 
+// OpenSSL's write BIO: every record it makes is appended to the connection's `out_`, which
+// send_out hands to the socket, many records per system call. It never blocks.
+struct OutBio {
+    static int write_ex(BIO* bio, const char* data, std::size_t size, std::size_t* written) {
+        BIO_clear_retry_flags(bio);
+        static_cast<Connection*>(BIO_get_data(bio))->out_.append(data, size);
+        *written = size;
+        return 1;
+    }
+    static long control(BIO*, int command, long, void*) {
+        return command == BIO_CTRL_FLUSH ? 1 : 0;
+    }
+    static int create(BIO* bio) {
+        BIO_set_init(bio, 1);
+        return 1;
+    }
+    static const BIO_METHOD* method() {
+        static BIO_METHOD* const made = [] {
+            BIO_METHOD* method =
+                BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "pubsubx TLS records");
+            if (method == nullptr) {
+                throw std::bad_alloc{};
+            }
+            BIO_meth_set_write_ex(method, write_ex);
+            BIO_meth_set_ctrl(method, control);
+            BIO_meth_set_create(method, create);
+            return method;
+        }();
+        return made;
+    }
+};
+
 Connection::Connection(std::shared_ptr<asio::ssl::context> context)
     : context_(std::move(context)), ssl_(SSL_new(context_->native_handle())) {
     if (ssl_ == nullptr) {
@@ -72,29 +107,144 @@ Connection::~Connection() {
 }
 
 void Connection::attach(int fd) {
-    SSL_set_fd(ssl_, fd);
+    fd_ = fd;
+    BIO* in = BIO_new_socket(fd, BIO_NOCLOSE);
+    BIO* out = BIO_new(OutBio::method());
+    if (in == nullptr || out == nullptr) {
+        BIO_free(in);
+        BIO_free(out);
+        throw std::bad_alloc{};
+    }
+    BIO_set_data(out, this);
+    SSL_set_bio(ssl_, in, out);
     SSL_set_accept_state(ssl_);
 }
 
+bool Connection::send_out(Io& io, bool& progressed) {
+    while (out_sent_ < out_.size()) {
+        const ssize_t sent =
+            ::send(fd_, out_.data() + out_sent_, out_.size() - out_sent_, MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                io = Io::want_write;
+                return false;
+            }
+            failure_ = std::strerror(errno);  // a reset, say: the peer went away
+            io = Io::closed;
+            return false;
+        }
+        out_sent_ += static_cast<std::size_t>(sent);
+        progressed = true;
+        while (next_record_ < record_ends_.size() &&
+               record_ends_[next_record_].first <= out_sent_) {
+            written = record_ends_[next_record_++].second;
+        }
+        if (out_sent_ < out_.size()) {
+            io = Io::want_write;  // the socket took what it had room for
+            return false;
+        }
+    }
+    out_.clear();
+    out_sent_ = 0;
+    record_ends_.clear();
+    next_record_ = 0;
+    return true;
+}
+
 Io Connection::handshake() {
-    std::size_t ignored = 0;
+    Io io = Io::done;
+    bool ignored = false;
+    if (!send_out(io, ignored)) {
+        return io;
+    }
+    std::size_t none = 0;
     ERR_clear_error();
     errno = 0;
-    return result(SSL_do_handshake(ssl_), ignored);
+    const Io shaken = result(SSL_do_handshake(ssl_), none);
+    // What the step wrote (its flight, or the alert of a failure) goes out before the wait.
+    const bool sent = send_out(io, ignored);
+    if (shaken == Io::failed || shaken == Io::closed) {
+        return shaken;
+    }
+    return sent ? shaken : io;
 }
 
 Io Connection::read(char* buffer, std::size_t size, std::size_t& count) {
+    count = 0;
+    // A read may make records of its own (a TLS 1.3 key update's answer, an alert): sent here
+    // unless a write is in flight, which sends them after its own in the order made.
+    Io io = Io::done;
+    bool ignored = false;
+    if (!write_active_ && !send_out(io, ignored)) {
+        return io;
+    }
+    // Once per call, not per record: a call that succeeds leaves the queue as it was.
     ERR_clear_error();
-    errno = 0;
-    const Io io = result(SSL_read_ex(ssl_, buffer, size, &count), count);
+    while (io == Io::done && count < size) {
+        std::size_t got = 0;
+        errno = 0;
+        io = result(SSL_read_ex(ssl_, buffer + count, size - count, &got), got);
+        count += got;
+    }
     read_wants_socket_ = io == Io::want_read;
+    if (!write_active_ && out_sent_ < out_.size()) {
+        Io sent = Io::done;
+        if (!send_out(sent, ignored) && io == Io::want_read) {
+            return sent;  // otherwise the next call sends the rest first
+        }
+    }
     return io;
 }
 
-Io Connection::write(const char* data, std::size_t size, std::size_t& count) {
-    ERR_clear_error();
-    errno = 0;
-    return result(SSL_write_ex(ssl_, data, size, &count), count);
+void Connection::begin_write() {
+    write_active_ = true;
+    written = 0;
+    encrypted_ = 0;
+}
+
+Io Connection::write(std::string_view data, bool& progressed) {
+    for (;;) {
+        Io io = Io::done;
+        if (!send_out(io, progressed)) {
+            return io;
+        }
+        if (encrypted_ == data.size()) {
+            written = encrypted_;
+            write_active_ = false;
+            return Io::done;
+        }
+        // One record per call (SSL_MODE_ENABLE_PARTIAL_WRITE), so that each record's end is
+        // known: `written` counts whole records only. The error queue is cleared once per
+        // batch: a call that succeeds leaves it as it was.
+        ERR_clear_error();
+        while (encrypted_ < data.size() && out_.size() < kMaxBatch) {
+            std::size_t count = 0;
+            errno = 0;
+            io = result(
+                SSL_write_ex(ssl_, data.data() + encrypted_, data.size() - encrypted_, &count),
+                count);
+            if (io != Io::done) {
+                break;
+            }
+            encrypted_ += count;
+            record_ends_.emplace_back(out_.size(), encrypted_);
+        }
+        if (io != Io::done && (io != Io::want_read || out_.empty())) {
+            return io;
+        }
+    }
+}
+
+void Connection::release_idle_memory() {
+    if (out_sent_ == out_.size()) {
+        std::string{}.swap(out_);
+        out_sent_ = 0;
+        std::vector<std::pair<std::size_t, std::size_t>>{}.swap(record_ends_);
+        next_record_ = 0;
+    }
 }
 
 Io Connection::result(int returned, std::size_t& count) {
@@ -137,6 +287,9 @@ void Connection::send_close_notify() {
         ERR_clear_error();
         SSL_shutdown(ssl_);
         ERR_clear_error();
+        Io ignored = Io::done;
+        bool progressed = false;
+        send_out(ignored, progressed);  // one try: what the socket does not take is dropped
     }
 }
 

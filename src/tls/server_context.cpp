@@ -12,6 +12,8 @@ namespace pubsubx::tls {
 
 namespace {
 
+constexpr std::size_t kReadAheadBytes = 64 * 1024;
+
 // `what` and OpenSSL's reason, e.g. "cannot load the private key from k.pem: key values
 // mismatch".
 bool failed(std::string& error, const std::string& what, const std::error_code& code) {
@@ -43,8 +45,10 @@ bool configure(asio::ssl::context& context, const ServerTlsFiles& files, std::st
     SSL_CTX_set_mode(handle, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     // One read system call takes in every record that has arrived, not one header and one
-    // record at a time.
+    // record at a time, up to kReadAheadBytes (OpenSSL's default holds one record: one
+    // system call per record). The buffer is given back when empty (RELEASE_BUFFERS above).
     SSL_CTX_set_read_ahead(handle, 1);
+    SSL_CTX_set_default_read_buffer_len(handle, kReadAheadBytes);
     // No session resumption: no cache that grows with every client, no tickets to sign, and a
     // reloaded certificate is seen by every new connection.
     SSL_CTX_set_session_cache_mode(handle, SSL_SESS_CACHE_OFF);

@@ -314,6 +314,50 @@ TEST_CASE("a round trip over TLS, beside an original plain client on the plain p
     CHECK(server.counters_show("tls_handshakes=1 tls_handshakes_failed=0"));
 }
 
+// The server sends many records per system call: a backlog far larger than the socket
+// buffers goes out in partial sends, and arrives whole and in order.
+TEST_CASE("a TLS subscriber's backlog larger than the socket buffers arrives whole, in order") {
+    TlsServer server{tls_args("server", {"--max-queue", "64000000", "--write-timeout", "0"})};
+    TlsClient secure{server.tls_port()};
+    REQUIRE(secure.handshake_ok());
+    secure.connect_as("reader");
+    REQUIRE(secure.send_frame("SUBSCRIBE t"));
+    secure.round_trip("reader-probe");
+    TestClient pub{server.port()};
+    pub.connect_as("pub");
+    const auto payload = [](int i) {
+        return std::to_string(i) + " " + std::string(50'000 + static_cast<std::size_t>(i), 'x');
+    };
+    std::string batch;
+    for (int i = 0; i < 400; ++i) {
+        pubsubx::append_frame(batch, "PUBLISH t " + payload(i));
+    }
+    pub.send_raw(batch);
+    pub.barrier();
+    for (int i = 0; i < 400; ++i) {
+        const std::optional<std::string> frame = secure.read_frame();
+        REQUIRE(frame.has_value());
+        REQUIRE(*frame == "t " + payload(i));
+    }
+    secure.round_trip("reader-probe");
+}
+
+TEST_CASE("a TLS peer that stops reading is lost after --write-timeout") {
+    TlsServer server{tls_args("server", {"--write-timeout", "0.3", "--slow-consumer-grace", "0"})};
+    TlsClient stalled{server.tls_port()};
+    REQUIRE(stalled.handshake_ok());
+    stalled.connect_as("stalled");
+    REQUIRE(stalled.send_frame("SUBSCRIBE t"));
+    stalled.round_trip("stalled-probe");
+    TestClient pub{server.port()};
+    pub.connect_as("pub");
+    publish_bulk(pub, 300, 60'000);  // far more than the socket buffers hold
+    CHECK(server.wait_for_output(
+        "ERROR: Client 'stalled' stopped reading: its write made no progress", 5000ms));
+    CHECK(server.wait_for_output("Client 'stalled' lost"));
+    pub.barrier();
+}
+
 TEST_CASE("--no-plain listens for TLS only; TLS options without --tls-port are usage errors") {
     TlsServer server{tls_args("server", {"--no-plain"})};
     CHECK(server.output().find("Server started, TLS only (--no-plain), TLS listening on") !=
@@ -433,8 +477,7 @@ TEST_CASE("--tls-name-from-cert: the certificate's CN or DNS name, nothing else"
 TEST_CASE("with --users, a certificate that names a user logs it in without a password") {
     TemporaryDirectory directory{"tls-users"};
     const std::string users = directory.path() + "/users";
-    std::ofstream{users} << "user alice "
-                         << pubsubx::security::hash_password("wonder", {10, 8, 1})
+    std::ofstream{users} << "user alice " << pubsubx::security::hash_password("wonder", {10, 8, 1})
                          << "\npublish alice a/#\nsubscribe alice a/#\n";
     ::chmod(users.c_str(), 0600);
     TlsServer server{tls_args("server", {"--tls-ca", cert("ca.crt"), "--tls-require-client-cert",
