@@ -96,7 +96,9 @@ struct RecordBio {
 std::shared_ptr<ssl_ctx_st> make_tls_context(const std::string& ca_file, bool insecure) {
     std::shared_ptr<SSL_CTX> context{SSL_CTX_new(TLS_client_method()), SSL_CTX_free};
     SSL_CTX_set_min_proto_version(context.get(), TLS1_2_VERSION);
-    SSL_CTX_set_mode(context.get(), SSL_MODE_ENABLE_PARTIAL_WRITE);
+    // The send buffer may grow (and move) between a write that wanted the socket and its retry.
+    SSL_CTX_set_mode(context.get(),
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     // One read system call brings every record that has arrived (up to the read buffer's
     // size), not one record header and one record body at a time: the harness should cost
     // less than the broker it measures.

@@ -593,6 +593,11 @@ void Session::on_handshake_failed(std::string_view what) {
 // until the socket was empty let 1x1 4 KiB queues grow to the whole window, and the memory
 // they took and gave back each time cost the broker half its time in page faults).
 void Session::read_tls() {
+    // Reached from a wait for writability too, which nothing cancels: a connection that began
+    // closing meanwhile reads no more frames.
+    if (phase_ != Phase::awaiting_connect && phase_ != Phase::open) {
+        return;
+    }
     const std::span<char> buffer = server_.read_buffer();
     std::size_t filled = 0;
     const tls::Io io = tls_->read(buffer.data(), buffer.size(), filled);
