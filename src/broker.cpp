@@ -615,10 +615,14 @@ bool Broker::may_hand_over(std::string_view name, std::string_view secret,
         return false;
     }
     if (accounts_ != nullptr && accounts_->user(name) != nullptr) {
-        // The asking node logged the user in before it asked (connect): by its password, or
-        // by a client certificate this node never sees. Nodes trust each other
-        // (docs/cluster.md).
-        return true;
+        // The asking node logged the user in before it asked (connect): by its password, or by
+        // a client certificate this node never sees (no password then). Nodes trust each other
+        // (docs/cluster.md), but a password this node knows to be wrong is refused here too.
+        if (secret.empty() || accounts_->known_password(name, secret) != Accounts::Known::wrong) {
+            return true;
+        }
+        error_frame = admission_.wrong_password(source, name, now);
+        return false;
     }
     Admission admission = admission_.decide(source, name, secret, client, now);
     if (admission.verdict == Admission::Verdict::refuse) {

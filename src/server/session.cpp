@@ -641,7 +641,9 @@ void Session::write_tls() {
         });
     };
     if (server_.stopping_writes()) {
-        complete(asio::error::operation_aborted);
+        // At once, not posted: the store's close is posted already and must see what this
+        // write did not send back in the client's queue.
+        on_written(asio::error::operation_aborted, tls_->written);
         return;
     }
     bool progressed = false;

@@ -34,8 +34,14 @@ bool same_text(const ASN1_STRING* text, std::string_view name) {
 
 // A DNS name is an IA5String (ASCII) by definition.
 bool same_dns_name(const ASN1_IA5STRING* text, std::string_view name) {
-    return text != nullptr && ASN1_STRING_type(text) == V_ASN1_IA5STRING &&
-           same_bytes(ASN1_STRING_get0_data(text), ASN1_STRING_length(text), name);
+    if (text == nullptr || ASN1_STRING_type(text) != V_ASN1_IA5STRING) {
+        return false;
+    }
+    const unsigned char* bytes = ASN1_STRING_get0_data(text);
+    const int size = ASN1_STRING_length(text);
+    // Bytes past ASCII are no DNS name: read as UTF-8 they could spell another name.
+    return std::all_of(bytes, bytes + std::max(size, 0), [](unsigned char c) { return c < 0x80; }) &&
+           same_bytes(bytes, size, name);
 }
 
 bool has_common_name(X509* certificate, std::string_view name) {

@@ -362,3 +362,17 @@ TEST_CASE_FIXTURE(Fixture, "a node hands a user's client over on the asking node
     CHECK(error.empty());
     CHECK(broker.stats().auth_failures == 0);
 }
+
+TEST_CASE_FIXTURE(Fixture, "the holding node refuses a hand-over with a password it knows wrong") {
+    // Review: every user's hand-over was granted, whatever password came with it.
+    broker.enable_accounts(table(rights({}, {"a"})), false);
+    FakeConnection alice{broker};
+    REQUIRE(log_in(broker, alice, "alice", "pw", true).next == FrameResult::Next::read_more);
+    alice.lose(t0);
+    std::string error;
+    CHECK_FALSE(broker.may_hand_over("alice", "wrong", address(9), t0 + 1s, error));
+    CHECK(error == "ERROR: Not authorized");
+    CHECK(broker.stats().auth_failures == 1);
+    error.clear();
+    CHECK(broker.may_hand_over("alice", "pw", address(8), t0 + 1min, error));
+}
