@@ -751,16 +751,15 @@ const Rights* Broker::rights_after_reload(Client& client, std::string& why_not) 
 Broker::AccountsChange Broker::apply_accounts() {
     AccountsChange change;
     std::vector<Client*> clients;
-    lifecycle_.for_each_client([&](const Client& client) {
-        clients.push_back(lifecycle_.find(client.name()));
-    });
+    lifecycle_.for_each_client(
+        [&](const Client& client) { clients.push_back(lifecycle_.find(client.name())); });
     for (Client* client : clients) {
         std::string why_not;
         const Rights* const rights = rights_after_reload(*client, why_not);
         if (rights == nullptr) {
             if (client->connected()) {
-                effects_.close.push_back({client->connection(), why_not,
-                                          std::string{kNotAuthorized} + ": " + why_not});
+                effects_.close.push_back(
+                    {client->connection(), why_not, std::string{kNotAuthorized} + ": " + why_not});
             }
             logger_.info("Client '", client->name(), "' removed: ", why_not);
             lifecycle_.remove(*client, why_not);

@@ -131,8 +131,8 @@ class Broker {
     // then goes through when handed again); a wrong one is counted as admission counts a
     // wrong secret, and its error frame returned.
     std::string password_checked(std::string_view name, std::string_view password_hash,
-                                 std::string_view password, bool right,
-                                 const SourceAddress& source, TimePoint now);
+                                 std::string_view password, bool right, const SourceAddress& source,
+                                 TimePoint now);
     // Mutual TLS with --tls-name-from-cert: the connection's certificate names the client of
     // the CONNECT it hands over next (the server has checked the name against it). With
     // --users that user logs in without its password.

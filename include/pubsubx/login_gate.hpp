@@ -17,8 +17,8 @@ class LoginGate {
     // connection hands it to the broker again, which then knows the password is right);
     // otherwise it is refused with it.
     using Done = std::function<void(std::string_view error_frame)>;
-    virtual void check_password(std::string name, std::string password,
-                                const SourceAddress& source, Done done) = 0;
+    virtual void check_password(std::string name, std::string password, const SourceAddress& source,
+                                Done done) = 0;
 
   protected:
     ~LoginGate() = default;

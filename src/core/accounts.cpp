@@ -7,15 +7,13 @@
 namespace pubsubx {
 
 bool Rights::may_publish(std::string_view topic) const {
-    return std::any_of(publish.begin(), publish.end(), [&](const std::string& filter) {
-        return filter_matches(filter, topic);
-    });
+    return std::any_of(publish.begin(), publish.end(),
+                       [&](const std::string& filter) { return filter_matches(filter, topic); });
 }
 
 bool Rights::may_subscribe(std::string_view filter) const {
-    return std::any_of(subscribe.begin(), subscribe.end(), [&](const std::string& allowed) {
-        return filter_covers(allowed, filter);
-    });
+    return std::any_of(subscribe.begin(), subscribe.end(),
+                       [&](const std::string& allowed) { return filter_covers(allowed, filter); });
 }
 
 Accounts::Accounts(AccountTable table, bool allow_anonymous)

@@ -200,8 +200,7 @@ Clock::duration AdmissionControl::backoff_for(const SourceAddress& from, std::st
                                               const SourceAddress* trusted, TimePoint now) {
     const SourceAddress source = source_key(from);
     const Clock::duration wait = by_source_.blocked_for(source, now);
-    if (wait != Clock::duration::zero() ||
-        (trusted != nullptr && source == source_key(*trusted))) {
+    if (wait != Clock::duration::zero() || (trusted != nullptr && source == source_key(*trusted))) {
         return wait;
     }
     return by_name_.blocked_for(std::string{name}, now);

@@ -89,8 +89,7 @@ bool write_whole(const std::string& path, const std::string& text, const Ownersh
     if (ownership.owner && (*ownership.owner != geteuid() || *ownership.group != getegid())) {
         written = fchown(fd, *ownership.owner, *ownership.group) == 0 && written;
     }
-    written = written &&
-              write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    written = written && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     written = fsync(fd) == 0 && written;
     written = close(fd) == 0 && written;
     if (!written || rename(temporary.c_str(), path.c_str()) != 0) {

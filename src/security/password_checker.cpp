@@ -80,7 +80,8 @@ void PasswordChecker::run() {
         } catch (const PasswordHashError&) {
             right = false;  // the users file's parser refuses such hashes: cannot happen
         }
-        asio::post(io_, [this, check = std::move(check), right]() mutable { answer(check, right); });
+        asio::post(io_,
+                   [this, check = std::move(check), right]() mutable { answer(check, right); });
     }
 }
 

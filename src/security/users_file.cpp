@@ -5,8 +5,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <iterator>
+#include <map>
 #include <memory>
 
 #include "password_hash.hpp"

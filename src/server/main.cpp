@@ -423,9 +423,9 @@ std::optional<pubsubx::AccountTable> load_users(const std::string& path, pubsubx
     }
     if (pubsubx::security::readable_by_others(path)) {
         logger.warning("Users file ", path,
-                     " is readable by other users of this machine, who could guess its "
-                     "passwords offline (chmod o-r ",
-                     path, ")");
+                       " is readable by other users of this machine, who could guess its "
+                       "passwords offline (chmod o-r ",
+                       path, ")");
     }
     return std::get<pubsubx::AccountTable>(std::move(read));
 }
@@ -554,8 +554,8 @@ int main(int argc, char** argv) {
         }
         if (line.server.plain && !address.is_loopback()) {
             logger.warning("--users with a plain port on ", line.server.bind_address,
-                         ": passwords travel in clear text there (use --tls-port, and "
-                         "--no-plain)");
+                           ": passwords travel in clear text there (use --tls-port, and "
+                           "--no-plain)");
         }
         // After the store: the clients it brought back keep only what their rights allow.
         broker.enable_accounts(std::move(*table), line.allow_anonymous);

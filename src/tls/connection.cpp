@@ -40,7 +40,8 @@ bool same_dns_name(const ASN1_IA5STRING* text, std::string_view name) {
     const unsigned char* bytes = ASN1_STRING_get0_data(text);
     const int size = ASN1_STRING_length(text);
     // Bytes past ASCII are no DNS name: read as UTF-8 they could spell another name.
-    return std::all_of(bytes, bytes + std::max(size, 0), [](unsigned char c) { return c < 0x80; }) &&
+    return std::all_of(bytes, bytes + std::max(size, 0),
+                       [](unsigned char c) { return c < 0x80; }) &&
            same_bytes(bytes, size, name);
 }
 

@@ -52,12 +52,12 @@ std::string user(const std::string& name, const std::string& password,
 std::string alice_and_anonymous() {
     return user("alice", "wonder") +
            "publish alice sensors/#\nsubscribe alice chat/+\nsubscribe alice news\n"
-           "subscribe * public/#\npublish * chat/room\npublish * news\n" + barrier_rights("*");
+           "subscribe * public/#\npublish * chat/room\npublish * news\n" +
+           barrier_rights("*");
 }
 
 std::unique_ptr<TestClient> log_in(std::uint16_t port, const std::string& name,
-                                   const std::string& password,
-                                   const char* source = "127.0.0.1") {
+                                   const std::string& password, const char* source = "127.0.0.1") {
     auto client = std::make_unique<TestClient>(port, 0, source);
     client->send_frame("CONNECT " + name + " " + password);
     return client;
@@ -225,8 +225,7 @@ TEST_CASE("password checks never hold up the traffic, and a flood of them is ref
     std::vector<std::unique_ptr<TestClient>> guessers;
     for (int i = 0; i < 40; ++i) {
         const std::string source = "127.0.1." + std::to_string(i + 1);
-        guessers.push_back(
-            log_in(server.port(), "u" + std::to_string(i), "guess", source.c_str()));
+        guessers.push_back(log_in(server.port(), "u" + std::to_string(i), "guess", source.c_str()));
     }
     // Meanwhile the event loop serves alice at once: her round trip comes back long before
     // the 32 waiting checks (seconds) are done.

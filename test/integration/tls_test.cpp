@@ -600,8 +600,9 @@ TEST_CASE("pubsubx-client --tls refuses a server whose certificate names another
                                  "-p", dns_port, "-t", "t", "-m", "x"}};
         CHECK(by_address.wait_exit() == 1);
         CHECK(by_address.output().find("(IP address mismatch)") != std::string::npos);
-        ChildProcess by_name{client_path(), {"pub", "--tls", "--cafile", cert("ca.crt"), "-H",
-                                             "localhost", "-p", dns_port, "-t", "t", "-m", "x"}};
+        ChildProcess by_name{client_path(),
+                             {"pub", "--tls", "--cafile", cert("ca.crt"), "-H", "localhost", "-p",
+                              dns_port, "-t", "t", "-m", "x"}};
         CHECK(by_name.wait_exit() == 0);
     }
 

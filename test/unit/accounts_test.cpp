@@ -1,10 +1,11 @@
 // Accounts and permissions in the core (--users): which filters a right covers, logins that
 // wait for the slow password check, refusals that leave the connection open, and a reload of
 // the users file that ends what the new rights no longer allow (a lost client too).
+#include "pubsubx/core/accounts.hpp"
+
 #include <doctest/doctest.h>
 
 #include "broker_fixture.hpp"
-#include "pubsubx/core/accounts.hpp"
 
 using namespace pubsubx;
 using namespace pubsubx::test_support;
@@ -68,15 +69,15 @@ TEST_CASE("a right to subscribe covers exactly the filters whose topics it match
         bool covered;
     };
     const Case cases[] = {
-        {"#", "a/b", true},          {"#", "a/#", true},          {"#", "$SYS/x", false},
-        {"#", "+/x", true},          {"+", "a", true},            {"+", "a/b", false},
-        {"+", "#", false},           {"+", "+", true},            {"a/+", "a/b", true},
-        {"a/+", "a/+", true},        {"a/+", "a/#", false},       {"a/+", "a", false},
-        {"a/#", "a", true},          {"a/#", "a/b/c", true},      {"a/#", "a/+/#", true},
-        {"a/#", "b", false},         {"a/b", "a/b", true},        {"a/b", "a/+", false},
-        {"a/b", "a/b/c", false},     {"a/b", "a", false},         {"$SYS/#", "$SYS/a", true},
-        {"+/x", "$SYS/x", false},    {"a/+/c", "a/b/c", true},    {"a/+/c", "a/b/d", false},
-        {"a//b", "a//b", true},      {"a/+/b", "a//b", true},     {"a/b/#", "a/b", true},
+        {"#", "a/b", true},       {"#", "a/#", true},       {"#", "$SYS/x", false},
+        {"#", "+/x", true},       {"+", "a", true},         {"+", "a/b", false},
+        {"+", "#", false},        {"+", "+", true},         {"a/+", "a/b", true},
+        {"a/+", "a/+", true},     {"a/+", "a/#", false},    {"a/+", "a", false},
+        {"a/#", "a", true},       {"a/#", "a/b/c", true},   {"a/#", "a/+/#", true},
+        {"a/#", "b", false},      {"a/b", "a/b", true},     {"a/b", "a/+", false},
+        {"a/b", "a/b/c", false},  {"a/b", "a", false},      {"$SYS/#", "$SYS/a", true},
+        {"+/x", "$SYS/x", false}, {"a/+/c", "a/b/c", true}, {"a/+/c", "a/b/d", false},
+        {"a//b", "a//b", true},   {"a/+/b", "a//b", true},  {"a/b/#", "a/b", true},
         {"a/b/#", "a/+", false},
     };
     for (const Case& check : cases) {
@@ -123,7 +124,8 @@ TEST_CASE_FIXTURE(Fixture, "a user logs in after the slow check, and a wrong pas
     CHECK(third.send("CONNECT alice other", later + 1min).next == FrameResult::Next::close);
 }
 
-TEST_CASE_FIXTURE(Fixture, "names outside the file need --allow-anonymous, and a user its password") {
+TEST_CASE_FIXTURE(Fixture,
+                  "names outside the file need --allow-anonymous, and a user its password") {
     broker.enable_accounts(table(rights({}, {})), false);
     FakeConnection stranger{broker, address(1)};
     CHECK(stranger.send("CONNECT bob").next == FrameResult::Next::close);
@@ -138,7 +140,8 @@ TEST_CASE_FIXTURE(Fixture, "names outside the file need --allow-anonymous, and a
     CHECK(user_without_password.send("CONNECT alice").next == FrameResult::Next::close);
 }
 
-TEST_CASE_FIXTURE(Fixture, "a PUBLISH or SUBSCRIBE outside the rights is refused, the client stays") {
+TEST_CASE_FIXTURE(Fixture,
+                  "a PUBLISH or SUBSCRIBE outside the rights is refused, the client stays") {
     broker.enable_accounts(table(rights({"sensors/#"}, {"chat/+"}), rights({}, {"sensors/#"})),
                            true);
     FakeConnection alice{broker};
@@ -222,7 +225,8 @@ TEST_CASE_FIXTURE(Fixture, "a reload that removes a connected user closes it wit
     CHECK(broker.client_count() == 0);
 }
 
-TEST_CASE_FIXTURE(Fixture, "a user gone from the file and restored as anonymous has anonymous rights") {
+TEST_CASE_FIXTURE(Fixture,
+                  "a user gone from the file and restored as anonymous has anonymous rights") {
     // Review: the lost client kept the removed user's rights and got them back on a restore.
     broker.enable_accounts(table(rights({"#"}, {"#"})), true);
     FakeConnection alice{broker};
@@ -238,7 +242,8 @@ TEST_CASE_FIXTURE(Fixture, "a user gone from the file and restored as anonymous 
                                     "ERROR: Not allowed to publish to 'secret/x'"});
 }
 
-TEST_CASE_FIXTURE(Fixture, "in a cluster a user's password is settled before the cluster is asked") {
+TEST_CASE_FIXTURE(Fixture,
+                  "in a cluster a user's password is settled before the cluster is asked") {
     // Review: the node holding the client hands it over on the asking node's word, so the
     // asking node must have checked the password first.
     AskingCluster cluster;
@@ -260,7 +265,8 @@ TEST_CASE_FIXTURE(Fixture, "in a cluster a user's password is settled before the
     CHECK(cluster.asked == 1);
 }
 
-TEST_CASE_FIXTURE(Fixture, "a PUBLISH outside the rights is refused with no wildcard filter anywhere") {
+TEST_CASE_FIXTURE(Fixture,
+                  "a PUBLISH outside the rights is refused with no wildcard filter anywhere") {
     // Review: every other test had a wildcard subscription, so only the filters' path was tried.
     broker.enable_accounts(table(rights({"a"}, {}), rights({}, {"a", "b"})), true);
     FakeConnection alice{broker};
@@ -271,12 +277,12 @@ TEST_CASE_FIXTURE(Fixture, "a PUBLISH outside the rights is refused with no wild
     reader.send("SUBSCRIBE b");
     alice.send("PUBLISH b forged");
     alice.send("PUBLISH a fine");
-    CHECK(alice.received() ==
-          Frames{"OK: Conn accepted", "ERROR: Not allowed to publish to 'b'"});
+    CHECK(alice.received() == Frames{"OK: Conn accepted", "ERROR: Not allowed to publish to 'b'"});
     CHECK(reader.received() == Frames{"OK: Conn accepted", "a fine"});
 }
 
-TEST_CASE_FIXTURE(Fixture, "a client another node hands over keeps only what the rights here allow") {
+TEST_CASE_FIXTURE(Fixture,
+                  "a client another node hands over keeps only what the rights here allow") {
     broker.enable_accounts(table(rights({}, {"news"})), false);
     RecoveredClient handed;
     handed.name = "alice";
@@ -286,7 +292,8 @@ TEST_CASE_FIXTURE(Fixture, "a client another node hands over keeps only what the
     CHECK(broker.find_topic("news") != nullptr);
 }
 
-TEST_CASE_FIXTURE(Fixture, "a certificate that vouches for a user's name logs it in without a password") {
+TEST_CASE_FIXTURE(Fixture,
+                  "a certificate that vouches for a user's name logs it in without a password") {
     broker.enable_accounts(table(rights({"a/#"}, {"a/#"})), false);
     FakeConnection alice{broker};
     broker.vouch_for_next_connect(alice);
@@ -313,8 +320,8 @@ TEST_CASE("filter_covers agrees with filter_matches over every small filter and 
     const std::vector<std::string> topic_levels{"a", "b", "$a", ""};
     std::vector<std::string> filters;
     std::vector<std::string> topics;
-    const auto grow = [](const std::vector<std::string>& levels,
-                         std::size_t depth, std::vector<std::string>& out) {
+    const auto grow = [](const std::vector<std::string>& levels, std::size_t depth,
+                         std::vector<std::string>& out) {
         std::vector<std::string> layer{""};
         for (std::size_t level = 0; level < depth; ++level) {
             std::vector<std::string> next;
