@@ -17,6 +17,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "tls/appending_bio.hpp"
+
 namespace pubsubx::bench {
 
 namespace {
@@ -64,34 +66,6 @@ std::string openssl_reason() {
 }
 
 }  // namespace
-
-// A link's write BIO after the handshake: every record is appended to its `tls_out_`.
-struct RecordBio {
-    static int write_ex(BIO* bio, const char* data, std::size_t size, std::size_t* written) {
-        BIO_clear_retry_flags(bio);
-        static_cast<Link*>(BIO_get_data(bio))->tls_out_.append(data, size);
-        *written = size;
-        return 1;
-    }
-    static long control(BIO*, int command, long, void*) {
-        return command == BIO_CTRL_FLUSH ? 1 : 0;
-    }
-    static int create(BIO* bio) {
-        BIO_set_init(bio, 1);
-        return 1;
-    }
-    static const BIO_METHOD* method() {
-        static BIO_METHOD* const made = [] {
-            BIO_METHOD* method =
-                BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "bench TLS records");
-            BIO_meth_set_write_ex(method, write_ex);
-            BIO_meth_set_ctrl(method, control);
-            BIO_meth_set_create(method, create);
-            return method;
-        }();
-        return made;
-    }
-};
 
 std::shared_ptr<ssl_ctx_st> make_tls_context(const std::string& ca_file, bool insecure) {
     std::shared_ptr<SSL_CTX> context{SSL_CTX_new(TLS_client_method()), SSL_CTX_free};
@@ -153,9 +127,7 @@ void Link::handshake(const Endpoint& endpoint) {
                                  std::to_string(endpoint.port) + " failed: " + reason);
     }
     fcntl(fd_, F_SETFL, flags);
-    BIO* records = BIO_new(RecordBio::method());
-    BIO_set_data(records, this);
-    SSL_set0_wbio(ssl_, records);
+    SSL_set0_wbio(ssl_, tls::new_appending_bio(tls_out_));
 }
 
 Link::~Link() {

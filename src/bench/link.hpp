@@ -63,7 +63,6 @@ class Link {
     bool read_tls();
     // Writes what it can with TLS; false when the connection is broken.
     bool write_tls();
-    friend struct RecordBio;
 
     Loop& loop_;
     int fd_ = -1;

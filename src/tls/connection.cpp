@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "appending_bio.hpp"
 #include "openssl_errors.hpp"
 
 namespace pubsubx::tls {
@@ -70,38 +71,6 @@ bool has_dns_name(X509* certificate, std::string_view name) {
 
 }  // namespace
 
-// OpenSSL's write BIO: every record it makes is appended to the connection's `out_`, which
-// send_out hands to the socket, many records per system call. It never blocks.
-struct OutBio {
-    static int write_ex(BIO* bio, const char* data, std::size_t size, std::size_t* written) {
-        BIO_clear_retry_flags(bio);
-        static_cast<Connection*>(BIO_get_data(bio))->out_.append(data, size);
-        *written = size;
-        return 1;
-    }
-    static long control(BIO*, int command, long, void*) {
-        return command == BIO_CTRL_FLUSH ? 1 : 0;
-    }
-    static int create(BIO* bio) {
-        BIO_set_init(bio, 1);
-        return 1;
-    }
-    static const BIO_METHOD* method() {
-        static BIO_METHOD* const made = [] {
-            BIO_METHOD* method =
-                BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "pubsubx TLS records");
-            if (method == nullptr) {
-                throw std::bad_alloc{};
-            }
-            BIO_meth_set_write_ex(method, write_ex);
-            BIO_meth_set_ctrl(method, control);
-            BIO_meth_set_create(method, create);
-            return method;
-        }();
-        return made;
-    }
-};
-
 Connection::Connection(std::shared_ptr<asio::ssl::context> context)
     : context_(std::move(context)), ssl_(SSL_new(context_->native_handle())) {
     if (ssl_ == nullptr) {
@@ -116,13 +85,16 @@ Connection::~Connection() {
 void Connection::attach(int fd) {
     fd_ = fd;
     BIO* in = BIO_new_socket(fd, BIO_NOCLOSE);
-    BIO* out = BIO_new(OutBio::method());
-    if (in == nullptr || out == nullptr) {
-        BIO_free(in);
-        BIO_free(out);
+    if (in == nullptr) {
         throw std::bad_alloc{};
     }
-    BIO_set_data(out, this);
+    BIO* out = nullptr;
+    try {
+        out = new_appending_bio(out_);
+    } catch (const std::bad_alloc&) {
+        BIO_free(in);
+        throw;
+    }
     SSL_set_bio(ssl_, in, out);
     SSL_set_accept_state(ssl_);
 }

@@ -76,7 +76,6 @@ class Connection {
     static constexpr std::size_t kMaxBatch = 256 * 1024;
 
   private:
-    friend struct OutBio;
     Io result(int returned, std::size_t& count);
     // Sends what `out_` holds; false when the socket took not all of it (or failed: `io`).
     bool send_out(Io& io, bool& progressed);
