@@ -342,6 +342,55 @@ TEST_CASE("a TLS subscriber's backlog larger than the socket buffers arrives who
     secure.round_trip("reader-probe");
 }
 
+// A stop with --data-dir while a TLS write is stalled: what the socket did not take goes back
+// to the client's queue and into the store, so the restored client gets the rest, exactly once.
+TEST_CASE("a stop with --data-dir during a stalled TLS write loses and repeats nothing") {
+    TemporaryDirectory data{"tls-store"};
+    const std::vector<std::string> options{"--max-queue", "64000000",   "--write-timeout",
+                                           "0",           "--data-dir", data.path()};
+    const auto payload = [](int i) {
+        return std::to_string(i) + " " + std::string(50'000 + static_cast<std::size_t>(i), 'x');
+    };
+    constexpr int kMessages = 400;  // 20 MB: far more than the socket buffers hold
+    int received = 0;
+    {
+        auto server = std::make_unique<TlsServer>(tls_args("server", options));
+        TlsClient reader{server->tls_port()};
+        REQUIRE(reader.handshake_ok());
+        reader.connect_as("reader");
+        REQUIRE(reader.send_frame("SUBSCRIBE t"));
+        reader.round_trip("reader-probe");
+        TestClient pub{server->port()};
+        pub.connect_as("pub");
+        std::string batch;
+        for (int i = 0; i < kMessages; ++i) {
+            pubsubx::append_frame(batch, "PUBLISH t " + payload(i));
+        }
+        pub.send_raw(batch);
+        pub.barrier();
+        server->send_signal(SIGTERM);
+        REQUIRE(server->wait_exit(10000ms) == 0);
+        // What reached the reader before the stop, in order from the first.
+        while (const std::optional<std::string> frame = reader.read_frame(500ms)) {
+            REQUIRE(*frame == "t " + payload(received));
+            ++received;
+        }
+    }
+    CHECK(received < kMessages);  // the stop did cut the write short
+    TlsServer restarted{tls_args("server", options)};
+    TlsClient back{restarted.tls_port()};
+    REQUIRE(back.handshake_ok());
+    REQUIRE(back.send_frame("CONNECT reader"));
+    CHECK(back.read_frame(5000ms) == "RESTORED reader");
+    CHECK(back.read_frame().value_or("").find('t') != std::string::npos);  // its topics
+    for (int i = received; i < kMessages; ++i) {
+        const std::optional<std::string> frame = back.read_frame(5000ms);
+        REQUIRE(frame.has_value());
+        REQUIRE(*frame == "t " + payload(i));
+    }
+    CHECK(back.read_frame(300ms) == std::nullopt);
+}
+
 TEST_CASE("a TLS peer that stops reading is lost after --write-timeout") {
     TlsServer server{tls_args("server", {"--write-timeout", "0.3", "--slow-consumer-grace", "0"})};
     TlsClient stalled{server.tls_port()};
