@@ -35,6 +35,8 @@
 
 namespace {
 
+using pubsubx::server::endpoint_text;
+
 struct CommandLine {
     pubsubx::server::ServerOptions server;
     pubsubx::BrokerConfig broker;
@@ -405,15 +407,6 @@ std::string host_name() {
     return name;
 }
 
-std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
-    const auto address = endpoint.address();
-    const std::string host =
-        address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
-    return host + ":" + std::to_string(endpoint.port());
-}
-
-}  // namespace
-
 // At start: the users file must be whole, or the server does not start.
 std::optional<pubsubx::AccountTable> load_users(const std::string& path, pubsubx::Logger& logger) {
     auto read = pubsubx::security::read_users_file(path);
@@ -445,6 +438,20 @@ void reload_users(const std::string& path, pubsubx::Broker& broker, pubsubx::Log
                   " client(s) removed and ", change.subscriptions_ended,
                   " subscription(s) ended by the new permissions");
 }
+
+// SIGHUP: a certificate or key that cannot be used keeps the ones in force.
+void reload_tls(pubsubx::tls::ServerContext& tls, const pubsubx::tls::ServerTlsFiles& files,
+                pubsubx::Logger& logger) {
+    std::string reload_error;
+    if (tls.reload(reload_error)) {
+        logger.always("SIGHUP: TLS certificate and key reloaded from ", files.certificate_chain,
+                      " and ", files.private_key, "; new connections use them");
+    } else {
+        logger.error("SIGHUP: TLS reload failed, keeping the previous certificate: ", reload_error);
+    }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{
@@ -629,14 +636,8 @@ int main(int argc, char** argv) {
                 reload_users(line.users_file, broker, logger);
                 server->apply_effects();
             }
-            std::string reload_error;
-            if (tls != nullptr && tls->reload(reload_error)) {
-                logger.always("SIGHUP: TLS certificate and key reloaded from ",
-                              line.tls.certificate_chain, " and ", line.tls.private_key,
-                              "; new connections use them");
-            } else if (tls != nullptr) {
-                logger.error("SIGHUP: TLS reload failed, keeping the previous certificate: ",
-                             reload_error);
+            if (tls != nullptr) {
+                reload_tls(*tls, line.tls, logger);
             }
             wait_for_reload_signal();
         });

@@ -46,6 +46,13 @@ void listen(asio::ip::tcp::acceptor& acceptor, const asio::ip::tcp::endpoint& en
 }
 }  // namespace
 
+std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
+    const auto address = endpoint.address();
+    const std::string host =
+        address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+    return host + ":" + std::to_string(endpoint.port());
+}
+
 Server::Server(asio::io_context& io, const ServerOptions& options, Broker& broker, Logger& logger)
     : io_(io),
       options_(options),
@@ -164,7 +171,7 @@ void Server::accept_next(asio::ip::tcp::acceptor& acceptor) {
         if (error == asio::error::operation_aborted || stopped_) {
             return;
         }
-        const bool tls = &acceptor != &acceptor_;
+        const bool tls = is_tls(acceptor);
         if (is_out_of_descriptors(error) && spare_descriptor_ >= 0) {
             refuse_with_spare_descriptor(acceptor);
             accept_next(acceptor);
@@ -243,7 +250,7 @@ void Server::refuse_with_spare_descriptor(asio::ip::tcp::acceptor& acceptor) {
     acceptor.non_blocking(true, error);  // the pending connection may be gone already
     acceptor.accept(socket, error);
     if (!error) {
-        refuse_connection(socket, &acceptor != &acceptor_);
+        refuse_connection(socket, is_tls(acceptor));
     }
     reserve_spare_descriptor();
 }

@@ -31,6 +31,9 @@ class ServerContext;
 
 namespace pubsubx::server {
 
+// "127.0.0.1:12000" or "[::1]:12000", as the log lines name an address.
+std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint);
+
 // The connection-level limits (docs/robustness.md). For each of them 0 means "no limit".
 struct ServerOptions {
     std::string bind_address = "127.0.0.1";
@@ -117,6 +120,7 @@ class Server {
     };
 
     void accept_next(asio::ip::tcp::acceptor& acceptor);
+    bool is_tls(const asio::ip::tcp::acceptor& acceptor) const { return &acceptor != &acceptor_; }
     void on_accepted(Socket socket, bool tls);
     void refuse_connection(Socket& socket, bool tls);
     void arm_expiry(TimePoint when);

@@ -26,15 +26,10 @@ TimePoint deadline_after(TimePoint now, Clock::duration timeout) {
 }
 
 // "127.0.0.1:40312", for the log lines of TLS connections, which may have no client name.
-std::string endpoint_text(const Socket& socket) {
+std::string peer_text(const Socket& socket) {
     std::error_code error;
     const asio::ip::tcp::endpoint peer = socket.remote_endpoint(error);
-    if (error) {
-        return "(a closed connection)";
-    }
-    const std::string host = peer.address().is_v6() ? "[" + peer.address().to_string() + "]"
-                                                    : peer.address().to_string();
-    return host + ":" + std::to_string(peer.port());
+    return error ? std::string{"(a closed connection)"} : endpoint_text(peer);
 }
 }  // namespace
 
@@ -533,10 +528,6 @@ void Session::close_socket() {
     socket_.close(ignored);
 }
 
-}  // namespace pubsubx::server
-
-namespace pubsubx::server {
-
 // The session's TLS side. It keeps the plain path's shape: wait for the socket, then make the
 // non-blocking OpenSSL call that wanted it; nothing here runs for a plain connection.
 void Session::continue_handshake() {
@@ -547,7 +538,7 @@ void Session::continue_handshake() {
         case tls::Io::done:
             ++server_.stats().tls_handshakes;
             phase_ = Phase::awaiting_connect;  // the connect deadline runs on
-            server_.logger().verbose("TLS connection from ", endpoint_text(socket_), ": ",
+            server_.logger().verbose("TLS connection from ", peer_text(socket_), ": ",
                                      tls_->description());
             wait_readable();
             return;
@@ -583,7 +574,7 @@ void Session::wait_tls(Socket::wait_type wait, void (Session::*then)()) {
 // Nobody else is touched: the connection had no client yet.
 void Session::on_handshake_failed(std::string_view what) {
     ++server_.stats().tls_handshakes_failed;
-    server_.logger().error("TLS handshake with ", endpoint_text(socket_), " ", what);
+    server_.logger().error("TLS handshake with ", peer_text(socket_), " ", what);
     close_socket();
 }
 
@@ -620,8 +611,8 @@ void Session::read_tls() {
             lose("connection closed by peer");
             return;
         case tls::Io::failed:
-            server_.logger().error("TLS error on the connection from ", endpoint_text(socket_),
-                                   ": ", tls_->failure());
+            server_.logger().error("TLS error on the connection from ", peer_text(socket_), ": ",
+                                   tls_->failure());
             lose("TLS error: " + tls_->failure());
             return;
     }
@@ -685,7 +676,7 @@ bool Session::admit_tls_name(std::string_view frame) {
     std::string name;
     append_escaped(name, command.argument);
     server_.logger().error("Refusing CONNECT '", Escaped{command.argument}, "' from ",
-                           endpoint_text(socket_),
+                           peer_text(socket_),
                            ": not a name in its client certificate (--tls-name-from-cert)");
     close_after_flush(std::string{kNotAuthorized} + ": the name '" + name +
                       "' is not in the client certificate");
