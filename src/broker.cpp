@@ -201,13 +201,12 @@ FrameResult Broker::connect(Connection& connection, std::string_view name, std::
 // A user its certificate vouched for may have given none: it has credentials all the same,
 // which hold its rights.
 void Broker::log_in(Client& client, std::string_view password) {
+    const bool new_secret =
+        client.credentials_ == nullptr || !client.credentials_->secret.matches(password);
     if (client.credentials_ == nullptr) {
-        client.credentials_ =
-            std::make_unique<Credentials>(Credentials{SecretDigest::of(password), {}});
-        if (persistence_ != nullptr) {
-            persistence_->client_saved(client);
-        }
-    } else if (!client.credentials_->secret.matches(password)) {
+        client.credentials_ = std::make_unique<Credentials>();
+    }
+    if (new_secret) {
         client.credentials_->secret = SecretDigest::of(password);
         if (persistence_ != nullptr) {
             persistence_->client_saved(client);
@@ -319,10 +318,7 @@ void Broker::subscribe(Client& client, std::string_view topic_name) {
         return;
     }
     if (accounts_ != nullptr && !rights_of(client).may_subscribe(topic_name)) {
-        ++stats_.not_allowed;
-        logger_.error("Client '", client.name(), "' may not subscribe to '",
-                      Escaped{topic_name.substr(0, 256)}, "'");
-        send_error(client, "ERROR: Not allowed to subscribe to '" + std::string{topic_name} + "'");
+        refuse_not_allowed(client, "subscribe", topic_name);
         return;
     }
     if (over_limit(client.subscriptions().size() + 1, config_.max_topics_per_client)) {
@@ -681,11 +677,18 @@ bool Broker::permitted_to_publish(Client& from, std::string_view topic_name) {
     if (rights_of(from).may_publish(topic_name)) {
         return true;
     }
-    ++stats_.not_allowed;
-    logger_.error("Client '", from.name(), "' may not publish to '",
-                  Escaped{topic_name.substr(0, 256)}, "'");
-    send_error(from, "ERROR: Not allowed to publish to '" + std::string{topic_name} + "'");
+    refuse_not_allowed(from, "publish", topic_name);
     return false;
+}
+
+// `verb` is "publish" or "subscribe". The log shows at most 256 bytes of the topic.
+void Broker::refuse_not_allowed(Client& client, std::string_view verb,
+                                std::string_view topic_name) {
+    ++stats_.not_allowed;
+    logger_.error("Client '", client.name(), "' may not ", verb, " to '",
+                  Escaped{topic_name.substr(0, 256)}, "'");
+    send_error(client, "ERROR: Not allowed to " + std::string{verb} + " to '" +
+                           std::string{topic_name} + "'");
 }
 
 std::size_t Broker::end_forbidden_subscriptions(Client& client, const Rights& rights) {

@@ -199,6 +199,7 @@ class Broker {
     // --users: what the client may do (its user's rights, or the anonymous ones).
     const Rights& rights_of(const Client& client) const;
     bool permitted_to_publish(Client& from, std::string_view topic_name);
+    void refuse_not_allowed(Client& client, std::string_view verb, std::string_view topic_name);
     void log_in(Client& client, std::string_view password);
     // Ends the subscriptions `rights` do not allow; how many.
     std::size_t end_forbidden_subscriptions(Client& client, const Rights& rights);
