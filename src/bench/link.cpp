@@ -146,6 +146,21 @@ void Link::send_frame(std::string_view frame) {
     flush();
 }
 
+// Sends `bytes` from `sent` on, until all is sent or the socket is full.
+Link::Sent Link::send_from(const std::string& bytes, std::size_t& sent) {
+    while (sent < bytes.size()) {
+        const ssize_t count = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+        if (count < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno == EAGAIN || errno == EWOULDBLOCK ? Sent::socket_full : Sent::failed;
+        }
+        sent += static_cast<std::size_t>(count);
+    }
+    return Sent::all;
+}
+
 void Link::flush() {
     if (ssl_ != nullptr) {
         if (!write_tls()) {
@@ -153,21 +168,18 @@ void Link::flush() {
         }
         return;
     }
-    while (fd_ >= 0 && out_head_ < out_.size()) {
-        const ssize_t sent =
-            ::send(fd_, out_.data() + out_head_, out_.size() - out_head_, MSG_NOSIGNAL);
-        if (sent < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                watch_writable(true);
-                return;
-            }
-            if (errno == EINTR) {
-                continue;
-            }
+    if (fd_ < 0) {
+        return;
+    }
+    switch (send_from(out_, out_head_)) {
+        case Sent::all:
+            break;
+        case Sent::socket_full:
+            watch_writable(true);
+            return;
+        case Sent::failed:
             peer_closed_ = true;
             return;
-        }
-        out_head_ += static_cast<std::size_t>(sent);
     }
     out_.clear();
     out_head_ = 0;
@@ -186,20 +198,14 @@ void Link::reset() {
 
 bool Link::write_tls() {
     while (fd_ >= 0) {
-        while (tls_sent_ < tls_out_.size()) {
-            const ssize_t sent =
-                ::send(fd_, tls_out_.data() + tls_sent_, tls_out_.size() - tls_sent_, MSG_NOSIGNAL);
-            if (sent < 0) {
-                if (errno == EINTR) {
-                    continue;
-                }
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    watch_writable(true);
-                    return true;
-                }
+        switch (send_from(tls_out_, tls_sent_)) {
+            case Sent::all:
+                break;
+            case Sent::socket_full:
+                watch_writable(true);
+                return true;
+            case Sent::failed:
                 return false;
-            }
-            tls_sent_ += static_cast<std::size_t>(sent);
         }
         tls_out_.clear();
         tls_sent_ = 0;

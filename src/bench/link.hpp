@@ -63,6 +63,8 @@ class Link {
     bool read_tls();
     // Writes what it can with TLS; false when the connection is broken.
     bool write_tls();
+    enum class Sent { all, socket_full, failed };
+    Sent send_from(const std::string& bytes, std::size_t& sent);
 
     Loop& loop_;
     int fd_ = -1;
