@@ -292,6 +292,21 @@ void copy_file(const std::string& from, const std::string& to) {
     out << in.rdbuf();
 }
 
+// Message i of a numbered backlog: about 50 KB, each a different size.
+std::string numbered_payload(int i) {
+    return std::to_string(i) + " " + std::string(50'000 + static_cast<std::size_t>(i), 'x');
+}
+
+// Publishes messages 0 to count-1 on `t` in one write, and waits until the server has them.
+void publish_numbered(TestClient& publisher, int count) {
+    std::string batch;
+    for (int i = 0; i < count; ++i) {
+        pubsubx::append_frame(batch, "PUBLISH t " + numbered_payload(i));
+    }
+    publisher.send_raw(batch);
+    publisher.barrier();
+}
+
 }  // namespace
 
 TEST_CASE("a round trip over TLS, beside an original plain client on the plain port") {
@@ -325,19 +340,11 @@ TEST_CASE("a TLS subscriber's backlog larger than the socket buffers arrives who
     secure.round_trip("reader-probe");
     TestClient pub{server.port()};
     pub.connect_as("pub");
-    const auto payload = [](int i) {
-        return std::to_string(i) + " " + std::string(50'000 + static_cast<std::size_t>(i), 'x');
-    };
-    std::string batch;
-    for (int i = 0; i < 400; ++i) {
-        pubsubx::append_frame(batch, "PUBLISH t " + payload(i));
-    }
-    pub.send_raw(batch);
-    pub.barrier();
+    publish_numbered(pub, 400);
     for (int i = 0; i < 400; ++i) {
         const std::optional<std::string> frame = secure.read_frame();
         REQUIRE(frame.has_value());
-        REQUIRE(*frame == "t " + payload(i));
+        REQUIRE(*frame == "t " + numbered_payload(i));
     }
     secure.round_trip("reader-probe");
 }
@@ -348,9 +355,6 @@ TEST_CASE("a stop with --data-dir during a stalled TLS write loses and repeats n
     TemporaryDirectory data{"tls-store"};
     const std::vector<std::string> options{"--max-queue", "64000000",   "--write-timeout",
                                            "0",           "--data-dir", data.path()};
-    const auto payload = [](int i) {
-        return std::to_string(i) + " " + std::string(50'000 + static_cast<std::size_t>(i), 'x');
-    };
     constexpr int kMessages = 400;  // 20 MB: far more than the socket buffers hold
     int received = 0;
     {
@@ -362,17 +366,12 @@ TEST_CASE("a stop with --data-dir during a stalled TLS write loses and repeats n
         reader.round_trip("reader-probe");
         TestClient pub{server->port()};
         pub.connect_as("pub");
-        std::string batch;
-        for (int i = 0; i < kMessages; ++i) {
-            pubsubx::append_frame(batch, "PUBLISH t " + payload(i));
-        }
-        pub.send_raw(batch);
-        pub.barrier();
+        publish_numbered(pub, kMessages);
         server->send_signal(SIGTERM);
         REQUIRE(server->wait_exit(10000ms) == 0);
         // What reached the reader before the stop, in order from the first.
         while (const std::optional<std::string> frame = reader.read_frame(500ms)) {
-            REQUIRE(*frame == "t " + payload(received));
+            REQUIRE(*frame == "t " + numbered_payload(received));
             ++received;
         }
     }
@@ -386,7 +385,7 @@ TEST_CASE("a stop with --data-dir during a stalled TLS write loses and repeats n
     for (int i = received; i < kMessages; ++i) {
         const std::optional<std::string> frame = back.read_frame(5000ms);
         REQUIRE(frame.has_value());
-        REQUIRE(*frame == "t " + payload(i));
+        REQUIRE(*frame == "t " + numbered_payload(i));
     }
     CHECK(back.read_frame(300ms) == std::nullopt);
 }
