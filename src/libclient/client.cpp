@@ -1,0 +1,727 @@
+// pubsubx::Client: the session's life across connections. One state at a time, changed in
+// one place (enter): idle -> connecting -> connected <-> lost -> closing -> closed.
+#include "pubsubx/client.hpp"
+
+#include <asio/dispatch.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/steady_timer.hpp>
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <set>
+
+#include "backoff.hpp"
+#include "connection.hpp"
+#include "pubsubx/protocol.hpp"
+#include "server_replies.hpp"
+#include "tls/client_context.hpp"
+
+namespace pubsubx {
+
+using client::Connection;
+using client::Strand;
+
+namespace {
+
+// A refusal during reconnection that may pass: our own half-open connection still holding the
+// name (a client without a secret), a full server, a name moving between cluster nodes.
+bool worth_retrying(client_errc refusal) {
+    return refusal == client_errc::name_taken || refusal == client_errc::server_full ||
+           refusal == client_errc::name_moving;
+}
+
+std::error_code check_topic(std::string_view topic) {
+    if (!is_valid_topic(topic) || has_wildcard_level(topic)) {
+        return client_errc::invalid_topic;
+    }
+    return {};
+}
+
+std::error_code check_filter(std::string_view filter) {
+    if (!is_valid_topic(filter) || topic_shape(filter).hash_not_last) {
+        return client_errc::invalid_topic;
+    }
+    return {};
+}
+
+}  // namespace
+
+class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
+                           public client::ConnectionListener {
+  public:
+    Impl(Strand strand, ClientOptions options)
+        : strand_(std::move(strand)),
+          options_(std::move(options)),
+          attempt_timer_(strand_),
+          reconnect_timer_(strand_),
+          random_(std::random_device{}()) {}
+
+    // ---- From any thread ----
+    std::error_code publish_now(std::string_view topic, std::string_view data);
+    ClientStats stats() const;
+    const ClientOptions& options() const { return options_; }
+    void detach() { detached_.store(true); }
+
+    // ---- On the strand ----
+    void set_handlers(MessageHandler* message, EventHandler* event, std::function<void()>* batch) {
+        if (message != nullptr)
+            message_handler_ = std::move(*message);
+        if (event != nullptr)
+            event_handler_ = std::move(*event);
+        if (batch != nullptr)
+            batch_handler_ = std::move(*batch);
+    }
+    void connect(detail::Connected done);
+    void subscribe(std::string filter, bool subscribe, detail::Done done);
+    void publish(std::string topic, std::string data, detail::Done done);
+    void disconnect(detail::Done done);
+    void abort();
+
+    // ConnectionListener
+    void on_accepted() override;
+    void on_restored(std::vector<std::string> topics) override;
+    void on_refused(std::string_view frame) override;
+    void on_message(std::string_view topic, std::string_view data) override;
+    void on_error(std::string_view frame) override;
+    void on_read_done() override;
+    void on_written(std::uint64_t bytes) override;
+    void on_connect_failed(const std::error_code& error, std::string_view reason) override;
+    void on_closed(bool requested, const std::error_code& error) override;
+
+  private:
+    enum class State { idle, connecting, connected, lost, closing, closed };
+
+    void enter(State next, const std::error_code& why = {});
+    bool session_open() const { return state_ == State::connected; }
+    void start_attempt();
+    void attempt_failed(const std::error_code& error, std::string_view reason);
+    void schedule_reconnect();
+    void session_back(bool restored, std::vector<std::string> topics);
+    void drain_inbox();
+    void keep_offline(std::string_view frames);
+    void send_offline();
+    void drop_offline();
+    void close_connection();
+    void drop_connection();
+    std::uint64_t take_back_unsent();
+    void complete_writes(std::uint64_t written, bool lost);
+    void finish_all(const std::error_code& error);
+    void report(ClientEvent event);
+    void publish_counters();
+
+    Strand strand_;
+    const ClientOptions options_;
+    std::shared_ptr<asio::ssl::context> tls_context_;
+    State state_ = State::idle;
+    std::shared_ptr<Connection> connection_;
+    asio::steady_timer attempt_timer_;    // connect_timeout of the attempt under way
+    asio::steady_timer reconnect_timer_;  // the back-off before the next attempt
+    std::uint32_t attempt_ = 0;           // reconnection attempts since the loss
+    std::mt19937 random_;
+
+    MessageHandler message_handler_;
+    EventHandler event_handler_;
+    std::function<void()> batch_handler_;
+    std::atomic<bool> detached_{false};  // the Client is gone: no handler runs any more
+
+    std::set<std::string> subscriptions_;  // what we want, to make again after a loss
+    detail::Connected connect_done_;
+    detail::Done disconnect_done_;
+    // async_publish/subscribe waiting for their frame to be written: the connection's byte
+    // count at the end of the frame.
+    std::deque<std::pair<std::uint64_t, detail::Done>> waiting_writes_;
+
+    // Publishes kept while no session is open, oldest first.
+    std::deque<std::string> offline_;
+    std::size_t offline_bytes_ = 0;
+    std::string unsent_frames_;  // taken back from a connection that ended
+
+    // publish() from any thread: frames wait here for the strand, which takes them all at once.
+    std::mutex inbox_mutex_;
+    std::string inbox_;
+    std::uint64_t inbox_messages_ = 0;
+    bool inbox_drain_posted_ = false;
+    std::atomic<bool> accepting_{false};  // between async_connect and the close
+    std::atomic<std::size_t> unsent_bytes_{0};
+
+    // Counted on the strand, copied to the atomics after each read and event for stats().
+    ClientStats counters_;
+    std::atomic<std::uint64_t> messages_received_{0}, publishes_sent_{0}, publishes_buffered_{0},
+        publishes_dropped_{0}, reconnects_{0}, broker_errors_{0};
+    std::atomic<std::size_t> offline_bytes_now_{0};
+};
+
+// ---- From any thread ---------------------------------------------------------------------------
+
+std::error_code Client::Impl::publish_now(std::string_view topic, std::string_view data) {
+    if (const std::error_code invalid = check_topic(topic)) {
+        return invalid;
+    }
+    if (!accepting_.load(std::memory_order_relaxed)) {
+        return client_errc::not_connected;
+    }
+    bool post_drain = false;
+    {
+        std::lock_guard lock{inbox_mutex_};
+        if (inbox_.size() + unsent_bytes_.load(std::memory_order_relaxed) >
+            options_.max_unsent_bytes) {
+            return client_errc::buffer_full;
+        }
+        inbox_.append("PUBLISH ");
+        append_message_frame(inbox_, topic, data);
+        ++inbox_messages_;
+        post_drain = !std::exchange(inbox_drain_posted_, true);
+    }
+    if (post_drain) {
+        asio::post(strand_, [self = shared_from_this()] { self->drain_inbox(); });
+    }
+    return {};
+}
+
+ClientStats Client::Impl::stats() const {
+    ClientStats stats;
+    stats.messages_received = messages_received_.load();
+    stats.publishes_sent = publishes_sent_.load();
+    stats.publishes_buffered = publishes_buffered_.load();
+    stats.publishes_dropped = publishes_dropped_.load();
+    stats.reconnects = reconnects_.load();
+    stats.broker_errors = broker_errors_.load();
+    stats.offline_bytes = offline_bytes_now_.load();
+    return stats;
+}
+
+void Client::Impl::publish_counters() {
+    messages_received_.store(counters_.messages_received, std::memory_order_relaxed);
+    publishes_sent_.store(counters_.publishes_sent, std::memory_order_relaxed);
+    publishes_buffered_.store(counters_.publishes_buffered, std::memory_order_relaxed);
+    publishes_dropped_.store(counters_.publishes_dropped, std::memory_order_relaxed);
+    reconnects_.store(counters_.reconnects, std::memory_order_relaxed);
+    broker_errors_.store(counters_.broker_errors, std::memory_order_relaxed);
+    offline_bytes_now_.store(offline_bytes_, std::memory_order_relaxed);
+    unsent_bytes_.store(connection_ != nullptr ? connection_->unsent_bytes() : 0,
+                        std::memory_order_relaxed);
+}
+
+// ---- Operations, on the strand -----------------------------------------------------------------
+
+void Client::Impl::connect(detail::Connected done) {
+    if (state_ != State::idle) {
+        done.complete(
+            state_ == State::closed ? client_errc::closed : client_errc::already_connected, {});
+        return;
+    }
+    if (options_.tls.enabled) {
+        std::string error;
+        tls_context_ = tls::make_client_context({options_.tls.ca_file, options_.tls.certificate,
+                                                 options_.tls.private_key, options_.tls.insecure},
+                                                error);
+        if (tls_context_ == nullptr) {
+            SessionInfo info;
+            info.reason = error;
+            done.complete(std::make_error_code(std::errc::invalid_argument), std::move(info));
+            return;
+        }
+    }
+    connect_done_ = std::move(done);
+    accepting_.store(true);
+    enter(State::connecting);
+    start_attempt();
+}
+
+void Client::Impl::subscribe(std::string filter, bool subscribe, detail::Done done) {
+    drain_inbox();  // a publish() made before this call goes first
+    if (const std::error_code invalid = check_filter(filter)) {
+        done.complete(invalid);
+        return;
+    }
+    if (state_ == State::idle || state_ == State::closing || state_ == State::closed) {
+        done.complete(client_errc::not_connected);
+        return;
+    }
+    if (subscribe) {
+        subscriptions_.insert(filter);
+    } else {
+        subscriptions_.erase(filter);
+    }
+    if (!session_open()) {
+        done.complete({});  // made (or undone) when the session is back
+        return;
+    }
+    connection_->send_frame((subscribe ? "SUBSCRIBE " : "UNSUBSCRIBE ") + filter);
+    waiting_writes_.emplace_back(connection_->bytes_queued(), std::move(done));
+}
+
+void Client::Impl::publish(std::string topic, std::string data, detail::Done done) {
+    drain_inbox();
+    if (const std::error_code invalid = check_topic(topic)) {
+        done.complete(invalid);
+        return;
+    }
+    if (state_ == State::idle || state_ == State::closing || state_ == State::closed) {
+        done.complete(client_errc::not_connected);
+        return;
+    }
+    if (!session_open()) {
+        std::string frame{"PUBLISH "};
+        append_message_frame(frame, topic, data);
+        keep_offline(frame);
+        publish_counters();
+        // Bigger than the whole buffer: dropped at once.
+        done.complete(frame.size() > options_.offline_buffer_bytes
+                          ? std::error_code{client_errc::buffer_full}
+                          : std::error_code{});
+        return;
+    }
+    connection_->send_message(topic, data);
+    ++counters_.publishes_sent;
+    waiting_writes_.emplace_back(connection_->bytes_queued(), std::move(done));
+}
+
+void Client::Impl::disconnect(detail::Done done) {
+    drain_inbox();
+    switch (state_) {
+        case State::idle:
+        case State::closed:
+            done.complete(client_errc::not_connected);
+            return;
+        case State::closing:
+            done.complete(client_errc::closed);  // a disconnect is under way
+            return;
+        case State::connected:
+            disconnect_done_ = std::move(done);
+            enter(State::closing);
+            connection_->disconnect(options_.disconnect_wait);
+            return;
+        case State::connecting:
+        case State::lost:
+            close_connection();
+            enter(State::closed, client_errc::closed);
+            done.complete({});
+            return;
+    }
+}
+
+void Client::Impl::abort() {
+    if (state_ == State::closed) {
+        return;
+    }
+    close_connection();
+    enter(State::closed, client_errc::closed);
+}
+
+// ---- The one place where the state changes -----------------------------------------------------
+
+void Client::Impl::enter(State next, const std::error_code& why) {
+    const State before = state_;
+    state_ = next;
+    switch (next) {
+        case State::idle:
+        case State::connecting:
+        case State::connected:
+        case State::closing:
+            break;
+        case State::lost:
+            attempt_ = 0;
+            report({.kind = ClientEventKind::lost, .error = why, .text = why.message()});
+            break;
+        case State::closed:
+            accepting_.store(false);
+            attempt_timer_.cancel();
+            reconnect_timer_.cancel();
+            drop_offline();
+            {
+                // Publishes made since the last drain are dropped too.
+                std::lock_guard lock{inbox_mutex_};
+                counters_.publishes_dropped += inbox_messages_;
+                inbox_.clear();
+                inbox_messages_ = 0;
+            }
+            finish_all(why ? why : make_error_code(client_errc::closed));
+            if (before != State::idle) {
+                report({.kind = ClientEventKind::closed, .error = why, .text = why.message()});
+            }
+            break;
+    }
+    publish_counters();
+}
+
+// ---- Connection attempts -----------------------------------------------------------------------
+
+void Client::Impl::start_attempt() {
+    connection_ = std::make_shared<Connection>(strand_, *this);
+    if (tls_context_ != nullptr) {
+        connection_->use_tls(tls_context_, options_.tls.insecure);
+    }
+    connection_->connect(options_.host, options_.port,
+                         client::connect_frame(options_.name, options_.secret));
+    attempt_timer_.expires_after(options_.connect_timeout);
+    attempt_timer_.async_wait([self = shared_from_this(),
+                               attempt = connection_](const std::error_code& error) {
+        if (!error && self->connection_ == attempt && !attempt->connected() && !attempt->idle()) {
+            self->close_connection();
+            self->attempt_failed(client_errc::connect_timeout,
+                                 "no answer to CONNECT within the connect timeout");
+        }
+    });
+}
+
+// A connection was not made or its CONNECT was not answered: the first connect fails, a
+// reconnection tries again.
+void Client::Impl::attempt_failed(const std::error_code& error, std::string_view reason) {
+    attempt_timer_.cancel();
+    if (state_ == State::connecting) {
+        SessionInfo info;
+        info.reason = reason;
+        connect_done_.complete(error, std::move(info));
+        enter(State::closed, error);
+        return;
+    }
+    if (state_ == State::lost) {
+        schedule_reconnect();
+    }
+}
+
+void Client::Impl::schedule_reconnect() {
+    if (!options_.reconnect.enabled ||
+        (options_.reconnect.max_attempts != 0 && attempt_ >= options_.reconnect.max_attempts)) {
+        enter(State::closed, client_errc::connection_lost);
+        return;
+    }
+    ++attempt_;
+    const auto delay = client::reconnect_delay(options_.reconnect, attempt_,
+                                               std::uniform_real_distribution<>{0.0, 1.0}(random_));
+    report({.kind = ClientEventKind::reconnecting, .attempt = attempt_, .delay = delay});
+    reconnect_timer_.expires_after(delay);
+    reconnect_timer_.async_wait([self = shared_from_this()](const std::error_code& error) {
+        if (!error && self->state_ == State::lost) {
+            self->start_attempt();
+        }
+    });
+}
+
+// Ends the connection without a word to the broker: what it had not sent is dropped.
+void Client::Impl::close_connection() {
+    attempt_timer_.cancel();
+    if (connection_ == nullptr) {
+        return;
+    }
+    connection_->abort();
+    const std::uint64_t unsent = take_back_unsent();
+    counters_.publishes_dropped += unsent;
+    for (auto& [end, done] : waiting_writes_) {
+        done.complete(client_errc::closed);
+    }
+    waiting_writes_.clear();
+    drop_connection();
+}
+
+void Client::Impl::drop_connection() {
+    connection_->detach();
+    connection_.reset();
+}
+
+// The frames the connection had not handed to the socket, now unsent_frames_: the PUBLISHes
+// among them no longer count as sent. Returns how many they are.
+std::uint64_t Client::Impl::take_back_unsent() {
+    unsent_frames_ = connection_->take_unsent();
+    std::uint64_t publishes = 0;
+    for_each_encoded_frame(unsent_frames_, [&](std::string_view frame) {
+        publishes += frame.starts_with("PUBLISH ") ? 1 : 0;
+    });
+    counters_.publishes_sent -= publishes;
+    return publishes;
+}
+
+// ---- What the connection reports ---------------------------------------------------------------
+
+void Client::Impl::on_accepted() {
+    attempt_timer_.cancel();
+    session_back(false, {});
+}
+
+void Client::Impl::on_restored(std::vector<std::string> topics) {
+    attempt_timer_.cancel();
+    session_back(true, std::move(topics));
+}
+
+void Client::Impl::session_back(bool restored, std::vector<std::string> topics) {
+    const bool first = state_ == State::connecting;
+    enter(State::connected);
+    const std::set<std::string> kept(topics.begin(), topics.end());
+    if (first) {
+        // What the broker kept for this name (a session left by an earlier run) is ours.
+        subscriptions_.insert(kept.begin(), kept.end());
+    } else {
+        ++counters_.reconnects;
+        for (const std::string& filter : kept) {
+            if (!subscriptions_.contains(filter)) {
+                connection_->send_frame("UNSUBSCRIBE " + filter);  // undone while away
+            }
+        }
+    }
+    // Made while connecting or away, or forgotten by the broker.
+    for (const std::string& filter : subscriptions_) {
+        if (!kept.contains(filter)) {
+            connection_->send_frame("SUBSCRIBE " + filter);
+        }
+    }
+    ClientEventKind kind = restored ? ClientEventKind::restored : ClientEventKind::connected;
+    if (!first && !restored) {
+        kind = ClientEventKind::resubscribed;
+    }
+    report({.kind = kind, .topics = topics});
+    if (first) {
+        SessionInfo info;
+        info.restored = restored;
+        info.topics = std::move(topics);
+        connect_done_.complete({}, std::move(info));
+    }
+    send_offline();
+}
+
+void Client::Impl::on_refused(std::string_view frame) {
+    const client_errc refusal = classify_error_frame(frame);
+    drop_connection();
+    if (state_ == State::lost && worth_retrying(refusal)) {
+        attempt_failed(refusal, frame);
+        return;
+    }
+    attempt_timer_.cancel();
+    report({.kind = ClientEventKind::refused, .error = refusal, .text = std::string{frame}});
+    if (state_ == State::connecting) {
+        attempt_failed(refusal, frame);
+        return;
+    }
+    enter(State::closed, refusal);
+}
+
+void Client::Impl::on_message(std::string_view topic, std::string_view data) {
+    ++counters_.messages_received;
+    if (message_handler_ && !detached_.load(std::memory_order_relaxed)) {
+        message_handler_(topic, data);
+    }
+}
+
+void Client::Impl::on_error(std::string_view frame) {
+    ++counters_.broker_errors;
+    // A SUBSCRIBE the broker refused is not made again after a loss.
+    constexpr std::string_view kRefusedSubscribe{"ERROR: Not allowed to subscribe to '"};
+    if (frame.starts_with(kRefusedSubscribe) && frame.ends_with("'")) {
+        subscriptions_.erase(std::string{
+            frame.substr(kRefusedSubscribe.size(), frame.size() - kRefusedSubscribe.size() - 1)});
+    }
+    report({.kind = ClientEventKind::broker_error,
+            .error = classify_error_frame(frame),
+            .text = std::string{frame}});
+}
+
+void Client::Impl::on_read_done() {
+    publish_counters();
+    if (batch_handler_ && !detached_.load(std::memory_order_relaxed)) {
+        batch_handler_();
+    }
+}
+
+void Client::Impl::on_written(std::uint64_t bytes) {
+    complete_writes(bytes, false);
+    publish_counters();
+}
+
+void Client::Impl::complete_writes(std::uint64_t written, bool lost) {
+    while (!waiting_writes_.empty() && waiting_writes_.front().first <= written) {
+        // Written to a connection that is now lost: it may or may not have reached the broker.
+        waiting_writes_.front().second.complete(lost ? make_error_code(client_errc::connection_lost)
+                                                     : std::error_code{});
+        waiting_writes_.pop_front();
+    }
+    if (lost) {
+        // Beyond `written`: frames never sent, now kept in the offline buffer.
+        for (auto& [end, done] : waiting_writes_) {
+            done.complete({});
+        }
+        waiting_writes_.clear();
+    }
+}
+
+void Client::Impl::on_connect_failed(const std::error_code& error, std::string_view reason) {
+    drop_connection();
+    attempt_failed(error, reason);
+}
+
+void Client::Impl::on_closed(bool requested, const std::error_code& error) {
+    if (state_ == State::closing) {
+        drop_connection();
+        enter(State::closed, requested ? std::error_code{} : error);
+        return;
+    }
+    if (state_ != State::connected) {
+        // The server closed before it answered CONNECT.
+        drop_connection();
+        attempt_failed(error ? error : make_error_code(client_errc::connection_lost),
+                       "the server closed the connection before it answered CONNECT");
+        return;
+    }
+    // Frames not yet handed to the socket were never sent: they go out after the restore,
+    // before anything published since.
+    take_back_unsent();
+    complete_writes(connection_->bytes_queued(), true);
+    drop_connection();
+    enter(State::lost, error ? error : make_error_code(client_errc::connection_lost));
+    keep_offline(unsent_frames_);
+    unsent_frames_.clear();
+    drain_inbox();
+    schedule_reconnect();
+    publish_counters();
+}
+
+// ---- The offline buffer ------------------------------------------------------------------------
+
+void Client::Impl::drain_inbox() {
+    std::string frames;
+    std::uint64_t messages = 0;
+    {
+        std::lock_guard lock{inbox_mutex_};
+        inbox_drain_posted_ = false;
+        frames.swap(inbox_);
+        messages = std::exchange(inbox_messages_, 0);
+    }
+    if (frames.empty()) {
+        return;
+    }
+    if (session_open()) {
+        connection_->send_encoded(frames);
+        counters_.publishes_sent += messages;
+    } else if (state_ == State::connecting || state_ == State::lost) {
+        keep_offline(frames);
+    } else {
+        counters_.publishes_dropped += messages;
+    }
+    publish_counters();
+}
+
+// Keeps the PUBLISH frames of `frames`, dropping the oldest beyond the bound. (Subscriptions
+// are made again from subscriptions_ when the session is back.)
+void Client::Impl::keep_offline(std::string_view frames) {
+    for_each_encoded_frame(frames, [&](std::string_view frame) {
+        if (frame.starts_with("PUBLISH ")) {
+            ++counters_.publishes_buffered;
+            offline_.emplace_back(frame);
+            offline_bytes_ += frame.size();
+        }
+    });
+    while (offline_bytes_ > options_.offline_buffer_bytes && !offline_.empty()) {
+        offline_bytes_ -= offline_.front().size();
+        ++counters_.publishes_dropped;
+        offline_.pop_front();
+    }
+}
+
+void Client::Impl::send_offline() {
+    std::string frames;
+    const std::uint64_t messages = offline_.size();
+    for (const std::string& frame : offline_) {
+        frames.append(frame);
+    }
+    offline_.clear();
+    offline_bytes_ = 0;
+    if (!frames.empty()) {
+        connection_->send_encoded(frames);
+        counters_.publishes_sent += messages;
+    }
+    drain_inbox();
+    publish_counters();
+}
+
+void Client::Impl::drop_offline() {
+    counters_.publishes_dropped += offline_.size();
+    offline_.clear();
+    offline_bytes_ = 0;
+}
+
+void Client::Impl::finish_all(const std::error_code& error) {
+    connect_done_.complete(error, {});
+    complete_writes(0, true);
+    if (disconnect_done_) {
+        disconnect_done_.complete(
+            state_ == State::closed && error == client_errc::closed ? std::error_code{} : error);
+    }
+}
+
+void Client::Impl::report(ClientEvent event) {
+    if (event_handler_ && !detached_.load(std::memory_order_relaxed)) {
+        event_handler_(event);
+    }
+}
+
+// ---- Client ------------------------------------------------------------------------------------
+
+Client::Client(const asio::any_io_executor& executor, ClientOptions options)
+    : executor_(asio::make_strand(executor)),
+      impl_(std::make_shared<Impl>(Strand{executor_}, std::move(options))) {}
+
+Client::~Client() {
+    impl_->detach();
+    asio::dispatch(executor_, [impl = impl_] { impl->abort(); });
+}
+
+void Client::set_message_handler(MessageHandler handler) {
+    asio::dispatch(executor_, [impl = impl_, handler = std::move(handler)]() mutable {
+        impl->set_handlers(&handler, nullptr, nullptr);
+    });
+}
+
+void Client::set_event_handler(EventHandler handler) {
+    asio::dispatch(executor_, [impl = impl_, handler = std::move(handler)]() mutable {
+        impl->set_handlers(nullptr, &handler, nullptr);
+    });
+}
+
+void Client::set_batch_handler(std::function<void()> handler) {
+    asio::dispatch(executor_, [impl = impl_, handler = std::move(handler)]() mutable {
+        impl->set_handlers(nullptr, nullptr, &handler);
+    });
+}
+
+void Client::start_connect(detail::Connected done) {
+    asio::dispatch(executor_, [impl = impl_, done = std::move(done)]() mutable {
+        impl->connect(std::move(done));
+    });
+}
+
+void Client::start_subscribe(std::string filter, bool subscribe, detail::Done done) {
+    asio::dispatch(executor_, [impl = impl_, filter = std::move(filter), subscribe,
+                               done = std::move(done)]() mutable {
+        impl->subscribe(std::move(filter), subscribe, std::move(done));
+    });
+}
+
+void Client::start_publish(std::string topic, std::string data, detail::Done done) {
+    asio::dispatch(executor_, [impl = impl_, topic = std::move(topic), data = std::move(data),
+                               done = std::move(done)]() mutable {
+        impl->publish(std::move(topic), std::move(data), std::move(done));
+    });
+}
+
+void Client::start_disconnect(detail::Done done) {
+    asio::dispatch(executor_, [impl = impl_, done = std::move(done)]() mutable {
+        impl->disconnect(std::move(done));
+    });
+}
+
+std::error_code Client::publish(std::string_view topic, std::string_view data) {
+    return impl_->publish_now(topic, data);
+}
+
+void Client::abort() {
+    asio::dispatch(executor_, [impl = impl_] { impl->abort(); });
+}
+
+ClientStats Client::stats() const {
+    return impl_->stats();
+}
+
+const ClientOptions& Client::options() const {
+    return impl_->options();
+}
+
+}  // namespace pubsubx

@@ -1,0 +1,122 @@
+// One connection to a broker, on the client's strand: resolves, connects (TLS when asked),
+// says CONNECT, then reads and splits the server's frames and writes ours with at most one
+// write in flight. It reports to its listener; the Client decides what a loss means.
+#pragma once
+
+#include <array>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "pubsubx/protocol.hpp"
+#include "server_replies.hpp"
+
+namespace asio::ssl {
+class context;
+template <typename Stream>
+class stream;
+}  // namespace asio::ssl
+
+namespace pubsubx::client {
+
+using Strand = asio::strand<asio::any_io_executor>;
+
+// What the connection reports; every call is made on the strand.
+class ConnectionListener {
+  public:
+    virtual void on_accepted() = 0;
+    virtual void on_restored(std::vector<std::string> topics) = 0;
+    // The server refused the CONNECT with this frame (`ERROR: Name already taken`).
+    virtual void on_refused(std::string_view frame) = 0;
+    virtual void on_message(std::string_view topic, std::string_view data) = 0;
+    // An ERROR: frame on a live connection, which stays open. A message whose topic is
+    // `ERROR:` arrives here too: the protocol cannot tell them apart (docs/protocol.md).
+    virtual void on_error(std::string_view frame) = 0;
+    // All frames of one read were reported.
+    virtual void on_read_done() {}
+    // Everything queued up to this many bytes (Connection::bytes_queued) has been written.
+    virtual void on_written(std::uint64_t bytes) = 0;
+    // No connection was made: a network or TLS failure, with a description.
+    virtual void on_connect_failed(const std::error_code& error, std::string_view reason) = 0;
+    // The connection ended: `requested` after our DISCONNECT.
+    virtual void on_closed(bool requested, const std::error_code& error) = 0;
+
+  protected:
+    ~ConnectionListener() = default;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+  public:
+    Connection(Strand strand, ConnectionListener& listener);
+    ~Connection();
+
+    // TLS for this connection: the server's certificate and host name are checked unless
+    // `insecure`.
+    void use_tls(std::shared_ptr<asio::ssl::context> context, bool insecure);
+
+    // Resolves and connects, then sends the CONNECT frame. The outcome is reported.
+    void connect(const std::string& host, std::uint16_t port, const std::string& connect_frame);
+    void send_frame(std::string_view frame);
+    void send_message(std::string_view topic, std::string_view data);
+    // Frames already encoded, delimiters included.
+    void send_encoded(std::string_view frames);
+    // Sends DISCONNECT, then closes once everything queued is written; on_closed(true). With a
+    // `close_wait`, it first reads on until the server closes, at most that long after the
+    // DISCONNECT is written: the server writes the error frames it owes before it closes.
+    void disconnect(std::chrono::steady_clock::duration close_wait = {});
+    // Closes at once without DISCONNECT; nothing more is reported.
+    void abort();
+    // Stops reporting: the listener may go away. Pending operations end on their own.
+    void detach() { listener_ = nullptr; }
+
+    // Frames queued and not yet in a write; they were never sent. Empties the queue.
+    std::string take_unsent();
+    std::uint64_t bytes_queued() const { return queued_total_; }
+    std::size_t unsent_bytes() const { return pending_.size() + writing_.size(); }
+
+    bool connecting() const { return state_ == State::connecting; }
+    bool connected() const { return state_ == State::connected; }
+    bool idle() const { return state_ == State::idle; }
+
+  private:
+    enum class State { idle, connecting, connected, closing };
+    using TlsStream = asio::ssl::stream<asio::ip::tcp::socket&>;
+
+    void on_tcp_connected(const std::string& host, std::uint16_t port,
+                          const std::string& connect_frame);
+    void send_connect(const std::string& connect_frame);
+    void start_reading();
+    void handle_frame(std::string_view frame);
+    void flush();
+    void disconnect_written();
+    void fail_connect(const std::error_code& error, std::string_view reason);
+    void finish(bool requested, const std::error_code& error);
+
+    Strand strand_;
+    ConnectionListener* listener_;
+    asio::ip::tcp::resolver resolver_;
+    asio::ip::tcp::socket socket_;
+    std::shared_ptr<asio::ssl::context> tls_context_;  // null: plain TCP
+    bool tls_insecure_ = false;
+    std::shared_ptr<TlsStream> tls_;
+    State state_ = State::idle;
+    FrameSplitter splitter_{64 * 1024 * 1024};
+    ServerReplies replies_;
+    std::string pending_;  // frames queued while a write is in flight
+    std::string writing_;
+    bool write_in_flight_ = false;
+    std::uint64_t queued_total_ = 0;   // bytes ever queued
+    std::uint64_t written_total_ = 0;  // bytes ever written
+    std::array<char, 64 * 1024> read_buffer_{};
+    std::chrono::steady_clock::duration close_wait_{};
+    asio::steady_timer close_timer_;  // bounds the wait for the server's close
+};
+
+}  // namespace pubsubx::client
