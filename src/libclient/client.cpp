@@ -210,6 +210,16 @@ void Client::Impl::connect(detail::Connected done) {
             state_ == State::closed ? client_errc::closed : client_errc::already_connected, {});
         return;
     }
+    // A space would split the CONNECT frame's fields differently: say so before connecting.
+    if (!is_valid_name(options_.name) ||
+        (!options_.secret.empty() && !is_valid_secret(options_.secret))) {
+        SessionInfo info;
+        info.reason = is_valid_name(options_.name) ? "invalid secret" : "invalid name";
+        done.complete(
+            is_valid_name(options_.name) ? client_errc::invalid_secret : client_errc::invalid_name,
+            std::move(info));
+        return;
+    }
     if (options_.tls.enabled) {
         std::string error;
         tls_context_ = tls::make_client_context({options_.tls.ca_file, options_.tls.certificate,
@@ -336,10 +346,12 @@ void Client::Impl::enter(State next, const std::error_code& why) {
                 inbox_.clear();
                 inbox_messages_ = 0;
             }
-            finish_all(why ? why : make_error_code(client_errc::closed));
+            // The event first: a completion may run inline (asio::use_future's does), and
+            // whoever waits on it may look for the event.
             if (before != State::idle) {
                 report({.kind = ClientEventKind::closed, .error = why, .text = why.message()});
             }
+            finish_all(why ? why : make_error_code(client_errc::closed));
             break;
     }
     publish_counters();
@@ -446,13 +458,15 @@ void Client::Impl::on_restored(std::vector<std::string> topics) {
 
 void Client::Impl::session_back(bool restored, std::vector<std::string> topics) {
     const bool first = state_ == State::connecting;
+    if (!first) {
+        ++counters_.reconnects;
+    }
     enter(State::connected);
     const std::set<std::string> kept(topics.begin(), topics.end());
     if (first) {
         // What the broker kept for this name (a session left by an earlier run) is ours.
         subscriptions_.insert(kept.begin(), kept.end());
     } else {
-        ++counters_.reconnects;
         for (const std::string& filter : kept) {
             if (!subscriptions_.contains(filter)) {
                 connection_->send_frame("UNSUBSCRIBE " + filter);  // undone while away
@@ -648,6 +662,7 @@ void Client::Impl::finish_all(const std::error_code& error) {
 }
 
 void Client::Impl::report(ClientEvent event) {
+    publish_counters();  // stats() agrees with what the event says
     if (event_handler_ && !detached_.load(std::memory_order_relaxed)) {
         event_handler_(event);
     }
@@ -655,9 +670,12 @@ void Client::Impl::report(ClientEvent event) {
 
 // ---- Client ------------------------------------------------------------------------------------
 
-Client::Client(const asio::any_io_executor& executor, ClientOptions options)
-    : executor_(asio::make_strand(executor)),
-      impl_(std::make_shared<Impl>(Strand{executor_}, std::move(options))) {}
+Client::Client(const asio::any_io_executor& executor, ClientOptions options) {
+    // The operations (posted to executor_) and the connection's handlers share this one strand.
+    Strand strand = asio::make_strand(executor);
+    executor_ = strand;
+    impl_ = std::make_shared<Impl>(std::move(strand), std::move(options));
+}
 
 Client::~Client() {
     impl_->detach();
