@@ -1,7 +1,6 @@
 // SyncClient: a Client on an io_context of its own, run by one thread; every call waits for
 // the operation's completion.
 #include <asio/io_context.hpp>
-#include <asio/use_future.hpp>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -104,6 +103,16 @@ void throw_if(const std::error_code& error) {
     }
 }
 
+// Runs an operation and waits for its error code. The exception is made here, in the caller's
+// thread (asio::use_future would make it on the client's thread and hand it over).
+template <typename Start>
+void wait_for(Start&& start) {
+    std::promise<std::error_code> done;
+    auto finished = done.get_future();
+    start([&done](std::error_code error) { done.set_value(error); });
+    throw_if(finished.get());
+}
+
 }  // namespace
 
 SyncClient::SyncClient(std::size_t max_queued_messages)
@@ -122,11 +131,11 @@ SessionInfo SyncClient::connect(ClientOptions options) {
 }
 
 void SyncClient::subscribe(const std::string& filter) {
-    state_->client().async_subscribe(filter, asio::use_future).get();
+    wait_for([&](auto done) { state_->client().async_subscribe(filter, std::move(done)); });
 }
 
 void SyncClient::unsubscribe(const std::string& filter) {
-    state_->client().async_unsubscribe(filter, asio::use_future).get();
+    wait_for([&](auto done) { state_->client().async_unsubscribe(filter, std::move(done)); });
 }
 
 void SyncClient::publish(std::string_view topic, std::string_view data) {
@@ -138,7 +147,7 @@ std::optional<SyncClient::Message> SyncClient::next_message(std::chrono::millise
 }
 
 void SyncClient::disconnect() {
-    state_->client().async_disconnect(asio::use_future).get();
+    wait_for([&](auto done) { state_->client().async_disconnect(std::move(done)); });
 }
 
 std::vector<ClientEvent> SyncClient::take_events() {
