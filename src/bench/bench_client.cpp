@@ -12,11 +12,8 @@ BenchClient::BenchClient(Loop& loop, const Endpoint& endpoint, std::string name,
                          std::string_view secret)
     : name_(std::move(name)),
       link_(loop, endpoint, [this](std::string_view frame) { on_frame(frame); }) {
-    std::string connect = "CONNECT " + name_;
-    if (!secret.empty()) {
-        connect.append(" ").append(secret);
-    }
-    link_.queue_frame(connect);
+    link_.queue_frame(client::connect_frame(name_, secret));
+    replies_.expect_connect_answer();
 }
 
 BenchClient::~BenchClient() {
@@ -33,26 +30,29 @@ bool BenchClient::restored() const {
     return reply_.starts_with(kRestoredPrefix);
 }
 
+// The library's reading of the server's frames (src/libclient/server_replies.hpp).
 void BenchClient::on_frame(std::string_view frame) {
-    if (reply_.empty()) {
-        reply_.assign(frame);
-        expect_topic_list_ = restored();
-        return;
-    }
-    if (expect_topic_list_) {
-        expect_topic_list_ = false;
-        return;
-    }
-    const ServerFrame parsed = parse_server_frame(frame);
-    if (parsed.kind == ServerFrameKind::error) {
-        if (errors_++ == 0) {
-            first_error_.assign(parsed.text);
-        }
-        return;
-    }
-    if (on_message_ && parsed.kind == ServerFrameKind::message &&
-        parsed.topic.size() < frame.size()) {
-        on_message_(parsed.topic, parsed.text);
+    const client::ServerReplies::Reply reply = replies_.read(frame);
+    switch (reply.kind) {
+        case client::ServerReplies::Kind::accepted:
+        case client::ServerReplies::Kind::refused:
+            reply_.assign(frame);
+            return;
+        case client::ServerReplies::Kind::restored:
+            reply_ = std::string{kRestoredPrefix} + name_;  // its topic list has come too
+            return;
+        case client::ServerReplies::Kind::error:
+            if (errors_++ == 0) {
+                first_error_.assign(reply.text);
+            }
+            return;
+        case client::ServerReplies::Kind::message:
+            if (on_message_ && reply.topic.size() < frame.size()) {
+                on_message_(reply.topic, reply.text);
+            }
+            return;
+        case client::ServerReplies::Kind::nothing:
+            return;
     }
 }
 

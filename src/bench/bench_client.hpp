@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "link.hpp"
+#include "server_replies.hpp"
 
 namespace pubsubx::bench {
 
@@ -45,8 +46,8 @@ class BenchClient {
     void on_frame(std::string_view frame);
 
     std::string name_;
+    client::ServerReplies replies_;
     std::string reply_;
-    bool expect_topic_list_ = false;
     long errors_ = 0;
     std::string first_error_;
     OnMessage on_message_;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "backoff.hpp"
 #include "connection.hpp"
@@ -42,6 +43,30 @@ std::error_code check_filter(std::string_view filter) {
         return client_errc::invalid_topic;
     }
     return {};
+}
+
+// The inbox's lock: held for one append, so a waiter spins rather than sleeps, and the release
+// is a plain store (a mutex's unlock is a locked instruction and a check for sleepers, which
+// cost a publish as much as the rest of its work).
+class SpinLock {
+  public:
+    void lock() {
+        while (locked_.exchange(true, std::memory_order_acquire)) {
+            while (locked_.load(std::memory_order_relaxed)) {
+                std::this_thread::yield();
+            }
+        }
+    }
+    void unlock() { locked_.store(false, std::memory_order_release); }
+
+  private:
+    std::atomic<bool> locked_{false};
+};
+
+// PUBLISH <topic> <data> and the delimiter, appended without zero-filling first.
+void append_publish_frame(std::string& out, std::string_view topic, std::string_view data) {
+    out.reserve(out.size() + 9 + topic.size() + data.size() + kDelimiter.size());
+    out.append("PUBLISH ").append(topic).append(" ").append(data).append(kDelimiter);
 }
 
 }  // namespace
@@ -137,8 +162,9 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     std::string unsent_frames_;  // taken back from a connection that ended
 
     // publish() from any thread: frames wait here for the strand, which takes them all at once.
-    std::mutex inbox_mutex_;
+    SpinLock inbox_mutex_;
     std::string inbox_;
+    std::string spare_;  // on the strand: the inbox's next buffer
     std::uint64_t inbox_messages_ = 0;
     bool inbox_drain_posted_ = false;
     std::atomic<bool> accepting_{false};  // between async_connect and the close
@@ -154,8 +180,13 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
 // ---- From any thread ---------------------------------------------------------------------------
 
 std::error_code Client::Impl::publish_now(std::string_view topic, std::string_view data) {
-    if (const std::error_code invalid = check_topic(topic)) {
-        return invalid;
+    // A publisher mostly repeats its topic: checked once per thread until it changes.
+    thread_local std::string last_valid_topic;
+    if (topic != last_valid_topic) {
+        if (const std::error_code invalid = check_topic(topic)) {
+            return invalid;
+        }
+        last_valid_topic.assign(topic);
     }
     if (!accepting_.load(std::memory_order_relaxed)) {
         return client_errc::not_connected;
@@ -167,8 +198,7 @@ std::error_code Client::Impl::publish_now(std::string_view topic, std::string_vi
             options_.max_unsent_bytes) {
             return client_errc::buffer_full;
         }
-        inbox_.append("PUBLISH ");
-        append_message_frame(inbox_, topic, data);
+        append_publish_frame(inbox_, topic, data);
         ++inbox_messages_;
         post_drain = !std::exchange(inbox_drain_posted_, true);
     }
@@ -591,7 +621,10 @@ void Client::Impl::on_closed(bool requested, const std::error_code& error) {
 // ---- The offline buffer ------------------------------------------------------------------------
 
 void Client::Impl::drain_inbox() {
-    std::string frames;
+    // The buffers are swapped, not copied, and keep their capacity: spare_ becomes the inbox,
+    // the inbox's frames become the connection's, and its empty buffer the next spare.
+    std::string frames = std::move(spare_);
+    frames.clear();
     std::uint64_t messages = 0;
     {
         std::lock_guard lock{inbox_mutex_};
@@ -600,11 +633,13 @@ void Client::Impl::drain_inbox() {
         messages = std::exchange(inbox_messages_, 0);
     }
     if (frames.empty()) {
+        spare_ = std::move(frames);
         return;
     }
     if (session_open()) {
         connection_->send_encoded(frames);
         counters_.publishes_sent += messages;
+        spare_ = std::move(frames);
     } else if (state_ == State::connecting || state_ == State::lost) {
         keep_offline(frames);
     } else {

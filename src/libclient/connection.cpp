@@ -181,9 +181,14 @@ void Connection::send_message(std::string_view topic, std::string_view data) {
     flush();
 }
 
-void Connection::send_encoded(std::string_view frames) {
-    pending_.append(frames);
+void Connection::send_encoded(std::string& frames) {
     queued_total_ += frames.size();
+    if (pending_.empty()) {
+        pending_.swap(frames);  // `frames` gets pending_'s empty buffer, with its capacity
+    } else {
+        pending_.append(frames);
+    }
+    frames.clear();
     flush();
 }
 

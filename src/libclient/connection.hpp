@@ -65,8 +65,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void connect(const std::string& host, std::uint16_t port, const std::string& connect_frame);
     void send_frame(std::string_view frame);
     void send_message(std::string_view topic, std::string_view data);
-    // Frames already encoded, delimiters included.
-    void send_encoded(std::string_view frames);
+    // Frames already encoded, delimiters included. Takes them: `frames` is left empty (with
+    // a buffer to reuse).
+    void send_encoded(std::string& frames);
     // Sends DISCONNECT, then closes once everything queued is written; on_closed(true). With a
     // `close_wait`, it first reads on until the server closes, at most that long after the
     // DISCONNECT is written: the server writes the error frames it owes before it closes.
