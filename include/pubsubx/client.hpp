@@ -271,6 +271,8 @@ class Client {
 
     // PUBLISH: void(std::error_code) once the frame is written, or kept in the offline buffer
     // while the connection is lost. Awaiting each one paces a publisher to the connection.
+    // Its frame is queued at the call, with publish()'s, so one thread's publishes keep their
+    // order whichever way they are made.
     template <typename Token>
     auto async_publish(std::string topic, std::string data, Token&& token) {
         return asio::async_initiate<Token, void(std::error_code)>(

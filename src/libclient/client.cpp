@@ -86,6 +86,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     ClientStats stats() const;
     const ClientOptions& options() const { return options_; }
     void detach() { detached_.store(true); }
+    void open_for_publishes() { accepting_.store(true); }
 
     // ---- On the strand ----
     void set_handlers(MessageHandler* message, EventHandler* event, std::function<void()>* batch) {
@@ -98,7 +99,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     }
     void connect(detail::Connected done);
     void subscribe(std::string filter, bool subscribe, detail::Done done);
-    void publish(std::string topic, std::string data, detail::Done done);
+    void publish_queued(detail::Done done);
     void disconnect(detail::Done done);
     void abort();
 
@@ -129,6 +130,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     void close_connection();
     void drop_connection();
     std::uint64_t take_back_unsent();
+    void complete_when_written(detail::Done done);
     void complete_writes(std::uint64_t written, bool lost);
     void finish_all(const std::error_code& error);
     void report(ClientEvent event);
@@ -236,6 +238,9 @@ void Client::Impl::publish_counters() {
 
 void Client::Impl::connect(detail::Connected done) {
     if (state_ != State::idle) {
+        if (state_ == State::closed) {
+            accepting_.store(false);  // start_connect opened it again
+        }
         done.complete(
             state_ == State::closed ? client_errc::closed : client_errc::already_connected, {});
         return;
@@ -245,9 +250,10 @@ void Client::Impl::connect(detail::Connected done) {
         (!options_.secret.empty() && !is_valid_secret(options_.secret))) {
         SessionInfo info;
         info.reason = is_valid_name(options_.name) ? "invalid secret" : "invalid name";
-        done.complete(
-            is_valid_name(options_.name) ? client_errc::invalid_secret : client_errc::invalid_name,
-            std::move(info));
+        const client_errc error = is_valid_name(options_.name) ? client_errc::invalid_secret
+                                                               : client_errc::invalid_name;
+        enter(State::closed, error);
+        done.complete(error, std::move(info));
         return;
     }
     if (options_.tls.enabled) {
@@ -258,12 +264,12 @@ void Client::Impl::connect(detail::Connected done) {
         if (tls_context_ == nullptr) {
             SessionInfo info;
             info.reason = error;
+            enter(State::closed, std::make_error_code(std::errc::invalid_argument));
             done.complete(std::make_error_code(std::errc::invalid_argument), std::move(info));
             return;
         }
     }
     connect_done_ = std::move(done);
-    accepting_.store(true);
     enter(State::connecting);
     start_attempt();
 }
@@ -288,33 +294,20 @@ void Client::Impl::subscribe(std::string filter, bool subscribe, detail::Done do
         return;
     }
     connection_->send_frame((subscribe ? "SUBSCRIBE " : "UNSUBSCRIBE ") + filter);
-    waiting_writes_.emplace_back(connection_->bytes_queued(), std::move(done));
+    complete_when_written(std::move(done));
 }
 
-void Client::Impl::publish(std::string topic, std::string data, detail::Done done) {
+// An async_publish's frame went into the inbox with publish()'s, in the caller's order; this
+// completes it once everything up to it is written (or kept for the session).
+void Client::Impl::publish_queued(detail::Done done) {
     drain_inbox();
-    if (const std::error_code invalid = check_topic(topic)) {
-        done.complete(invalid);
-        return;
+    if (session_open()) {
+        complete_when_written(std::move(done));
+    } else {
+        done.complete(state_ == State::connecting || state_ == State::lost
+                          ? std::error_code{}
+                          : make_error_code(client_errc::not_connected));
     }
-    if (state_ == State::idle || state_ == State::closing || state_ == State::closed) {
-        done.complete(client_errc::not_connected);
-        return;
-    }
-    if (!session_open()) {
-        std::string frame{"PUBLISH "};
-        append_message_frame(frame, topic, data);
-        keep_offline(frame);
-        publish_counters();
-        // Bigger than the whole buffer: dropped at once.
-        done.complete(frame.size() > options_.offline_buffer_bytes
-                          ? std::error_code{client_errc::buffer_full}
-                          : std::error_code{});
-        return;
-    }
-    connection_->send_message(topic, data);
-    ++counters_.publishes_sent;
-    waiting_writes_.emplace_back(connection_->bytes_queued(), std::move(done));
 }
 
 void Client::Impl::disconnect(detail::Done done) {
@@ -358,7 +351,9 @@ void Client::Impl::enter(State next, const std::error_code& why) {
         case State::idle:
         case State::connecting:
         case State::connected:
+            break;
         case State::closing:
+            accepting_.store(false);  // what publish() queued before the DISCONNECT goes first
             break;
         case State::lost:
             attempt_ = 0;
@@ -571,6 +566,18 @@ void Client::Impl::on_written(std::uint64_t bytes) {
     publish_counters();
 }
 
+// Completes `done` once everything queued on the connection so far is written: at once if it
+// is (a drain may have queued the frame that `done` waits for, and its write may have ended,
+// before this runs).
+void Client::Impl::complete_when_written(detail::Done done) {
+    const std::uint64_t end = connection_->bytes_queued();
+    if (end <= connection_->bytes_written()) {
+        done.complete({});
+        return;
+    }
+    waiting_writes_.emplace_back(end, std::move(done));
+}
+
 void Client::Impl::complete_writes(std::uint64_t written, bool lost) {
     while (!waiting_writes_.empty() && waiting_writes_.front().first <= written) {
         // Written to a connection that is now lost: it may or may not have reached the broker.
@@ -736,6 +743,8 @@ void Client::set_batch_handler(std::function<void()> handler) {
 }
 
 void Client::start_connect(detail::Connected done) {
+    // publish() right after async_connect() is kept for the session, not refused.
+    impl_->open_for_publishes();
     asio::dispatch(executor_, [impl = impl_, done = std::move(done)]() mutable {
         impl->connect(std::move(done));
     });
@@ -749,9 +758,12 @@ void Client::start_subscribe(std::string filter, bool subscribe, detail::Done do
 }
 
 void Client::start_publish(std::string topic, std::string data, detail::Done done) {
-    asio::dispatch(executor_, [impl = impl_, topic = std::move(topic), data = std::move(data),
-                               done = std::move(done)]() mutable {
-        impl->publish(std::move(topic), std::move(data), std::move(done));
+    if (const std::error_code error = impl_->publish_now(topic, data)) {
+        done.complete(error);
+        return;
+    }
+    asio::dispatch(executor_, [impl = impl_, done = std::move(done)]() mutable {
+        impl->publish_queued(std::move(done));
     });
 }
 

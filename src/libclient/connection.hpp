@@ -80,6 +80,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // Frames queued and not yet in a write; they were never sent. Empties the queue.
     std::string take_unsent();
     std::uint64_t bytes_queued() const { return queued_total_; }
+    std::uint64_t bytes_written() const { return written_total_; }
     std::size_t unsent_bytes() const { return pending_.size() + writing_.size(); }
 
     bool connecting() const { return state_ == State::connecting; }

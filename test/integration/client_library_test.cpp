@@ -530,3 +530,23 @@ TEST_CASE("the synchronous facade") {
     reader.disconnect();
     CHECK_THROWS_AS(reader.disconnect(), std::system_error);
 }
+
+TEST_CASE("what is published before the broker's answer goes out after it, in order") {
+    ServerProcess server;
+    Loop loop;
+    Received received;
+    Client subscriber{loop.executor(), options_for(server.port(), "early-reader")};
+    received.attach(subscriber);
+    subscriber.async_connect(asio::use_future).get();
+    subscriber.async_subscribe("early", asio::use_future).get();
+    Client publisher{loop.executor(), options_for(server.port(), "early-writer")};
+    publisher.async_connect(asio::detached);
+    // Neither waits for the connection: the first publish() may run before async_connect's
+    // work has begun on the client's strand.
+    CHECK_FALSE(publisher.publish("early", "1"));
+    publisher.async_publish("early", "2", asio::detached);
+    CHECK_FALSE(publisher.publish("early", "3"));
+    REQUIRE(received.wait_messages(3));
+    CHECK(received.data() == std::vector<std::string>{"1", "2", "3"});
+    CHECK(publisher.stats().publishes_buffered == 3);
+}
