@@ -3,6 +3,7 @@
 #include "pubsubx/client.hpp"
 
 #include <asio/dispatch.hpp>
+#include <asio/post.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 #include <atomic>
@@ -659,9 +660,11 @@ Client::Client(const asio::any_io_executor& executor, ClientOptions options)
     : executor_(asio::make_strand(executor)),
       impl_(std::make_shared<Impl>(Strand{executor_}, std::move(options))) {}
 
+// Posted, not dispatched: from one of its own handlers, an abort run at once would drop the last
+// reference to the Impl whose call is still under way below that handler.
 Client::~Client() {
     impl_->detach();
-    asio::dispatch(executor_, [impl = impl_] { impl->abort(); });
+    asio::post(executor_, [impl = impl_] { impl->abort(); });
 }
 
 void Client::set_message_handler(MessageHandler handler) {
