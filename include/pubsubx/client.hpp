@@ -60,7 +60,8 @@ enum class client_errc {
     // The client's own.
     not_connected = 100,  // no connection was ever made, or the client was closed
     already_connected,    // async_connect on a client that is connected or connecting
-    connection_lost,      // the connection ended (the client reconnects unless told not to)
+    connection_lost,      // the connection ended (the client reconnects unless told not to), or
+                          // async_connect: it ended before the broker answered CONNECT
     connect_timeout,      // no answer to CONNECT within ClientOptions::connect_timeout
     closed,               // disconnect() or abort() ended the operation
     buffer_full,          // more than ClientOptions::max_unsent_bytes wait to be sent
@@ -117,6 +118,10 @@ struct ClientOptions {
     std::size_t max_unsent_bytes = 64 * 1024 * 1024;
     // For the TCP connection, the TLS handshake and the broker's answer to CONNECT together.
     std::chrono::milliseconds connect_timeout{10000};
+    // Off: publish and subscribe leave every topic to the broker, which refuses a bad one with
+    // its ERROR: frame (a broker_error event) in its own words and in the order of its other
+    // answers, as pubsubx-client shows them. On: invalid_topic at once, and nothing is sent.
+    bool check_topics = true;
     // After DISCONNECT, how long to read on for the error frames the broker still owes (the
     // protocol has no acks: a refusal of the last frames comes just before the broker's close).
     std::chrono::milliseconds disconnect_wait{10000};

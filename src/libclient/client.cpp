@@ -92,6 +92,14 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
   private:
     enum class State { idle, connecting, connected, lost, closing, closed };
 
+    // Without ClientOptions::check_topics the broker judges every topic.
+    std::error_code topic_error(std::string_view topic) const {
+        return options_.check_topics ? check_topic(topic) : std::error_code{};
+    }
+    std::error_code filter_error(std::string_view filter) const {
+        return options_.check_topics ? check_filter(filter) : std::error_code{};
+    }
+
     void enter(State next, const std::error_code& why = {});
     bool session_open() const { return state_ == State::connected; }
     void start_attempt();
@@ -155,7 +163,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
 // ---- From any thread ---------------------------------------------------------------------------
 
 std::error_code Client::Impl::publish_now(std::string_view topic, std::string_view data) {
-    if (const std::error_code invalid = check_topic(topic)) {
+    if (const std::error_code invalid = topic_error(topic)) {
         return invalid;
     }
     if (!accepting_.load(std::memory_order_relaxed)) {
@@ -231,7 +239,7 @@ void Client::Impl::connect(detail::Connected done) {
 
 void Client::Impl::subscribe(std::string filter, bool subscribe, detail::Done done) {
     drain_inbox();  // a publish() made before this call goes first
-    if (const std::error_code invalid = check_filter(filter)) {
+    if (const std::error_code invalid = filter_error(filter)) {
         done.complete(invalid);
         return;
     }
@@ -254,7 +262,7 @@ void Client::Impl::subscribe(std::string filter, bool subscribe, detail::Done do
 
 void Client::Impl::publish(std::string topic, std::string data, detail::Done done) {
     drain_inbox();
-    if (const std::error_code invalid = check_topic(topic)) {
+    if (const std::error_code invalid = topic_error(topic)) {
         done.complete(invalid);
         return;
     }
@@ -556,10 +564,14 @@ void Client::Impl::on_closed(bool requested, const std::error_code& error) {
         return;
     }
     if (state_ != State::connected) {
-        // The server closed before it answered CONNECT.
+        // The server closed before it answered CONNECT: connection_lost tells this apart from
+        // a connection that was never made (Asio's and OpenSSL's codes).
         drop_connection();
-        attempt_failed(error ? error : make_error_code(client_errc::connection_lost),
-                       "the server closed the connection before it answered CONNECT");
+        std::string reason{"the server closed the connection before it answered CONNECT"};
+        if (error) {
+            reason += " (" + error.message() + ")";
+        }
+        attempt_failed(client_errc::connection_lost, reason);
         return;
     }
     // Frames not yet handed to the socket were never sent: they go out after the restore,
