@@ -1,7 +1,10 @@
 // libpubsubx-client: a C++ client for a PubSubX broker, on Asio (docs/client-library.md).
 //
 //     asio::io_context io;
-//     pubsubx::Client client{io.get_executor(), {.port = 12000, .name = "sensor-1"}};
+//     pubsubx::ClientOptions options;
+//     options.port = 12000;
+//     options.name = "sensor-1";
+//     pubsubx::Client client{io.get_executor(), options};
 //     client.set_message_handler([](std::string_view topic, std::string_view data) { ... });
 //     client.async_connect([&](std::error_code error, pubsubx::SessionInfo) {
 //         client.async_subscribe("room/#", asio::detached);
@@ -60,11 +63,13 @@ enum class client_errc {
     // The client's own.
     not_connected = 100,  // no connection was ever made, or the client was closed
     already_connected,    // async_connect on a client that is connected or connecting
-    connection_lost,      // the connection ended (the client reconnects unless told not to)
+    connection_lost,      // the connection ended (the client reconnects unless told not to), or
+                          // async_connect: it ended before the broker answered CONNECT
     connect_timeout,      // no answer to CONNECT within ClientOptions::connect_timeout
     closed,               // disconnect() or abort() ended the operation
     buffer_full,          // more than ClientOptions::max_unsent_bytes wait to be sent
     unexpected_reply,     // the server answered CONNECT with something that is no answer
+    invalid_message,      // the data holds the frame delimiter "\n\nx", which no frame can carry
 };
 
 const std::error_category& client_category();
@@ -117,6 +122,10 @@ struct ClientOptions {
     std::size_t max_unsent_bytes = 64 * 1024 * 1024;
     // For the TCP connection, the TLS handshake and the broker's answer to CONNECT together.
     std::chrono::milliseconds connect_timeout{10000};
+    // Off: publish and subscribe leave every topic to the broker, which refuses a bad one with
+    // its ERROR: frame (a broker_error event) in its own words and in the order of its other
+    // answers, as pubsubx-client shows them. On: invalid_topic at once, and nothing is sent.
+    bool check_topics = true;
     // After DISCONNECT, how long to read on for the error frames the broker still owes (the
     // protocol has no acks: a refusal of the last frames comes just before the broker's close).
     std::chrono::milliseconds disconnect_wait{10000};
@@ -155,7 +164,7 @@ struct ClientEvent {
 
 struct ClientStats {
     std::uint64_t messages_received = 0;
-    std::uint64_t publishes_sent = 0;      // written to the connection
+    std::uint64_t publishes_sent = 0;      // handed to the connection
     std::uint64_t publishes_buffered = 0;  // kept while the connection was lost (in total)
     std::uint64_t publishes_dropped = 0;   // dropped from a full offline buffer, or at close
     std::uint64_t reconnects = 0;          // sessions taken up again after a loss

@@ -14,7 +14,7 @@ InteractiveClient::InteractiveClient(Runtime& runtime, Console& console, std::st
       console_(console),
       default_host_(std::move(default_host)),
       default_secret_(std::move(default_secret)),
-      link_(runtime.strand(), *this),
+      session_(runtime.strand(), *this, answer_timeout),
       answer_timeout_(answer_timeout),
       give_up_timer_(runtime.strand()) {}
 
@@ -50,11 +50,11 @@ void InteractiveClient::end_of_input() {
 void InteractiveClient::interrupt() {
     input_ended_ = true;
     lines_.clear();
-    if (link_.connecting()) {
+    if (session_.connecting()) {
         console_.error_line("ERROR: No answer from " + connect_target_ + " to CONNECT; gave up");
     }
-    if (!link_.connected()) {
-        link_.abort();
+    if (!session_.connected()) {
+        session_.abort();
     }
     run_queued();
 }
@@ -72,7 +72,7 @@ void InteractiveClient::run_queued() {
         console_.prompt();
         return;
     }
-    if (link_.connected()) {
+    if (session_.connected()) {
         disconnect();  // leave cleanly; on_closed finishes
         return;
     }
@@ -96,20 +96,20 @@ void InteractiveClient::execute(const UserCommand& command) {
             console_.error_line(command.error);
             return;
         case CommandKind::connect: {
-            if (!link_.idle()) {
+            if (!session_.idle()) {
                 console_.error_line("ERROR: Already connected (DISCONNECT first)");
                 return;
             }
             const std::string host = command.host.empty() ? default_host_ : command.host;
             connect_target_ = host + ":" + std::to_string(command.port);
-            link_.connect(host, command.port, command.name,
-                          command.secret.empty() ? default_secret_ : command.secret);
+            session_.connect(host, command.port, command.name,
+                             command.secret.empty() ? default_secret_ : command.secret);
             return;
         }
         default:
             break;
     }
-    if (!link_.connected()) {
+    if (!session_.connected()) {
         console_.error_line(kNotConnected);
         return;
     }
@@ -118,21 +118,21 @@ void InteractiveClient::execute(const UserCommand& command) {
             disconnect();
             return;
         case CommandKind::publish:
-            link_.send_message(command.topic, command.data);
+            session_.publish(command.topic, command.data);
             return;
         case CommandKind::subscribe:
             if (!topics_.insert(command.topic).second) {
                 console_.line("INFO: Already subscribed to '" + command.topic + "'");
                 return;
             }
-            link_.send_frame("SUBSCRIBE " + command.topic);
+            session_.subscribe(command.topic);
             return;
         case CommandKind::unsubscribe:
             if (topics_.erase(command.topic) == 0) {
                 console_.line("INFO: Was not subscribed to '" + command.topic + "'");
                 return;
             }
-            link_.send_frame("UNSUBSCRIBE " + command.topic);
+            session_.unsubscribe(command.topic);
             return;
         default:
             return;

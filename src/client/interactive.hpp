@@ -8,26 +8,24 @@
 #include <set>
 #include <string>
 
-#include "broker_link.hpp"
+#include "broker_session.hpp"
 #include "command.hpp"
 #include "runtime.hpp"
 
 namespace pubsubx::client {
 
-class InteractiveClient final : public LinkListener {
+class InteractiveClient final : public SessionListener {
   public:
     // `answer_timeout`: how long a script whose input has ended still waits for the answer
     // to its CONNECT before giving up (a person ends the wait with Ctrl-C or Ctrl-D), and how
-    // long a DISCONNECT waits for the server to close (see BrokerLink::disconnect).
+    // long a DISCONNECT waits for the server to close (see BrokerSession::disconnect).
     InteractiveClient(Runtime& runtime, Console& console, std::string default_host,
                       std::string default_secret = {},
                       std::chrono::steady_clock::duration answer_timeout = std::chrono::seconds{
                           10});
 
-    // --tls: every CONNECT goes over TLS with `context`.
-    void use_tls(std::shared_ptr<asio::ssl::context> context, bool insecure) {
-        link_.use_tls(std::move(context), insecure);
-    }
+    // --tls: every CONNECT goes over TLS.
+    void use_tls(TlsOptions tls) { session_.use_tls(std::move(tls)); }
 
     // Both are called on the strand.
     void submit_line(std::string line);
@@ -52,11 +50,11 @@ class InteractiveClient final : public LinkListener {
     // Runs queued lines until one has to wait for the server (CONNECT, DISCONNECT).
     void run_queued();
     void execute(const UserCommand& command);
-    bool waiting_for_server() const { return !link_.idle() && !link_.connected(); }
+    bool waiting_for_server() const { return !session_.idle() && !session_.connected(); }
     // Leaves with DISCONNECT, reading on until the server's close: the error frames for the
     // last commands (a refused PUBLISH, say) come before it, and a script's exit code counts
     // them.
-    void disconnect() { link_.disconnect(answer_timeout_); }
+    void disconnect() { session_.disconnect(); }
     void command_done();
     // Draws the prompt again below output that came unasked (a message, an error frame).
     void prompt_if_idle();
@@ -65,7 +63,7 @@ class InteractiveClient final : public LinkListener {
     Console& console_;
     std::string default_host_;
     std::string default_secret_;  // --secret: sent by a CONNECT that names none
-    BrokerLink link_;
+    BrokerSession session_;
     std::deque<std::string> lines_;
     std::set<std::string> topics_;  // what we are subscribed to, for the INFO lines
     std::string connect_target_;    // host:port of the CONNECT under way, for error lines

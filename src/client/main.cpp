@@ -3,7 +3,6 @@
 
 #include <CLI/CLI.hpp>
 #include <asio/post.hpp>
-#include <asio/ssl/context.hpp>
 #include <chrono>
 #include <cstdio>
 
@@ -63,55 +62,59 @@ void add_endpoint_options(CLI::App& command, pubsubx::client::Endpoint& endpoint
         ->check(check_secret);
 }
 
-struct TlsChoice {
-    bool enabled = false;
-    pubsubx::tls::ClientTlsOptions options;
-};
-
 // Given to the program and to `pub` and `sub`, so they may come before or after the subcommand.
-void add_tls_options(CLI::App& command, TlsChoice& tls) {
+void add_tls_options(CLI::App& command, pubsubx::TlsOptions& tls) {
     command.add_flag("--tls", tls.enabled,
                      "Connect over TLS, checking the server's certificate and host name");
     command
-        .add_option("--cafile", tls.options.ca_file,
+        .add_option("--cafile", tls.ca_file,
                     "With --tls: CA certificates (PEM) to trust instead of the system's")
         ->check(CLI::ExistingFile);
     command
-        .add_option("--cert", tls.options.certificate,
+        .add_option("--cert", tls.certificate,
                     "With --tls: a client certificate (PEM) for servers that ask for one")
         ->check(CLI::ExistingFile);
-    command.add_option("--key", tls.options.private_key, "With --tls and --cert: its private key")
+    command.add_option("--key", tls.private_key, "With --tls and --cert: its private key")
         ->check(CLI::ExistingFile);
-    command.add_flag("--insecure", tls.options.insecure,
+    command.add_flag("--insecure", tls.insecure,
                      "With --tls: do NOT check the server's certificate (testing only: anyone "
                      "on the path can read and change the traffic)");
 }
 
-void check_tls_choice(const TlsChoice& tls) {
-    const auto& options = tls.options;
-    if (!tls.enabled && (!options.ca_file.empty() || !options.certificate.empty() ||
-                         !options.private_key.empty() || options.insecure)) {
+void check_tls_choice(const pubsubx::TlsOptions& tls) {
+    if (!tls.enabled && (!tls.ca_file.empty() || !tls.certificate.empty() ||
+                         !tls.private_key.empty() || tls.insecure)) {
         throw CLI::ValidationError("--cafile, --cert, --key and --insecure need --tls");
     }
-    if (options.certificate.empty() != options.private_key.empty()) {
+    if (tls.certificate.empty() != tls.private_key.empty()) {
         throw CLI::ValidationError("--cert and --key go together");
     }
-    if (options.insecure && !options.ca_file.empty()) {
+    if (tls.insecure && !tls.ca_file.empty()) {
         throw CLI::ValidationError("--insecure checks no certificate: --cafile makes no sense");
     }
 }
 
+// The library makes its TLS context at each connect from these files. A context made here, and
+// thrown away, checks them at the start: a bad file stops the client before its first CONNECT,
+// with OpenSSL's reason on stderr.
+bool tls_files_usable(const pubsubx::TlsOptions& tls) {
+    std::string error;
+    if (pubsubx::tls::make_client_context(
+            {tls.ca_file, tls.certificate, tls.private_key, tls.insecure}, error) == nullptr) {
+        std::fprintf(stderr, "ERROR: %s\n", error.c_str());
+        return false;
+    }
+    return true;
+}
+
 int run_interactive(const std::string& host, const std::string& secret, bool force_prompt,
-                    double answer_timeout_seconds, const TlsChoice& tls,
-                    const std::shared_ptr<asio::ssl::context>& tls_context) {
+                    double answer_timeout_seconds, const pubsubx::TlsOptions& tls) {
     using namespace pubsubx::client;
     auto runtime = std::make_shared<Runtime>();
     const bool terminal = isatty(STDIN_FILENO) == 1;
     Console console{force_prompt || terminal, false, terminal};
     InteractiveClient client{*runtime, console, host, secret, to_duration(answer_timeout_seconds)};
-    if (tls_context != nullptr) {
-        client.use_tls(tls_context, tls.options.insecure);
-    }
+    client.use_tls(tls);
     runtime->on_interrupt([&client] { client.interrupt(); });
     runtime->read_stdin([&client](std::string line) { client.submit_line(std::move(line)); },
                         [&client] { client.end_of_input(); });
@@ -140,7 +143,7 @@ int main(int argc, char** argv) {
         "Seconds a script whose input has ended still waits for the answer to its CONNECT "
         "before giving up (exit code 1), and any client waits ";
     add_answer_timeout_option(app, answer_timeout, connect_wait_help + std::string{kCloseWaitHelp});
-    TlsChoice tls;
+    pubsubx::TlsOptions tls;
     add_tls_options(app, tls);
 
     pubsubx::client::PublishOptions publish;
@@ -190,22 +193,17 @@ int main(int argc, char** argv) {
         return code == 0 ? 0 : kUsageError;
     }
 
-    std::shared_ptr<asio::ssl::context> tls_context;
     if (tls.enabled) {
-        if (tls.options.insecure) {
+        if (tls.insecure) {
             std::fprintf(stderr, "%s\n", pubsubx::tls::kInsecureWarning);
         }
-        std::string error;
-        tls_context = pubsubx::tls::make_client_context(tls.options, error);
-        if (tls_context == nullptr) {
-            std::fprintf(stderr, "ERROR: %s\n", error.c_str());
+        if (!tls_files_usable(tls)) {
             return 1;
         }
     }
     for (auto* endpoint : {&publish.endpoint, &subscribe.endpoint}) {
         endpoint->answer_timeout = to_duration(answer_timeout);
-        endpoint->tls = tls_context;
-        endpoint->tls_insecure = tls.options.insecure;
+        endpoint->tls = tls;
     }
     if (pub->parsed()) {
         if (message_option->count() > 0) {
@@ -219,5 +217,5 @@ int main(int argc, char** argv) {
         }
         return pubsubx::client::run_subscribe(subscribe);
     }
-    return run_interactive(host, secret, force_prompt, answer_timeout, tls, tls_context);
+    return run_interactive(host, secret, force_prompt, answer_timeout, tls);
 }

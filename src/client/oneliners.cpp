@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <random>
 
+#include "broker_session.hpp"
 #include "pubsubx/protocol.hpp"
 
 namespace pubsubx::client {
@@ -15,22 +16,20 @@ namespace {
 // Shared by pub and sub: connects, reports failures as `ERROR:` lines on stderr and ends the
 // runtime with exit code 1, or after an orderly DISCONNECT with 1 if the server sent an error
 // frame (a refused PUBLISH or SUBSCRIBE), else 0.
-class OneShotClient : public LinkListener {
+class OneShotClient : public SessionListener {
   public:
     OneShotClient(Runtime& runtime, const Endpoint& endpoint, std::string_view name_prefix)
         : runtime_(runtime),
           console_(false, true),
           endpoint_(endpoint),
           name_(endpoint.name.empty() ? generate_client_name(name_prefix) : endpoint.name),
-          link_(runtime.strand(), *this) {
-        if (endpoint.tls != nullptr) {
-            link_.use_tls(endpoint.tls, endpoint.tls_insecure);
-        }
+          session_(runtime.strand(), *this, endpoint.answer_timeout) {
+        session_.use_tls(endpoint.tls);
     }
 
     void start() {
         runtime_.on_interrupt([this] { stop(); });
-        link_.connect(endpoint_.host, endpoint_.port, name_, endpoint_.secret);
+        session_.connect(endpoint_.host, endpoint_.port, name_, endpoint_.secret);
     }
 
     void on_refused(std::string_view error_frame) override { fail(error_frame); }
@@ -51,17 +50,17 @@ class OneShotClient : public LinkListener {
     // acks, and the error frames for our last frames come before the close. Otherwise (still
     // connecting, or a second Ctrl-C while leaving) ends now.
     void stop() {
-        if (link_.connected()) {
-            link_.disconnect(endpoint_.answer_timeout);
-        } else if (!link_.idle()) {
-            link_.abort();
+        if (session_.connected()) {
+            session_.disconnect();
+        } else if (!session_.idle()) {
+            session_.abort();
             runtime_.finish(exit_code());
         }
     }
     int exit_code() const { return console_.printed_error() ? 1 : 0; }
     void fail(std::string_view error) {
         console_.error_line(error);
-        link_.abort();
+        session_.abort();
         runtime_.finish(1);
     }
 
@@ -69,7 +68,7 @@ class OneShotClient : public LinkListener {
     Console console_;
     Endpoint endpoint_;
     std::string name_;
-    BrokerLink link_;
+    BrokerSession session_;
 };
 
 class Publisher final : public OneShotClient {
@@ -86,16 +85,12 @@ class Publisher final : public OneShotClient {
   private:
     void publish() {
         if (options_.message) {
-            link_.send_message(options_.topic, *options_.message);
+            session_.publish(options_.topic, *options_.message);
             stop();
             return;
         }
         runtime_.read_stdin(
-            [this](std::string line) {
-                if (link_.connected()) {
-                    link_.send_message(options_.topic, line);
-                }
-            },
+            [this](std::string line) { session_.publish(options_.topic, std::move(line)); },
             [this] { stop(); });
     }
 
@@ -133,7 +128,7 @@ class Subscriber final : public OneShotClient {
     void on_error(std::string_view error_frame) override {
         console_.error_line(error_frame);
         done_ = true;
-        if (link_.connected()) {
+        if (session_.connected()) {
             stop();
         }
     }
@@ -141,7 +136,7 @@ class Subscriber final : public OneShotClient {
   private:
     void subscribe() {
         for (const std::string& topic : options_.topics) {
-            link_.send_frame("SUBSCRIBE " + topic);
+            session_.subscribe(topic);
         }
     }
 

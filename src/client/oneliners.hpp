@@ -4,12 +4,11 @@
 
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "broker_link.hpp"
+#include "pubsubx/client.hpp"
 #include "runtime.hpp"
 
 namespace pubsubx::client {
@@ -22,9 +21,7 @@ struct Endpoint {
     // After DISCONNECT, how long to read on for the error frames the server still owes us
     // (a refused PUBLISH or SUBSCRIBE) until it closes the connection.
     std::chrono::steady_clock::duration answer_timeout = std::chrono::seconds{10};
-    // --tls: the context for the connection (null: plain TCP), and whether it checks nothing.
-    std::shared_ptr<asio::ssl::context> tls;
-    bool tls_insecure = false;
+    TlsOptions tls;  // --tls
 };
 
 struct PublishOptions {

@@ -2,6 +2,7 @@
 // input line by line and posts each line into the strand that owns the connection.
 #pragma once
 
+#include <asio/any_io_executor.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
@@ -11,9 +12,9 @@
 #include <memory>
 #include <string>
 
-#include "broker_link.hpp"
-
 namespace pubsubx::client {
+
+using Strand = asio::strand<asio::any_io_executor>;
 
 class Runtime : public std::enable_shared_from_this<Runtime> {
   public:

@@ -3,6 +3,7 @@
 #include "pubsubx/client.hpp"
 
 #include <asio/dispatch.hpp>
+#include <asio/post.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 #include <atomic>
@@ -25,10 +26,13 @@ using client::Strand;
 namespace {
 
 // A refusal during reconnection that may pass: our own half-open connection still holding the
-// name (a client without a secret), a full server, a name moving between cluster nodes.
-bool worth_retrying(client_errc refusal) {
+// name (a client without a secret), a full server, a name moving between cluster nodes, or the
+// broker's back-off after failed logins (others' guesses from our address count too).
+bool worth_retrying(client_errc refusal, std::string_view frame) {
     return refusal == client_errc::name_taken || refusal == client_errc::server_full ||
-           refusal == client_errc::name_moving;
+           refusal == client_errc::name_moving ||
+           (refusal == client_errc::not_authorized &&
+            frame.find("too many failed attempts") != std::string_view::npos);
 }
 
 std::error_code check_topic(std::string_view topic) {
@@ -36,6 +40,12 @@ std::error_code check_topic(std::string_view topic) {
         return client_errc::invalid_topic;
     }
     return {};
+}
+
+// Not empty, no space and no delimiter: the frame keeps its fields.
+bool is_one_field(std::string_view text) {
+    return !text.empty() && text.find(' ') == std::string_view::npos &&
+           find_delimiter(text) == std::string_view::npos;
 }
 
 std::error_code check_filter(std::string_view filter) {
@@ -117,6 +127,17 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
   private:
     enum class State { idle, connecting, connected, lost, closing, closed };
 
+    // What a PUBLISH of `topic` and `data` cannot be: a topic that is not one field or data
+    // with the frame delimiter would be read as other frames (always refused); without
+    // ClientOptions::check_topics the broker judges the rest.
+    std::error_code frame_error(std::string_view topic, std::string_view data) const;
+    std::error_code filter_error(std::string_view filter) const {
+        if (!is_one_field(filter)) {
+            return client_errc::invalid_topic;
+        }
+        return options_.check_topics ? check_filter(filter) : std::error_code{};
+    }
+
     void enter(State next, const std::error_code& why = {});
     bool session_open() const { return state_ == State::connected; }
     void start_attempt();
@@ -130,7 +151,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     void close_connection();
     void drop_connection();
     std::uint64_t take_back_unsent();
-    void complete_when_written(detail::Done done);
+    void complete_when_written(detail::Done done, bool made_again = false);
     void complete_writes(std::uint64_t written, bool lost);
     void finish_all(const std::error_code& error);
     void report(ClientEvent event);
@@ -156,7 +177,12 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     detail::Done disconnect_done_;
     // async_publish/subscribe waiting for their frame to be written: the connection's byte
     // count at the end of the frame.
-    std::deque<std::pair<std::uint64_t, detail::Done>> waiting_writes_;
+    struct WaitingWrite {
+        std::uint64_t end;
+        detail::Done done;
+        bool made_again;  // a (un)subscription: made again after a loss whatever became of it
+    };
+    std::deque<WaitingWrite> waiting_writes_;
 
     // Publishes kept while no session is open, oldest first.
     std::deque<std::string> offline_;
@@ -181,14 +207,31 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
 
 // ---- From any thread ---------------------------------------------------------------------------
 
-std::error_code Client::Impl::publish_now(std::string_view topic, std::string_view data) {
-    // A publisher mostly repeats its topic: checked once per thread until it changes.
+std::error_code Client::Impl::frame_error(std::string_view topic, std::string_view data) const {
+    // A publisher mostly repeats its topic: one that passed every check is remembered, per
+    // thread, until it changes.
     thread_local std::string last_valid_topic;
     if (topic != last_valid_topic) {
-        if (const std::error_code invalid = check_topic(topic)) {
-            return invalid;
+        if (!is_one_field(topic)) {
+            return client_errc::invalid_topic;
         }
-        last_valid_topic.assign(topic);
+        if (check_topic(topic)) {
+            if (options_.check_topics) {
+                return client_errc::invalid_topic;
+            }
+        } else {
+            last_valid_topic.assign(topic);
+        }
+    }
+    if (find_delimiter(data) != std::string_view::npos) {
+        return client_errc::invalid_message;
+    }
+    return {};
+}
+
+std::error_code Client::Impl::publish_now(std::string_view topic, std::string_view data) {
+    if (const std::error_code invalid = frame_error(topic, data)) {
+        return invalid;
     }
     if (!accepting_.load(std::memory_order_relaxed)) {
         return client_errc::not_connected;
@@ -250,8 +293,8 @@ void Client::Impl::connect(detail::Connected done) {
         (!options_.secret.empty() && !is_valid_secret(options_.secret))) {
         SessionInfo info;
         info.reason = is_valid_name(options_.name) ? "invalid secret" : "invalid name";
-        const client_errc error = is_valid_name(options_.name) ? client_errc::invalid_secret
-                                                               : client_errc::invalid_name;
+        const client_errc error =
+            is_valid_name(options_.name) ? client_errc::invalid_secret : client_errc::invalid_name;
         enter(State::closed, error);
         done.complete(error, std::move(info));
         return;
@@ -276,7 +319,7 @@ void Client::Impl::connect(detail::Connected done) {
 
 void Client::Impl::subscribe(std::string filter, bool subscribe, detail::Done done) {
     drain_inbox();  // a publish() made before this call goes first
-    if (const std::error_code invalid = check_filter(filter)) {
+    if (const std::error_code invalid = filter_error(filter)) {
         done.complete(invalid);
         return;
     }
@@ -294,7 +337,7 @@ void Client::Impl::subscribe(std::string filter, bool subscribe, detail::Done do
         return;
     }
     connection_->send_frame((subscribe ? "SUBSCRIBE " : "UNSUBSCRIBE ") + filter);
-    complete_when_written(std::move(done));
+    complete_when_written(std::move(done), true);
 }
 
 // An async_publish's frame went into the inbox with publish()'s, in the caller's order; this
@@ -374,7 +417,9 @@ void Client::Impl::enter(State next, const std::error_code& why) {
             // The event first: a completion may run inline (asio::use_future's does), and
             // whoever waits on it may look for the event.
             if (before != State::idle) {
-                report({.kind = ClientEventKind::closed, .error = why, .text = why.message()});
+                report({.kind = ClientEventKind::closed,
+                        .error = why,
+                        .text = why ? why.message() : std::string{"disconnected"}});
             }
             finish_all(why ? why : make_error_code(client_errc::closed));
             break;
@@ -445,8 +490,8 @@ void Client::Impl::close_connection() {
     connection_->abort();
     const std::uint64_t unsent = take_back_unsent();
     counters_.publishes_dropped += unsent;
-    for (auto& [end, done] : waiting_writes_) {
-        done.complete(client_errc::closed);
+    for (WaitingWrite& waiting : waiting_writes_) {
+        waiting.done.complete(client_errc::closed);
     }
     waiting_writes_.clear();
     drop_connection();
@@ -519,9 +564,11 @@ void Client::Impl::session_back(bool restored, std::vector<std::string> topics) 
 }
 
 void Client::Impl::on_refused(std::string_view frame) {
-    const client_errc refusal = classify_error_frame(frame);
+    // Not an ERROR: frame: whatever answered is not a PubSubX broker.
+    const client_errc refusal =
+        frame.starts_with("ERROR: ") ? classify_error_frame(frame) : client_errc::unexpected_reply;
     drop_connection();
-    if (state_ == State::lost && worth_retrying(refusal)) {
+    if (state_ == State::lost && worth_retrying(refusal, frame)) {
         attempt_failed(refusal, frame);
         return;
     }
@@ -569,26 +616,29 @@ void Client::Impl::on_written(std::uint64_t bytes) {
 // Completes `done` once everything queued on the connection so far is written: at once if it
 // is (a drain may have queued the frame that `done` waits for, and its write may have ended,
 // before this runs).
-void Client::Impl::complete_when_written(detail::Done done) {
+void Client::Impl::complete_when_written(detail::Done done, bool made_again) {
     const std::uint64_t end = connection_->bytes_queued();
     if (end <= connection_->bytes_written()) {
         done.complete({});
         return;
     }
-    waiting_writes_.emplace_back(end, std::move(done));
+    waiting_writes_.push_back({end, std::move(done), made_again});
 }
 
 void Client::Impl::complete_writes(std::uint64_t written, bool lost) {
-    while (!waiting_writes_.empty() && waiting_writes_.front().first <= written) {
-        // Written to a connection that is now lost: it may or may not have reached the broker.
-        waiting_writes_.front().second.complete(lost ? make_error_code(client_errc::connection_lost)
-                                                     : std::error_code{});
+    while (!waiting_writes_.empty() && waiting_writes_.front().end <= written) {
+        WaitingWrite& waiting = waiting_writes_.front();
+        // A PUBLISH written to a connection that is now lost may or may not have reached the
+        // broker.
+        const bool in_doubt = lost && !waiting.made_again;
+        waiting.done.complete(in_doubt ? make_error_code(client_errc::connection_lost)
+                                       : std::error_code{});
         waiting_writes_.pop_front();
     }
     if (lost) {
         // Beyond `written`: frames never sent, now kept in the offline buffer.
-        for (auto& [end, done] : waiting_writes_) {
-            done.complete({});
+        for (WaitingWrite& waiting : waiting_writes_) {
+            waiting.done.complete({});
         }
         waiting_writes_.clear();
     }
@@ -606,10 +656,14 @@ void Client::Impl::on_closed(bool requested, const std::error_code& error) {
         return;
     }
     if (state_ != State::connected) {
-        // The server closed before it answered CONNECT.
+        // The server closed before it answered CONNECT: connection_lost tells this apart from
+        // a connection that was never made (Asio's and OpenSSL's codes).
         drop_connection();
-        attempt_failed(error ? error : make_error_code(client_errc::connection_lost),
-                       "the server closed the connection before it answered CONNECT");
+        std::string reason{"the server closed the connection before it answered CONNECT"};
+        if (error) {
+            reason += " (" + error.message() + ")";
+        }
+        attempt_failed(client_errc::connection_lost, reason);
         return;
     }
     // Frames not yet handed to the socket were never sent: they go out after the restore,
@@ -659,11 +713,16 @@ void Client::Impl::drain_inbox() {
 // are made again from subscriptions_ when the session is back.)
 void Client::Impl::keep_offline(std::string_view frames) {
     for_each_encoded_frame(frames, [&](std::string_view frame) {
-        if (frame.starts_with("PUBLISH ")) {
-            ++counters_.publishes_buffered;
-            offline_.emplace_back(frame);
-            offline_bytes_ += frame.size();
+        if (!frame.starts_with("PUBLISH ")) {
+            return;
         }
+        ++counters_.publishes_buffered;
+        if (frame.size() > options_.offline_buffer_bytes) {
+            ++counters_.publishes_dropped;  // alone bigger than the buffer: the others stay
+            return;
+        }
+        offline_.emplace_back(frame);
+        offline_bytes_ += frame.size();
     });
     while (offline_bytes_ > options_.offline_buffer_bytes && !offline_.empty()) {
         offline_bytes_ -= offline_.front().size();
@@ -719,9 +778,11 @@ Client::Client(const asio::any_io_executor& executor, ClientOptions options) {
     impl_ = std::make_shared<Impl>(std::move(strand), std::move(options));
 }
 
+// Posted, not dispatched: from one of its own handlers, an abort run at once would drop the last
+// reference to the Impl whose call is still under way below that handler.
 Client::~Client() {
     impl_->detach();
-    asio::dispatch(executor_, [impl = impl_] { impl->abort(); });
+    asio::post(executor_, [impl = impl_] { impl->abort(); });
 }
 
 void Client::set_message_handler(MessageHandler handler) {

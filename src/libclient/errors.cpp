@@ -50,6 +50,8 @@ class ClientCategory final : public std::error_category {
                 return "too much waits to be sent";
             case client_errc::unexpected_reply:
                 return "the server's answer to CONNECT is not a PubSubX answer";
+            case client_errc::invalid_message:
+                return "the data holds the frame delimiter (\\n\\nx)";
         }
         return "unknown pubsubx error";
     }
