@@ -550,3 +550,79 @@ TEST_CASE("what is published before the broker's answer goes out after it, in or
     CHECK(received.data() == std::vector<std::string>{"1", "2", "3"});
     CHECK(publisher.stats().publishes_buffered == 3);
 }
+
+TEST_CASE("what no frame can carry is refused, whatever check_topics says") {
+    ServerProcess server;
+    Loop loop;
+    Received received;
+    Client subscriber{loop.executor(), options_for(server.port(), "frame-reader")};
+    received.attach(subscriber);
+    subscriber.async_connect(asio::use_future).get();
+    subscriber.async_subscribe("t", asio::use_future).get();
+    ClientOptions options = options_for(server.port(), "frame-writer");
+    options.check_topics = false;  // the broker judges topics, but not these
+    Client publisher{loop.executor(), options};
+    publisher.async_connect(asio::use_future).get();
+    // Data with the delimiter would be read as a second frame: an UNSUBSCRIBE here.
+    CHECK(publisher.publish("t", "first\n\nxUNSUBSCRIBE t") == client_errc::invalid_message);
+    CHECK(publisher.publish("a b", "x") == client_errc::invalid_topic);
+    CHECK(publisher.publish("", "x") == client_errc::invalid_topic);
+    std::promise<std::error_code> refused;
+    publisher.async_subscribe("t u", [&](std::error_code error) { refused.set_value(error); });
+    CHECK(refused.get_future().get() == client_errc::invalid_topic);
+    CHECK_FALSE(publisher.publish("t", "line one\nline two\n\n"));
+    REQUIRE(received.wait_messages(1));
+    CHECK(received.data() == std::vector<std::string>{"line one\nline two\n\n"});
+}
+
+TEST_CASE("one publish bigger than the whole offline buffer is dropped alone") {
+    SilentServer broker;  // it answers CONNECT when the test says
+    Loop loop;
+    ClientOptions options = options_for(broker.port(), "small-buffer");
+    options.offline_buffer_bytes = 200;
+    Client client{loop.executor(), options};
+    client.async_connect(asio::detached);
+    REQUIRE(broker.accept_and_read("CONNECT small-buffer"));
+    // Until the broker answers, publishes wait in the offline buffer.
+    CHECK_FALSE(client.publish("t", "a"));
+    CHECK_FALSE(client.publish("t", "b"));
+    CHECK_FALSE(client.publish("t", std::string(300, 'z')));
+    CHECK_FALSE(client.publish("t", "c"));
+    broker.send_raw("OK: Conn accepted\n\nx");
+    REQUIRE(broker.read_until("PUBLISH t a\n\nxPUBLISH t b\n\nxPUBLISH t c\n\nx"));
+    const ClientStats stats = client.stats();
+    CHECK(stats.publishes_buffered == 4);
+    CHECK(stats.publishes_dropped == 1);
+    CHECK(stats.publishes_sent == 3);
+}
+
+TEST_CASE("an answer to CONNECT that is no PubSubX answer") {
+    SilentServer http;
+    Loop loop;
+    Client client{loop.executor(), options_for(http.port(), "lost-soul")};
+    std::promise<std::pair<std::error_code, SessionInfo>> answered;
+    client.async_connect([&](std::error_code error, SessionInfo info) {
+        answered.set_value({error, std::move(info)});
+    });
+    REQUIRE(http.accept_and_read("CONNECT lost-soul"));
+    http.send_raw("HTTP/1.1 400 Bad Request\n\nx");
+    const auto [error, info] = answered.get_future().get();
+    CHECK(error == client_errc::unexpected_reply);
+    CHECK(info.reason == "HTTP/1.1 400 Bad Request");
+}
+
+TEST_CASE("a client destroyed from its own handler") {
+    ServerProcess server;
+    Loop loop;
+    std::promise<void> gone;
+    auto client = std::make_unique<Client>(loop.executor(), options_for(server.port(), "brief"));
+    client->set_event_handler([&](const ClientEvent& event) {
+        if (event.kind == ClientEventKind::lost) {
+            client.reset();  // allowed on its strand: the library below must not mind
+            gone.set_value();
+        }
+    });
+    client->async_connect(asio::use_future).get();
+    kill_server(server);
+    REQUIRE(gone.get_future().wait_for(10s) == std::future_status::ready);
+}
