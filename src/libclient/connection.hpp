@@ -86,6 +86,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool connecting() const { return state_ == State::connecting; }
     bool connected() const { return state_ == State::connected; }
     bool idle() const { return state_ == State::idle; }
+    // A write is under way: frames given now are copied behind the ones waiting for it.
+    bool writing() const { return write_in_flight_; }
 
   private:
     enum class State { idle, connecting, connected, closing };
@@ -116,7 +118,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool write_in_flight_ = false;
     std::uint64_t queued_total_ = 0;   // bytes ever queued
     std::uint64_t written_total_ = 0;  // bytes ever written
-    std::array<char, 64 * 1024> read_buffer_{};
+    // As big as pubsubx-bench's: a subscriber under load takes many frames per system call.
+    std::vector<char> read_buffer_ = std::vector<char>(256 * 1024);
     std::chrono::steady_clock::duration close_wait_{};
     asio::steady_timer close_timer_;  // bounds the wait for the server's close
 };
