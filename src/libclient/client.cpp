@@ -710,8 +710,10 @@ void Client::Impl::drain_inbox() {
         return;
     }
     if (session_open()) {
-        connection_->send_encoded(frames);
+        // Counted before they go: whoever sees them arrive finds them in stats().
         counters_.publishes_sent += messages;
+        publish_counters();
+        connection_->send_encoded(frames);
         spare_ = std::move(frames);
     } else if (state_ == State::connecting || state_ == State::lost) {
         keep_offline(frames);
@@ -752,8 +754,9 @@ void Client::Impl::send_offline() {
     offline_.clear();
     offline_bytes_ = 0;
     if (!frames.empty()) {
-        connection_->send_encoded(frames);
         counters_.publishes_sent += messages;
+        publish_counters();
+        connection_->send_encoded(frames);
     }
     drain_inbox();
     publish_counters();
