@@ -2,6 +2,7 @@
 
 #include <asio/detached.hpp>
 #include <asio/post.hpp>
+#include <limits>
 
 namespace pubsubx::client {
 
@@ -30,6 +31,9 @@ ClientOptions BrokerSession::options_for(const std::string& host, std::uint16_t 
     options.check_topics = false;
     options.connect_timeout = kNoConnectTimeout;
     options.disconnect_wait = close_wait_;
+    // As before the library: what `pub -l` reads from a big file waits in memory for a broker
+    // that reads slowly, rather than being refused.
+    options.max_unsent_bytes = std::numeric_limits<std::size_t>::max();
     return options;
 }
 

@@ -27,13 +27,13 @@ using client::Strand;
 namespace {
 
 // A refusal during reconnection that may pass: our own half-open connection still holding the
-// name (a client without a secret), a full server, a name moving between cluster nodes, or the
-// broker's back-off after failed logins (others' guesses from our address count too).
+// name (a client without a secret), a full server, and every answer that says to retry: the
+// broker's back-off after failed logins (others' guesses from our address count too), a
+// cluster moving the name or waiting for a node.
 bool worth_retrying(client_errc refusal, std::string_view frame) {
     return refusal == client_errc::name_taken || refusal == client_errc::server_full ||
-           refusal == client_errc::name_moving ||
-           (refusal == client_errc::not_authorized &&
-            frame.find("too many failed attempts") != std::string_view::npos);
+           refusal == client_errc::name_moving || frame.find("retry") != std::string_view::npos ||
+           frame.find("try again") != std::string_view::npos;
 }
 
 std::error_code check_topic(std::string_view topic) {
@@ -103,7 +103,6 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     ClientStats stats() const;
     const ClientOptions& options() const { return options_; }
     void detach() { detached_.store(true); }
-    void open_for_publishes() { accepting_.store(true); }
 
     // ---- On the strand ----
     void set_handlers(MessageHandler* message, EventHandler* event, std::function<void()>* batch) {
@@ -115,8 +114,14 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
             batch_handler_ = std::move(*batch);
     }
     void connect(detail::Connected done);
-    void subscribe(std::string filter, bool subscribe, detail::Done done);
-    void publish_queued(detail::Done done);
+    std::error_code queue_subscription(std::string_view filter, bool subscribe);
+    void subscription_queued(std::string filter, bool subscribe, detail::Done done);
+    void publish_queued(std::size_t frame_size, detail::Done done);
+    void open_once() {
+        if (!connect_called_.exchange(true)) {
+            accepting_.store(true);  // publish() right after async_connect() is kept
+        }
+    }
     void disconnect(detail::Done done);
     void abort();
 
@@ -151,6 +156,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     void attempt_failed(const std::error_code& error, std::string_view reason);
     void schedule_reconnect();
     void session_back(bool restored, std::vector<std::string> topics);
+    void reconcile_subscriptions(bool first, const std::set<std::string>& kept);
     void drain_posted();
     void drain_inbox();
     void keep_offline(std::string_view frames);
@@ -172,7 +178,8 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     std::shared_ptr<Connection> connection_;
     asio::steady_timer attempt_timer_;    // connect_timeout of the attempt under way
     asio::steady_timer reconnect_timer_;  // the back-off before the next attempt
-    std::uint32_t attempt_ = 0;           // reconnection attempts since the loss
+    std::uint32_t attempt_ = 0;           // reconnection attempts since the back-off began
+    std::chrono::steady_clock::time_point connected_at_{};  // the session's start
     std::mt19937 random_;
 
     MessageHandler message_handler_;
@@ -181,6 +188,8 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     std::atomic<bool> detached_{false};  // the Client is gone: no handler runs any more
 
     std::set<std::string> subscriptions_;  // what we want, to make again after a loss
+    // Undone while the first connection was made: not adopted from a RESTORED.
+    std::set<std::string> undone_before_session_;
     detail::Connected connect_done_;
     detail::Done disconnect_done_;
     // async_publish/subscribe waiting for their frame to be written: the connection's byte
@@ -204,7 +213,8 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     std::string spare_;        // on the strand: the inbox's next buffer
     std::uint64_t inbox_messages_ = 0;
     bool inbox_drain_posted_ = false;
-    std::atomic<bool> accepting_{false};  // between async_connect and the close
+    std::atomic<bool> accepting_{false};       // between async_connect and the close
+    std::atomic<bool> connect_called_{false};  // a client connects once
     std::atomic<std::size_t> unsent_bytes_{0};
 
     // Counted on the strand, copied to the atomics after each read and event for stats().
@@ -318,39 +328,63 @@ void Client::Impl::connect(detail::Connected done) {
     start_attempt();
 }
 
-void Client::Impl::subscribe(std::string filter, bool subscribe, detail::Done done) {
-    drain_inbox();  // a publish() made before this call goes first
+// SUBSCRIBE and UNSUBSCRIBE go through the inbox like publishes, so that one thread's
+// publishes and subscriptions reach the broker in the order they were made.
+std::error_code Client::Impl::queue_subscription(std::string_view filter, bool subscribe) {
     if (const std::error_code invalid = filter_error(filter)) {
-        done.complete(invalid);
-        return;
+        return invalid;
     }
-    if (state_ == State::idle || state_ == State::closing || state_ == State::closed) {
+    if (!accepting_.load(std::memory_order_relaxed)) {
+        return client_errc::not_connected;
+    }
+    bool post_drain = false;
+    {
+        std::lock_guard lock{inbox_mutex_};
+        inbox_.append(subscribe ? "SUBSCRIBE " : "UNSUBSCRIBE ").append(filter);
+        inbox_.append(kDelimiter);
+        post_drain = !std::exchange(inbox_drain_posted_, true);
+    }
+    if (post_drain) {
+        asio::post(strand_, [self = shared_from_this()] { self->drain_posted(); });
+    }
+    return {};
+}
+
+// The strand's side of a subscription: the set the client makes again after a loss.
+void Client::Impl::subscription_queued(std::string filter, bool subscribe, detail::Done done) {
+    drain_inbox();
+    if (state_ == State::closing || state_ == State::closed) {
         done.complete(client_errc::not_connected);
         return;
     }
     if (subscribe) {
         subscriptions_.insert(filter);
+        undone_before_session_.erase(filter);
     } else {
         subscriptions_.erase(filter);
+        if (state_ == State::connecting) {
+            undone_before_session_.insert(filter);  // even if a RESTORED brings it back
+        }
     }
     if (!session_open()) {
         done.complete({});  // made (or undone) when the session is back
         return;
     }
-    connection_->send_frame((subscribe ? "SUBSCRIBE " : "UNSUBSCRIBE ") + filter);
     complete_when_written(std::move(done), true);
 }
 
 // An async_publish's frame went into the inbox with publish()'s, in the caller's order; this
-// completes it once everything up to it is written (or kept for the session).
-void Client::Impl::publish_queued(detail::Done done) {
+// completes it once everything up to it is written, or kept for the session.
+void Client::Impl::publish_queued(std::size_t frame_size, detail::Done done) {
     drain_inbox();
     if (session_open()) {
         complete_when_written(std::move(done));
+    } else if (state_ == State::connecting || state_ == State::lost) {
+        done.complete(frame_size > options_.offline_buffer_bytes
+                          ? make_error_code(client_errc::buffer_full)  // dropped at once
+                          : std::error_code{});
     } else {
-        done.complete(state_ == State::connecting || state_ == State::lost
-                          ? std::error_code{}
-                          : make_error_code(client_errc::not_connected));
+        done.complete(client_errc::not_connected);
     }
 }
 
@@ -371,9 +405,11 @@ void Client::Impl::disconnect(detail::Done done) {
             return;
         case State::connecting:
         case State::lost:
+            // No connection to say DISCONNECT on: the broker keeps the session for its
+            // retention, and the caller hears so.
             close_connection();
             enter(State::closed, client_errc::closed);
-            done.complete({});
+            done.complete(client_errc::connection_lost);
             return;
     }
 }
@@ -389,7 +425,6 @@ void Client::Impl::abort() {
 // ---- The one place where the state changes -----------------------------------------------------
 
 void Client::Impl::enter(State next, const std::error_code& why) {
-    const State before = state_;
     state_ = next;
     switch (next) {
         case State::idle:
@@ -400,9 +435,7 @@ void Client::Impl::enter(State next, const std::error_code& why) {
             accepting_.store(false);  // what publish() queued before the DISCONNECT goes first
             break;
         case State::lost:
-            attempt_ = 0;
-            report({.kind = ClientEventKind::lost, .error = why, .text = why.message()});
-            break;
+            break;  // on_closed reports it once the loss's bookkeeping is done
         case State::closed:
             accepting_.store(false);
             attempt_timer_.cancel();
@@ -417,12 +450,10 @@ void Client::Impl::enter(State next, const std::error_code& why) {
             }
             // The event first: a completion may run inline (asio::use_future's does), and
             // whoever waits on it may look for the event.
-            if (before != State::idle) {
-                report({.kind = ClientEventKind::closed,
-                        .error = why,
-                        .text = why ? why.message() : std::string{"disconnected"}});
-            }
-            finish_all(why ? why : make_error_code(client_errc::closed));
+            report({.kind = ClientEventKind::closed,
+                    .error = why,
+                    .text = why ? why.message() : std::string{"disconnected"}});
+            finish_all(why);
             break;
     }
     publish_counters();
@@ -473,13 +504,13 @@ void Client::Impl::schedule_reconnect() {
     ++attempt_;
     const auto delay = client::reconnect_delay(options_.reconnect, attempt_,
                                                std::uniform_real_distribution<>{0.0, 1.0}(random_));
-    report({.kind = ClientEventKind::reconnecting, .attempt = attempt_, .delay = delay});
     reconnect_timer_.expires_after(delay);
     reconnect_timer_.async_wait([self = shared_from_this()](const std::error_code& error) {
         if (!error && self->state_ == State::lost) {
             self->start_attempt();
         }
     });
+    report({.kind = ClientEventKind::reconnecting, .attempt = attempt_, .delay = delay});
 }
 
 // Ends the connection without a word to the broker: what it had not sent is dropped.
@@ -532,36 +563,40 @@ void Client::Impl::session_back(bool restored, std::vector<std::string> topics) 
     if (!first) {
         ++counters_.reconnects;
     }
+    connected_at_ = std::chrono::steady_clock::now();
     enter(State::connected);
-    const std::set<std::string> kept(topics.begin(), topics.end());
+    reconcile_subscriptions(first, std::set<std::string>(topics.begin(), topics.end()));
+    send_offline();
+    ClientEventKind kind = restored ? ClientEventKind::restored : ClientEventKind::connected;
+    if (!first && !restored) {
+        kind = ClientEventKind::resubscribed;
+    }
+    // Reported once the session is in order: the handler may abort() or disconnect.
+    report({.kind = kind, .topics = topics});
     if (first) {
-        // What the broker kept for this name (a session left by an earlier run) is ours.
-        subscriptions_.insert(kept.begin(), kept.end());
-    } else {
-        for (const std::string& filter : kept) {
-            if (!subscriptions_.contains(filter)) {
-                connection_->send_frame("UNSUBSCRIBE " + filter);  // undone while away
-            }
+        SessionInfo info;
+        info.restored = restored;
+        info.topics = std::move(topics);
+        connect_done_.complete({}, std::move(info));  // nothing if the handler closed
+    }
+}
+
+// Makes the broker's subscriptions (`kept`, what a RESTORED listed) the ones the client wants.
+void Client::Impl::reconcile_subscriptions(bool first, const std::set<std::string>& kept) {
+    for (const std::string& filter : kept) {
+        if (first && !undone_before_session_.contains(filter)) {
+            subscriptions_.insert(filter);  // a session left by an earlier run is ours
+        } else if (!subscriptions_.contains(filter)) {
+            connection_->send_frame("UNSUBSCRIBE " + filter);  // undone while away
         }
     }
+    undone_before_session_.clear();
     // Made while connecting or away, or forgotten by the broker.
     for (const std::string& filter : subscriptions_) {
         if (!kept.contains(filter)) {
             connection_->send_frame("SUBSCRIBE " + filter);
         }
     }
-    ClientEventKind kind = restored ? ClientEventKind::restored : ClientEventKind::connected;
-    if (!first && !restored) {
-        kind = ClientEventKind::resubscribed;
-    }
-    report({.kind = kind, .topics = topics});
-    if (first) {
-        SessionInfo info;
-        info.restored = restored;
-        info.topics = std::move(topics);
-        connect_done_.complete({}, std::move(info));
-    }
-    send_offline();
 }
 
 void Client::Impl::on_refused(std::string_view frame) {
@@ -577,9 +612,9 @@ void Client::Impl::on_refused(std::string_view frame) {
     report({.kind = ClientEventKind::refused, .error = refusal, .text = std::string{frame}});
     if (state_ == State::connecting) {
         attempt_failed(refusal, frame);
-        return;
+    } else if (state_ == State::lost) {  // not closed from the handler meanwhile
+        enter(State::closed, refusal);
     }
-    enter(State::closed, refusal);
 }
 
 void Client::Impl::on_message(std::string_view topic, std::string_view data) {
@@ -592,10 +627,17 @@ void Client::Impl::on_message(std::string_view topic, std::string_view data) {
 void Client::Impl::on_error(std::string_view frame) {
     ++counters_.broker_errors;
     // A SUBSCRIBE the broker refused is not made again after a loss.
+    // (Refused, or revoked by a reload of --users: "... to 'f' any more: unsubscribed".)
     constexpr std::string_view kRefusedSubscribe{"ERROR: Not allowed to subscribe to '"};
-    if (frame.starts_with(kRefusedSubscribe) && frame.ends_with("'")) {
-        subscriptions_.erase(std::string{
-            frame.substr(kRefusedSubscribe.size(), frame.size() - kRefusedSubscribe.size() - 1)});
+    constexpr std::string_view kRevoked{"' any more: unsubscribed"};
+    if (frame.starts_with(kRefusedSubscribe)) {
+        std::string_view rest = frame.substr(kRefusedSubscribe.size());
+        if (rest.ends_with(kRevoked)) {
+            rest.remove_suffix(kRevoked.size());
+        } else if (rest.ends_with("'")) {
+            rest.remove_suffix(1);
+        }
+        subscriptions_.erase(std::string{rest});
     }
     report({.kind = ClientEventKind::broker_error,
             .error = classify_error_frame(frame),
@@ -653,8 +695,17 @@ void Client::Impl::on_connect_failed(const std::error_code& error, std::string_v
 
 void Client::Impl::on_closed(bool requested, const std::error_code& error) {
     if (state_ == State::closing) {
+        if (!requested) {
+            // The connection failed before the DISCONNECT was out: what it had not written is
+            // dropped, and what it had may not have arrived.
+            counters_.publishes_dropped += take_back_unsent();
+            unsent_frames_.clear();
+            complete_writes(connection_->bytes_written(), true);
+        }
         drop_connection();
-        enter(State::closed, requested ? std::error_code{} : error);
+        enter(State::closed, requested
+                                 ? std::error_code{}
+                                 : (error ? error : make_error_code(client_errc::connection_lost)));
         return;
     }
     if (state_ != State::connected) {
@@ -673,11 +724,21 @@ void Client::Impl::on_closed(bool requested, const std::error_code& error) {
     take_back_unsent();
     complete_writes(connection_->bytes_queued(), true);
     drop_connection();
-    enter(State::lost, error ? error : make_error_code(client_errc::connection_lost));
+    // A session that lasted is a new start for the back-off; one that keeps flapping (two
+    // clients taking the name from each other, say) goes on backing off.
+    if (std::chrono::steady_clock::now() - connected_at_ >= options_.reconnect.max_delay) {
+        attempt_ = 0;
+    }
+    enter(State::lost);
     keep_offline(unsent_frames_);
     unsent_frames_.clear();
     drain_inbox();
-    schedule_reconnect();
+    // Reported once the bookkeeping is done: the handler may abort() or disconnect.
+    const std::error_code why = error ? error : make_error_code(client_errc::connection_lost);
+    report({.kind = ClientEventKind::lost, .error = why, .text = why.message()});
+    if (state_ == State::lost) {
+        schedule_reconnect();
+    }
     publish_counters();
 }
 
@@ -707,6 +768,7 @@ void Client::Impl::drain_inbox() {
     }
     if (frames.empty()) {
         spare_ = std::move(frames);
+        client::release_if_large(spare_);
         return;
     }
     if (session_open()) {
@@ -715,6 +777,7 @@ void Client::Impl::drain_inbox() {
         publish_counters();
         connection_->send_encoded(frames);
         spare_ = std::move(frames);
+        client::release_if_large(spare_);
     } else if (state_ == State::connecting || state_ == State::lost) {
         keep_offline(frames);
     } else {
@@ -768,13 +831,16 @@ void Client::Impl::drop_offline() {
     offline_bytes_ = 0;
 }
 
-void Client::Impl::finish_all(const std::error_code& error) {
-    connect_done_.complete(error, {});
-    complete_writes(0, true);
-    if (disconnect_done_) {
-        disconnect_done_.complete(
-            state_ == State::closed && error == client_errc::closed ? std::error_code{} : error);
+// The close's completions: `why` is empty only for a DISCONNECT the broker answered by
+// closing, which is then the one success.
+void Client::Impl::finish_all(const std::error_code& why) {
+    const std::error_code failed = why ? why : make_error_code(client_errc::closed);
+    connect_done_.complete(failed, {});
+    for (WaitingWrite& waiting : waiting_writes_) {
+        waiting.done.complete(failed);
     }
+    waiting_writes_.clear();
+    disconnect_done_.complete(why);
 }
 
 void Client::Impl::report(ClientEvent event) {
@@ -819,17 +885,20 @@ void Client::set_batch_handler(std::function<void()> handler) {
 }
 
 void Client::start_connect(detail::Connected done) {
-    // publish() right after async_connect() is kept for the session, not refused.
-    impl_->open_for_publishes();
+    impl_->open_once();
     asio::dispatch(executor_, [impl = impl_, done = std::move(done)]() mutable {
         impl->connect(std::move(done));
     });
 }
 
 void Client::start_subscribe(std::string filter, bool subscribe, detail::Done done) {
+    if (const std::error_code error = impl_->queue_subscription(filter, subscribe)) {
+        done.complete(error);
+        return;
+    }
     asio::dispatch(executor_, [impl = impl_, filter = std::move(filter), subscribe,
                                done = std::move(done)]() mutable {
-        impl->subscribe(std::move(filter), subscribe, std::move(done));
+        impl->subscription_queued(std::move(filter), subscribe, std::move(done));
     });
 }
 
@@ -838,8 +907,9 @@ void Client::start_publish(std::string topic, std::string data, detail::Done don
         done.complete(error);
         return;
     }
-    asio::dispatch(executor_, [impl = impl_, done = std::move(done)]() mutable {
-        impl->publish_queued(std::move(done));
+    const std::size_t frame_size = topic.size() + data.size() + 12;  // PUBLISH, spaces, end
+    asio::dispatch(executor_, [impl = impl_, frame_size, done = std::move(done)]() mutable {
+        impl->publish_queued(frame_size, std::move(done));
     });
 }
 

@@ -105,7 +105,7 @@ void Connection::start_reading() {
             return;
         }
         if (error) {
-            self->finish(self->state_ == State::closing, error);
+            self->finish(self->disconnect_out(), error);
             return;
         }
         // A listener may abort from within a frame: the rest of this read is then stale.
@@ -213,11 +213,12 @@ void Connection::flush() {
         self->write_in_flight_ = false;
         self->written_total_ += count;
         self->writing_.clear();
+        release_if_large(self->writing_);
         if (self->state_ == State::idle) {
             return;
         }
         if (error) {
-            self->finish(self->state_ == State::closing, error);
+            self->finish(self->disconnect_out(), error);
             return;
         }
         if (self->listener_ != nullptr) {
@@ -228,7 +229,7 @@ void Connection::flush() {
         }
         if (!self->pending_.empty()) {
             self->flush();
-        } else if (self->state_ == State::closing) {
+        } else if (self->disconnect_out()) {
             self->disconnect_written();
         }
     };
@@ -245,24 +246,29 @@ void Connection::disconnect(std::chrono::steady_clock::duration close_wait) {
     }
     close_wait_ = close_wait;
     send_frame("DISCONNECT");
+    disconnect_end_ = queued_total_;
     state_ = State::closing;
-    if (!write_in_flight_ && pending_.empty()) {
-        disconnect_written();
-    }
-}
-
-// Reading goes on while closing: the server's close ends it, through finish(true).
-void Connection::disconnect_written() {
     if (close_wait_ <= std::chrono::steady_clock::duration::zero()) {
-        finish(true, {});
-        return;
+        return;  // ends once the DISCONNECT is written (on_written)
     }
+    // Counted from now, not from when the DISCONNECT is out: a broker that reads nothing any
+    // more must not hold the caller.
     close_timer_.expires_after(close_wait_);
     close_timer_.async_wait([self = shared_from_this()](const std::error_code& error) {
         if (!error && self->state_ == State::closing) {
-            self->finish(true, {});
+            self->finish(self->disconnect_out(), self->disconnect_out()
+                                                     ? std::error_code{}
+                                                     : std::make_error_code(std::errc::timed_out));
         }
     });
+}
+
+// The DISCONNECT is written: the rest of the way is the broker's close (read on until it
+// comes: the error frames it owes come first), or the timer.
+void Connection::disconnect_written() {
+    if (close_wait_ <= std::chrono::steady_clock::duration::zero()) {
+        finish(true, {});
+    }
 }
 
 void Connection::abort() {

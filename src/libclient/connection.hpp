@@ -28,6 +28,14 @@ namespace pubsubx::client {
 
 using Strand = asio::strand<asio::any_io_executor>;
 
+// An empty buffer keeps up to 1 MiB for the next burst; a bigger one goes back to the system,
+// so that an idle client does not hold the memory of its busiest moment.
+inline void release_if_large(std::string& buffer) {
+    if (buffer.empty() && buffer.capacity() > 1024 * 1024) {
+        std::string{}.swap(buffer);
+    }
+}
+
 // What the connection reports; every call is made on the strand.
 class ConnectionListener {
   public:
@@ -100,6 +108,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void handle_frame(std::string_view frame);
     void flush();
     void disconnect_written();
+    // The DISCONNECT is written: whatever ends the connection now, the client asked for it.
+    bool disconnect_out() const {
+        return state_ == State::closing && written_total_ >= disconnect_end_;
+    }
     void fail_connect(const std::error_code& error, std::string_view reason);
     void finish(bool requested, const std::error_code& error);
 
@@ -116,8 +128,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string pending_;  // frames queued while a write is in flight
     std::string writing_;
     bool write_in_flight_ = false;
-    std::uint64_t queued_total_ = 0;   // bytes ever queued
-    std::uint64_t written_total_ = 0;  // bytes ever written
+    std::uint64_t queued_total_ = 0;    // bytes ever queued
+    std::uint64_t written_total_ = 0;   // bytes ever written
+    std::uint64_t disconnect_end_ = 0;  // queued_total_ after the DISCONNECT
     // As big as pubsubx-bench's: a subscriber under load takes many frames per system call.
     std::vector<char> read_buffer_ = std::vector<char>(256 * 1024);
     std::chrono::steady_clock::duration close_wait_{};

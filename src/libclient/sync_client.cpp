@@ -38,6 +38,10 @@ class SyncClient::State {
         client_ = std::make_unique<Client>(io_.get_executor(), std::move(options));
         client_->set_message_handler([this](std::string_view topic, std::string_view data) {
             std::lock_guard lock{mutex_};
+            if (max_queued_ == 0) {
+                ++dropped_;  // a queue of none keeps nothing
+                return;
+            }
             if (messages_.size() >= max_queued_) {
                 messages_.pop_front();
                 ++dropped_;
