@@ -700,7 +700,10 @@ void Client::Impl::on_closed(bool requested, const std::error_code& error) {
             // dropped, and what it had may not have arrived.
             counters_.publishes_dropped += take_back_unsent();
             unsent_frames_.clear();
-            complete_writes(connection_->bytes_written(), true);
+            for (WaitingWrite& waiting : waiting_writes_) {
+                waiting.done.complete(client_errc::connection_lost);
+            }
+            waiting_writes_.clear();
         }
         drop_connection();
         enter(State::closed, requested

@@ -584,7 +584,9 @@ TEST_CASE("one publish bigger than the whole offline buffer is dropped alone") {
     // Until the broker answers, publishes wait in the offline buffer.
     CHECK_FALSE(client.publish("t", "a"));
     CHECK_FALSE(client.publish("t", "b"));
-    CHECK_FALSE(client.publish("t", std::string(300, 'z')));
+    std::promise<std::error_code> big;
+    client.async_publish("t", std::string(300, 'z'), [&](std::error_code e) { big.set_value(e); });
+    CHECK(big.get_future().get() == client_errc::buffer_full);
     CHECK_FALSE(client.publish("t", "c"));
     broker.send_raw("OK: Conn accepted\n\nx");
     REQUIRE(broker.read_until("PUBLISH t a\n\nxPUBLISH t b\n\nxPUBLISH t c\n\nx"));
@@ -623,4 +625,201 @@ TEST_CASE("a client destroyed from its own handler") {
     client->async_connect(asio::use_future).get();
     kill_server(server);
     REQUIRE(gone.get_future().wait_for(10s) == std::future_status::ready);
+}
+
+// ---- Regressions from the review ---------------------------------------------------------------
+
+TEST_CASE("one thread's publishes and subscriptions reach the broker in the order made") {
+    SilentServer broker;
+    Loop loop;
+    Client client{loop.executor(), options_for(broker.port(), "in-order")};
+    Received received;
+    received.attach(client);
+    client.async_connect(asio::detached);
+    REQUIRE(broker.accept_and_read("CONNECT in-order\n\nx"));
+    broker.send_raw("OK: Conn accepted\n\nx");
+    // (Without a session, subscriptions are made again first when it comes, then the
+    // publishes kept meanwhile: docs/client-library.md.)
+    REQUIRE(received.wait_event(ClientEventKind::connected));
+    // Waiting for nothing between them: the unsubscribe must not fall behind the last publish.
+    for (int round = 0; round < 20; ++round) {
+        const std::string n = std::to_string(round);
+        CHECK_FALSE(client.publish("a", "A" + n));
+        client.async_unsubscribe("a", asio::detached);
+        client.async_publish("a", "B" + n, asio::detached);
+        client.async_subscribe("a", asio::detached);
+    }
+    std::string expected;
+    for (int round = 0; round < 20; ++round) {
+        const std::string n = std::to_string(round);
+        expected +=
+            "PUBLISH a A" + n + "\n\nxUNSUBSCRIBE a\n\nxPUBLISH a B" + n + "\n\nxSUBSCRIBE a\n\nx";
+    }
+    CHECK(broker.read_until(expected));
+}
+
+TEST_CASE("async_disconnect is bounded by disconnect_wait even when the broker reads nothing") {
+    SilentServer broker;  // answers the CONNECT, then reads nothing more
+    Loop loop;
+    ClientOptions options = options_for(broker.port(), "stuck");
+    options.disconnect_wait = 300ms;
+    Client client{loop.executor(), options};
+    Received received;
+    received.attach(client);
+    client.async_connect(asio::detached);
+    REQUIRE(broker.accept_and_read("CONNECT stuck\n\nx"));
+    broker.send_raw("OK: Conn accepted\n\nx");
+    REQUIRE(received.wait_event(ClientEventKind::connected));
+    const std::string megabyte(1024 * 1024, 'x');
+    for (int i = 0; i < 32; ++i) {  // far more than the socket buffers hold
+        REQUIRE_FALSE(client.publish("t", megabyte));
+    }
+    std::promise<std::error_code> disconnected;
+    client.async_disconnect([&](std::error_code error) { disconnected.set_value(error); });
+    auto done = disconnected.get_future();
+    REQUIRE(done.wait_for(5s) == std::future_status::ready);
+    // Not a clean DISCONNECT: the broker never read it.
+    CHECK(done.get() == std::errc::timed_out);
+    CHECK(client.stats().publishes_dropped > 0);
+}
+
+TEST_CASE("a connection reset before the DISCONNECT is out is no clean disconnect") {
+    SilentServer broker;
+    Loop loop;
+    Client client{loop.executor(), options_for(broker.port(), "reset-at-close")};
+    Received received;
+    received.attach(client);
+    client.async_connect(asio::detached);
+    REQUIRE(broker.accept_and_read("CONNECT reset-at-close\n\nx"));
+    broker.send_raw("OK: Conn accepted\n\nx");
+    REQUIRE(received.wait_event(ClientEventKind::connected));
+    const std::string megabyte(1024 * 1024, 'x');
+    for (int i = 0; i < 32; ++i) {
+        REQUIRE_FALSE(client.publish("t", megabyte));
+    }
+    std::promise<std::error_code> last;
+    client.async_publish("t", "last", [&](std::error_code error) { last.set_value(error); });
+    std::promise<std::error_code> disconnected;
+    client.async_disconnect([&](std::error_code error) { disconnected.set_value(error); });
+    // The disconnect is under way once publish() is refused; then the broker resets.
+    while (client.publish("t", "probe") != client_errc::not_connected) {
+        std::this_thread::sleep_for(1ms);
+    }
+    broker.close_connection(true);
+    const std::error_code disconnect_error = disconnected.get_future().get();
+    const std::error_code last_error = last.get_future().get();
+    const std::string story = received.describe() + " disconnect: " + disconnect_error.message() +
+                              " last: " + last_error.message();
+    INFO(story);
+    CHECK(disconnect_error);  // an error, not success
+    CHECK(last_error);
+    CHECK(client.stats().publishes_dropped > 0);
+    const auto events = received.events();
+    REQUIRE_FALSE(events.empty());
+    CHECK(events.back().kind == ClientEventKind::closed);
+    CHECK(events.back().error);
+}
+
+TEST_CASE("disconnecting a lost client says the broker was not told") {
+    ServerProcess server;
+    Loop loop;
+    Received received;
+    Client client{loop.executor(), options_for(server.port(), "gone-quiet", "s")};
+    received.attach(client);
+    client.async_connect(asio::use_future).get();
+    kill_server(server);
+    REQUIRE(received.wait_event(ClientEventKind::lost));
+    std::promise<std::error_code> disconnected;
+    client.async_disconnect([&](std::error_code error) { disconnected.set_value(error); });
+    CHECK(disconnected.get_future().get() == client_errc::connection_lost);
+}
+
+TEST_CASE("abort() from the lost event leaves nothing behind") {
+    ServerProcess server;
+    Loop loop;
+    Received received;
+    Client client{loop.executor(), options_for(server.port(), "abort-in-handler")};
+    std::promise<void> closed;
+    client.set_event_handler([&](const ClientEvent& event) {
+        if (event.kind == ClientEventKind::lost) {
+            client.abort();
+        }
+        if (event.kind == ClientEventKind::reconnecting) {
+            FAIL("a reconnection after abort()");
+        }
+        if (event.kind == ClientEventKind::closed) {
+            closed.set_value();
+        }
+    });
+    client.async_connect(asio::use_future).get();
+    for (int i = 0; i < 1000; ++i) {
+        REQUIRE_FALSE(client.publish("t", std::string(1000, 'x')));
+    }
+    kill_server(server);
+    REQUIRE(closed.get_future().wait_for(10s) == std::future_status::ready);
+    std::this_thread::sleep_for(200ms);  // a reconnection, if one were scheduled, would fail now
+    const ClientStats stats = client.stats();
+    CHECK(stats.offline_bytes == 0);
+    CHECK(stats.publishes_sent + stats.publishes_dropped >= 1000);
+}
+
+TEST_CASE("a refusal that says retry is retried during reconnection") {
+    SilentServer broker;
+    Loop loop;
+    Received received;
+    Client client{loop.executor(), options_for(broker.port(), "patient")};
+    received.attach(client);
+    client.async_connect(asio::detached);
+    REQUIRE(broker.accept_and_read("CONNECT patient\n\nx"));
+    broker.send_raw("OK: Conn accepted\n\nx");
+    REQUIRE(received.wait_event(ClientEventKind::connected));
+    broker.close_connection();
+    REQUIRE(broker.accept_and_read("CONNECT patient\n\nx"));
+    broker.send_raw("ERROR: The cluster's name registry cannot be reached; retry in a moment\n\nx");
+    broker.close_connection();
+    REQUIRE(broker.accept_and_read("CONNECT patient\n\nx"));
+    broker.send_raw("OK: Conn accepted\n\nx");
+    REQUIRE(received.wait_event(ClientEventKind::resubscribed));
+    CHECK(received.count(ClientEventKind::refused) == 0);
+    CHECK(received.count(ClientEventKind::reconnecting) == 2);
+}
+
+TEST_CASE("an UNSUBSCRIBE while connecting is not undone by the broker's RESTORED") {
+    SilentServer broker;
+    Loop loop;
+    Client client{loop.executor(), options_for(broker.port(), "changed-mind")};
+    client.async_connect(asio::detached);
+    REQUIRE(broker.accept_and_read("CONNECT changed-mind\n\nx"));
+    client.async_unsubscribe("a", asio::use_future).get();
+    broker.send_raw("RESTORED changed-mind\n\nxa b\n\nx");
+    CHECK(broker.read_until("UNSUBSCRIBE a\n\nx"));
+}
+
+TEST_CASE("a second async_connect on a closed client does not reopen publish()") {
+    ServerProcess server;
+    Loop loop;
+    Client client{loop.executor(), options_for(server.port(), "once")};
+    client.async_connect(asio::use_future).get();
+    client.async_disconnect(asio::use_future).get();
+    // The client's strand is held, so the second async_connect has not been refused yet when
+    // publish() is called.
+    std::promise<void> release;
+    asio::post(client.get_executor(), [held = release.get_future().share()] { held.wait(); });
+    std::promise<std::error_code> refused;
+    client.async_connect([&](std::error_code error, SessionInfo) { refused.set_value(error); });
+    CHECK(client.publish("t", "x") == client_errc::not_connected);
+    release.set_value();
+    CHECK(refused.get_future().get() == client_errc::closed);
+}
+
+TEST_CASE("a SyncClient that keeps no messages counts them dropped") {
+    ServerProcess server;
+    SyncClient client{0};
+    client.connect(options_for(server.port(), "keeps-nothing"));
+    client.subscribe("self");
+    for (int i = 0; i < 20; ++i) {
+        client.publish("self", "m" + std::to_string(i));
+    }
+    CHECK_FALSE(client.next_message(300ms).has_value());
+    CHECK(client.dropped_messages() == 20);
 }

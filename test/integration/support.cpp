@@ -574,6 +574,11 @@ void TestClient::barrier(std::string_view topic_prefix) {
 
 SilentServer::SilentServer() {
     listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    // A fixed, small receive buffer (inherited by the accepted connection, no autotuning): a
+    // broker that stops reading holds back a client's writes after a few hundred KB, whatever
+    // the machine's tcp_rmem allows.
+    const int receive_buffer = 64 * 1024;
+    setsockopt(listen_fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -624,6 +629,18 @@ bool SilentServer::read_until(std::string_view needle, Millis timeout) {
 
 void SilentServer::send_raw(std::string_view bytes) {
     send_all(connection_fd_, bytes);
+}
+
+void SilentServer::close_connection(bool reset) {
+    if (connection_fd_ < 0) {
+        return;
+    }
+    if (reset) {
+        const linger abort_on_close{1, 0};
+        setsockopt(connection_fd_, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+    }
+    close(connection_fd_);
+    connection_fd_ = -1;
 }
 
 void wait_lost(ServerProcess& server, const std::string& name) {

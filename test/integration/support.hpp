@@ -221,6 +221,8 @@ class SilentServer {
     // answers some frames, then hangs).
     bool read_until(std::string_view needle, Millis timeout = 3000ms);
     void send_raw(std::string_view bytes);
+    // Ends the connection: with `reset`, abruptly (RST), as a crashed broker's kernel does.
+    void close_connection(bool reset = false);
 
   private:
     int listen_fd_ = -1;
