@@ -295,6 +295,19 @@ class Client {
     // buffer is refused here.
     std::error_code publish(std::string_view topic, std::string_view data);
 
+    // void(std::error_code) once everything queued before it (publishes, subscriptions) is
+    // written to the connection, however long that takes; without a session, at once (it is
+    // kept for the session). Before async_disconnect, it gives the writes all the time they
+    // need and leaves disconnect_wait for the DISCONNECT alone.
+    template <typename Token>
+    auto async_flush(Token&& token) {
+        return asio::async_initiate<Token, void(std::error_code)>(
+            [this](auto handler) {
+                start_flush({std::move(handler), executor_});
+            },
+            token);
+    }
+
     // DISCONNECT: the broker forgets this client. Completes once the broker has closed the
     // connection (at most disconnect_wait after it), so that every error frame it owed was
     // reported. Publishes still in the offline buffer are dropped and counted.
@@ -322,6 +335,7 @@ class Client {
     void start_connect(detail::Connected done);
     void start_subscribe(std::string filter, bool subscribe, detail::Done done);
     void start_publish(std::string topic, std::string data, detail::Done done);
+    void start_flush(detail::Done done);
     void start_disconnect(detail::Done done);
 
     asio::any_io_executor executor_;

@@ -135,11 +135,18 @@ void BrokerSession::disconnect() {
         return;
     }
     state_ = State::closing;
-    client_->async_disconnect([this, generation = generation_](std::error_code) {
-        if (generation == generation_) {
-            end();
-            listener_.on_closed(true);
+    // As before the library: everything typed or piped is written first, however long that
+    // takes (`pub -l` of a big file to a slow broker), and --answer-timeout counts from there.
+    client_->async_flush([this, generation = generation_](std::error_code) {
+        if (generation != generation_) {
+            return;
         }
+        client_->async_disconnect([this, generation](std::error_code) {
+            if (generation == generation_) {
+                end();
+                listener_.on_closed(true);
+            }
+        });
     });
 }
 

@@ -57,8 +57,9 @@ class BrokerSession {
     void publish(std::string_view topic, std::string_view data);
     void subscribe(std::string filter);
     void unsubscribe(std::string filter);
-    // Sends DISCONNECT and reads on until the server closes the connection, at most
-    // `close_wait` after the DISCONNECT is written (0: not at all): the protocol has no acks, but
+    // Writes everything queued (however long that takes: Client::async_flush), then sends
+    // DISCONNECT and reads on until the server closes the connection, at most `close_wait` from
+    // then (0: not at all): the protocol has no acks, but
     // the server writes the error frames it owes us before it closes, so this is how a refusal of
     // our last frames is heard. Then on_closed(true).
     void disconnect();

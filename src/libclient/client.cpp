@@ -96,6 +96,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
           options_(std::move(options)),
           attempt_timer_(strand_),
           reconnect_timer_(strand_),
+          trim_timer_(strand_),
           random_(std::random_device{}()) {}
 
     // ---- From any thread ----
@@ -115,7 +116,13 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     }
     void connect(detail::Connected done);
     std::error_code queue_subscription(std::string_view filter, bool subscribe);
-    void subscription_queued(std::string filter, bool subscribe, detail::Done done);
+    void subscription_queued(detail::Done done);
+    void flush_queued(detail::Done done);
+    struct SubscriptionChange {
+        std::string filter;
+        bool subscribe;
+    };
+    void apply_subscriptions(std::vector<SubscriptionChange>& changes);
     void publish_queued(std::size_t frame_size, detail::Done done);
     void open_once() {
         if (!connect_called_.exchange(true)) {
@@ -166,6 +173,8 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     void drop_connection();
     std::uint64_t take_back_unsent();
     void complete_when_written(detail::Done done, bool made_again = false);
+    void schedule_trim();
+    void trim();
     void complete_writes(std::uint64_t written, bool lost);
     void finish_all(const std::error_code& error);
     void report(ClientEvent event);
@@ -178,7 +187,9 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     std::shared_ptr<Connection> connection_;
     asio::steady_timer attempt_timer_;    // connect_timeout of the attempt under way
     asio::steady_timer reconnect_timer_;  // the back-off before the next attempt
-    std::uint32_t attempt_ = 0;           // reconnection attempts since the back-off began
+    asio::steady_timer trim_timer_;       // gives back buffers a burst left behind
+    bool trim_armed_ = false;
+    std::uint32_t attempt_ = 0;  // reconnection attempts since the back-off began
     std::chrono::steady_clock::time_point connected_at_{};  // the session's start
     std::mt19937 random_;
 
@@ -209,8 +220,10 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     // publish() from any thread: frames wait here for the strand, which takes them all at once.
     SpinLock inbox_mutex_;
     std::string inbox_;
-    std::string inbox_topic_;  // the last topic that passed topic_error
-    std::string spare_;        // on the strand: the inbox's next buffer
+    std::string inbox_topic_;                              // the last topic that passed topic_error
+    std::vector<SubscriptionChange> inbox_subscriptions_;  // with their frames, in order
+    std::vector<SubscriptionChange> subscription_changes_;  // on the strand: the drained ones
+    std::string spare_;  // on the strand: the inbox's next buffer
     std::uint64_t inbox_messages_ = 0;
     bool inbox_drain_posted_ = false;
     std::atomic<bool> accepting_{false};       // between async_connect and the close
@@ -342,6 +355,7 @@ std::error_code Client::Impl::queue_subscription(std::string_view filter, bool s
         std::lock_guard lock{inbox_mutex_};
         inbox_.append(subscribe ? "SUBSCRIBE " : "UNSUBSCRIBE ").append(filter);
         inbox_.append(kDelimiter);
+        inbox_subscriptions_.push_back({std::string{filter}, subscribe});
         post_drain = !std::exchange(inbox_drain_posted_, true);
     }
     if (post_drain) {
@@ -350,27 +364,33 @@ std::error_code Client::Impl::queue_subscription(std::string_view filter, bool s
     return {};
 }
 
-// The strand's side of a subscription: the set the client makes again after a loss.
-void Client::Impl::subscription_queued(std::string filter, bool subscribe, detail::Done done) {
+// The strand's side of a subscription: its frame and its change to the set went together
+// through the inbox (drain_inbox), so this only completes it.
+void Client::Impl::subscription_queued(detail::Done done) {
     drain_inbox();
     if (state_ == State::closing || state_ == State::closed) {
         done.complete(client_errc::not_connected);
-        return;
-    }
-    if (subscribe) {
-        subscriptions_.insert(filter);
-        undone_before_session_.erase(filter);
+    } else if (!session_open()) {
+        done.complete({});  // made (or undone) when the session is back
     } else {
-        subscriptions_.erase(filter);
-        if (state_ == State::connecting) {
-            undone_before_session_.insert(filter);  // even if a RESTORED brings it back
+        complete_when_written(std::move(done), true);
+    }
+}
+
+// The set the client makes again after a loss changes in the order the frames go out.
+void Client::Impl::apply_subscriptions(std::vector<SubscriptionChange>& changes) {
+    for (SubscriptionChange& change : changes) {
+        if (change.subscribe) {
+            undone_before_session_.erase(change.filter);
+            subscriptions_.insert(std::move(change.filter));
+        } else {
+            subscriptions_.erase(change.filter);
+            if (state_ == State::connecting) {
+                undone_before_session_.insert(std::move(change.filter));  // even if RESTORED
+            }
         }
     }
-    if (!session_open()) {
-        done.complete({});  // made (or undone) when the session is back
-        return;
-    }
-    complete_when_written(std::move(done), true);
+    changes.clear();
 }
 
 // An async_publish's frame went into the inbox with publish()'s, in the caller's order; this
@@ -385,6 +405,18 @@ void Client::Impl::publish_queued(std::size_t frame_size, detail::Done done) {
                           : std::error_code{});
     } else {
         done.complete(client_errc::not_connected);
+    }
+}
+
+// Completes once everything queued before it is written (or, without a session, kept).
+void Client::Impl::flush_queued(detail::Done done) {
+    drain_inbox();
+    if (session_open()) {
+        complete_when_written(std::move(done));
+    } else {
+        done.complete(state_ == State::connecting || state_ == State::lost
+                          ? std::error_code{}
+                          : make_error_code(client_errc::not_connected));
     }
 }
 
@@ -440,12 +472,13 @@ void Client::Impl::enter(State next, const std::error_code& why) {
             accepting_.store(false);
             attempt_timer_.cancel();
             reconnect_timer_.cancel();
+            trim_timer_.cancel();
             drop_offline();
             {
                 // Publishes made since the last drain are dropped too.
                 std::lock_guard lock{inbox_mutex_};
                 counters_.publishes_dropped += inbox_messages_;
-                inbox_.clear();
+                std::string{}.swap(inbox_);
                 inbox_messages_ = 0;
             }
             // The event first: a completion may run inline (asio::use_future's does), and
@@ -654,7 +687,35 @@ void Client::Impl::on_read_done() {
 void Client::Impl::on_written(std::uint64_t bytes) {
     complete_writes(bytes, false);
     drain_inbox();  // what publish() queued meanwhile, moved whole into the next write
+    schedule_trim();
     publish_counters();
+}
+
+// Buffers keep their capacity from one write to the next (a steady stream reuses them); a
+// few seconds after a write, those that are empty and grew past 1 MiB in a burst go back.
+void Client::Impl::schedule_trim() {
+    if (trim_armed_) {
+        return;
+    }
+    trim_armed_ = true;
+    trim_timer_.expires_after(std::chrono::seconds{5});
+    trim_timer_.async_wait([self = shared_from_this()](const std::error_code& error) {
+        self->trim_armed_ = false;
+        if (!error) {
+            self->trim();
+        }
+    });
+}
+
+void Client::Impl::trim() {
+    client::release_if_large(spare_);
+    {
+        std::lock_guard lock{inbox_mutex_};
+        client::release_if_large(inbox_);
+    }
+    if (connection_ != nullptr) {
+        connection_->trim();
+    }
 }
 
 // Completes `done` once everything queued on the connection so far is written: at once if it
@@ -768,10 +829,11 @@ void Client::Impl::drain_inbox() {
         inbox_drain_posted_ = false;
         frames.swap(inbox_);
         messages = std::exchange(inbox_messages_, 0);
+        subscription_changes_.swap(inbox_subscriptions_);
     }
+    apply_subscriptions(subscription_changes_);
     if (frames.empty()) {
         spare_ = std::move(frames);
-        client::release_if_large(spare_);
         return;
     }
     if (session_open()) {
@@ -780,7 +842,6 @@ void Client::Impl::drain_inbox() {
         publish_counters();
         connection_->send_encoded(frames);
         spare_ = std::move(frames);
-        client::release_if_large(spare_);
     } else if (state_ == State::connecting || state_ == State::lost) {
         keep_offline(frames);
     } else {
@@ -899,9 +960,14 @@ void Client::start_subscribe(std::string filter, bool subscribe, detail::Done do
         done.complete(error);
         return;
     }
-    asio::dispatch(executor_, [impl = impl_, filter = std::move(filter), subscribe,
-                               done = std::move(done)]() mutable {
-        impl->subscription_queued(std::move(filter), subscribe, std::move(done));
+    asio::dispatch(executor_, [impl = impl_, done = std::move(done)]() mutable {
+        impl->subscription_queued(std::move(done));
+    });
+}
+
+void Client::start_flush(detail::Done done) {
+    asio::dispatch(executor_, [impl = impl_, done = std::move(done)]() mutable {
+        impl->flush_queued(std::move(done));
     });
 }
 

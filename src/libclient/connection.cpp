@@ -213,7 +213,6 @@ void Connection::flush() {
         self->write_in_flight_ = false;
         self->written_total_ += count;
         self->writing_.clear();
-        release_if_large(self->writing_);
         if (self->state_ == State::idle) {
             return;
         }

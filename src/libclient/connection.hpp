@@ -28,8 +28,9 @@ namespace pubsubx::client {
 
 using Strand = asio::strand<asio::any_io_executor>;
 
-// An empty buffer keeps up to 1 MiB for the next burst; a bigger one goes back to the system,
-// so that an idle client does not hold the memory of its busiest moment.
+// An empty buffer keeps up to 1 MiB for the next burst; a bigger one goes back to the system
+// (Client::Impl::trim, a few seconds after the traffic), so that an idle client does not hold
+// the memory of its busiest moment.
 inline void release_if_large(std::string& buffer) {
     if (buffer.empty() && buffer.capacity() > 1024 * 1024) {
         std::string{}.swap(buffer);
@@ -76,9 +77,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // Frames already encoded, delimiters included. Takes them: `frames` is left empty (with
     // a buffer to reuse).
     void send_encoded(std::string& frames);
-    // Sends DISCONNECT, then closes once everything queued is written; on_closed(true). With a
-    // `close_wait`, it first reads on until the server closes, at most that long after the
-    // DISCONNECT is written: the server writes the error frames it owes before it closes.
+    // Sends DISCONNECT after what is queued. With a `close_wait`, reads on until the server
+    // closes (it writes the error frames it owes first), at most that long from this call; then
+    // on_closed(requested: the DISCONNECT was written). Without one, closes once it is written.
     void disconnect(std::chrono::steady_clock::duration close_wait = {});
     // Closes at once without DISCONNECT; nothing more is reported.
     void abort();
@@ -87,6 +88,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     // Frames queued and not yet in a write; they were never sent. Empties the queue.
     std::string take_unsent();
+    // Gives back the send buffers' memory beyond 1 MiB when they are empty.
+    void trim() {
+        if (!write_in_flight_) {
+            release_if_large(writing_);
+        }
+        release_if_large(pending_);
+    }
     std::uint64_t bytes_queued() const { return queued_total_; }
     std::uint64_t bytes_written() const { return written_total_; }
     std::size_t unsent_bytes() const { return pending_.size() + writing_.size(); }

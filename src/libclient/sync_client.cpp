@@ -24,6 +24,7 @@ class SyncClient::State {
         client_.reset();
     }
 
+    bool has_client() const { return client_ != nullptr; }
     Client& client() {
         if (client_ == nullptr) {
             throw std::system_error(client_errc::not_connected);
@@ -123,8 +124,11 @@ SyncClient::SyncClient(std::size_t max_queued_messages)
     : state_(std::make_unique<State>(max_queued_messages)) {}
 
 SyncClient::~SyncClient() {
+    // A destructor must end: with no bound (disconnect_wait 0) it closes without a DISCONNECT.
     try {
-        disconnect();
+        if (state_->has_client() && state_->client().options().disconnect_wait.count() > 0) {
+            disconnect();
+        }
     } catch (const std::system_error&) {
         // Not connected, or the connection is gone: the state's destructor closes what is left.
     }

@@ -276,6 +276,29 @@ TEST_CASE("pub -l of 1,000 lines arrives complete and in order at sub -C 1000") 
     CHECK(sub.output() == expected);
 }
 
+TEST_CASE("pub -l to a broker that is slow to read delivers all, past --answer-timeout") {
+    ServerProcess server;
+    const std::string port = std::to_string(server.port());
+    ChildProcess sub{client_path(),
+                     {"sub", "-p", port, "-n", "patient", "-t", "lines", "-C", "200000"}};
+    REQUIRE(server.wait_for_output("Client 'patient' subscribed to 'lines'"));
+    ChildProcess pub{
+        client_path(), {"pub", "-p", port, "-t", "lines", "-l", "--answer-timeout", "1"}, true};
+    REQUIRE(server.wait_for_output("Client 'pub-"));
+    server.send_signal(SIGSTOP);  // the broker reads nothing while the input arrives and ends
+    std::string input;
+    for (int i = 0; i < 200000; ++i) {
+        input += "line " + std::to_string(i) + "\n";
+    }
+    pub.write_stdin(input);
+    pub.close_stdin();
+    std::this_thread::sleep_for(2000ms);  // longer than --answer-timeout
+    server.send_signal(SIGCONT);
+    CHECK(pub.wait_exit(30000ms) == 0);
+    CHECK(sub.wait_exit(30000ms) == 0);
+    CHECK(sub.output() == input);
+}
+
 TEST_CASE("sub -v prints the topic; pub -m publishes one message") {
     ServerProcess server;
     const std::string port = std::to_string(server.port());

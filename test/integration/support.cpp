@@ -611,7 +611,8 @@ bool SilentServer::accept_and_read(std::string_view needle, Millis timeout) {
 
 bool SilentServer::read_until(std::string_view needle, Millis timeout) {
     const auto deadline = SteadyClock::now() + timeout;
-    std::string received;
+    std::string& received = received_;
+    received.clear();
     while (connection_fd_ >= 0 && received.find(needle) == std::string::npos) {
         pollfd readable{connection_fd_, POLLIN, 0};
         char buffer[4096];

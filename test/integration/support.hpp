@@ -220,6 +220,8 @@ class SilentServer {
     // Then, on that connection: reads on until `needle` arrives, or writes bytes (a server that
     // answers some frames, then hangs).
     bool read_until(std::string_view needle, Millis timeout = 3000ms);
+    // What the last read_until (or accept_and_read) received.
+    const std::string& received() const { return received_; }
     void send_raw(std::string_view bytes);
     // Ends the connection: with `reset`, abruptly (RST), as a crashed broker's kernel does.
     void close_connection(bool reset = false);
@@ -228,6 +230,7 @@ class SilentServer {
     int listen_fd_ = -1;
     int connection_fd_ = -1;
     std::uint16_t port_ = 0;
+    std::string received_;
 };
 
 // Publishes `count` messages of `size` bytes to topic t in one write (fills a slow reader).
