@@ -154,6 +154,17 @@ std::vector<std::string> numbered(int first, int last) {
     return all;
 }
 
+// `client` connected to `broker` (a SilentServer, which answers OK here), its events and
+// messages in `received`.
+void connect_answered(SilentServer& broker, Client& client, Received& received,
+                      const std::string& name) {
+    received.attach(client);
+    client.async_connect(asio::detached);
+    REQUIRE(broker.accept_and_read("CONNECT " + name + "\n\nx"));
+    broker.send_raw("OK: Conn accepted\n\nx");
+    REQUIRE(received.wait_event(ClientEventKind::connected));
+}
+
 }  // namespace
 
 TEST_CASE("every operation over loopback: connect, subscribe, publish, unsubscribe, disconnect") {
@@ -665,11 +676,7 @@ TEST_CASE("async_disconnect is bounded by disconnect_wait even when the broker r
     options.disconnect_wait = 300ms;
     Client client{loop.executor(), options};
     Received received;
-    received.attach(client);
-    client.async_connect(asio::detached);
-    REQUIRE(broker.accept_and_read("CONNECT stuck\n\nx"));
-    broker.send_raw("OK: Conn accepted\n\nx");
-    REQUIRE(received.wait_event(ClientEventKind::connected));
+    connect_answered(broker, client, received, "stuck");
     const std::string megabyte(1024 * 1024, 'x');
     for (int i = 0; i < 32; ++i) {  // far more than the socket buffers hold
         REQUIRE_FALSE(client.publish("t", megabyte));
@@ -687,11 +694,7 @@ TEST_CASE("a connection reset before the DISCONNECT is out is no clean disconnec
     Loop loop;
     Client client{loop.executor(), options_for(broker.port(), "reset-at-close")};
     Received received;
-    received.attach(client);
-    client.async_connect(asio::detached);
-    REQUIRE(broker.accept_and_read("CONNECT reset-at-close\n\nx"));
-    broker.send_raw("OK: Conn accepted\n\nx");
-    REQUIRE(received.wait_event(ClientEventKind::connected));
+    connect_answered(broker, client, received, "reset-at-close");
     const std::string megabyte(1024 * 1024, 'x');
     for (int i = 0; i < 32; ++i) {
         REQUIRE_FALSE(client.publish("t", megabyte));
@@ -766,11 +769,7 @@ TEST_CASE("a refusal that says retry is retried during reconnection") {
     Loop loop;
     Received received;
     Client client{loop.executor(), options_for(broker.port(), "patient")};
-    received.attach(client);
-    client.async_connect(asio::detached);
-    REQUIRE(broker.accept_and_read("CONNECT patient\n\nx"));
-    broker.send_raw("OK: Conn accepted\n\nx");
-    REQUIRE(received.wait_event(ClientEventKind::connected));
+    connect_answered(broker, client, received, "patient");
     broker.close_connection();
     REQUIRE(broker.accept_and_read("CONNECT patient\n\nx"));
     broker.send_raw("ERROR: The cluster's name registry cannot be reached; retry in a moment\n\nx");
@@ -827,11 +826,7 @@ TEST_CASE("async_flush completes once everything queued before it is written") {
     Loop loop;
     Received received;
     Client client{loop.executor(), options_for(broker.port(), "flusher")};
-    received.attach(client);
-    client.async_connect(asio::detached);
-    REQUIRE(broker.accept_and_read("CONNECT flusher\n\nx"));
-    broker.send_raw("OK: Conn accepted\n\nx");
-    REQUIRE(received.wait_event(ClientEventKind::connected));
+    connect_answered(broker, client, received, "flusher");
     const std::string kilobyte(1024, 'x');
     for (int i = 0; i < 4096; ++i) {  // 4 MiB: more than the broker's socket takes unread
         REQUIRE_FALSE(client.publish("t", kilobyte));
@@ -851,11 +846,7 @@ TEST_CASE("the set made again after a loss follows the order the frames went out
     Loop loop;
     Received received;
     Client client{loop.executor(), options_for(broker.port(), "sub-unsub")};
-    received.attach(client);
-    client.async_connect(asio::detached);
-    REQUIRE(broker.accept_and_read("CONNECT sub-unsub\n\nx"));
-    broker.send_raw("OK: Conn accepted\n\nx");
-    REQUIRE(received.wait_event(ClientEventKind::connected));
+    connect_answered(broker, client, received, "sub-unsub");
     // The strand is busy while this thread subscribes; then, on the strand, the filter is
     // unsubscribed at once. The wire says SUBSCRIBE, UNSUBSCRIBE: the set must end without it.
     std::promise<void> subscribed;
