@@ -169,13 +169,7 @@ Result run_pair(const PairOptions& options) {
         if (!pair.problem().empty()) {
             fail(result, pair.problem());
         }
-        const long delivered = pair.check().delivered();
-        add(result, "published_per_s", published / seconds, rate_text(published / seconds));
-        add(result, "delivered_per_s", delivered / seconds, rate_text(delivered / seconds));
-        const double megabytes =
-            static_cast<double>(delivered) * static_cast<double>(options.size) / 1e6;
-        add(result, "MB_per_s", megabytes / seconds, fixed(megabytes / seconds, 1) + " MB/s");
-        add(result, "seconds", seconds, fixed(seconds, 3) + " s");
+        add_rates(result, published, seconds, pair.check().delivered(), seconds, options.size);
         add_checks(result, options.messages, {pair.check()});
     }
     return result;

@@ -186,13 +186,7 @@ Result run_pair(const PairOptions& options) {
     nats_CloseAndWait(0);
 
     const long delivered = receiver.check.delivered();
-    add(result, "published_per_s", published / publish_seconds,
-        rate_text(published / publish_seconds));
-    add(result, "delivered_per_s", delivered / seconds, rate_text(delivered / seconds));
-    const double megabytes =
-        static_cast<double>(delivered) * static_cast<double>(options.size) / 1e6;
-    add(result, "MB_per_s", megabytes / seconds, fixed(megabytes / seconds, 1) + " MB/s");
-    add(result, "seconds", seconds, fixed(seconds, 3) + " s");
+    add_rates(result, published, publish_seconds, delivered, seconds, options.size);
     add_checks(result, options.messages, {receiver.check});
     add(result, "dropped", static_cast<double>(dropped),
         with_thousands(static_cast<long>(dropped)));

@@ -178,6 +178,16 @@ void print_table(const Result& result) {
     }
 }
 
+void add_rates(Result& result, long published, double publish_seconds, long delivered,
+               double seconds, std::size_t size) {
+    add(result, "published_per_s", published / publish_seconds,
+        rate_text(published / publish_seconds));
+    add(result, "delivered_per_s", delivered / seconds, rate_text(delivered / seconds));
+    const double megabytes = static_cast<double>(delivered) * static_cast<double>(size) / 1e6;
+    add(result, "MB_per_s", megabytes / seconds, fixed(megabytes / seconds, 1) + " MB/s");
+    add(result, "seconds", seconds, fixed(seconds, 3) + " s");
+}
+
 void add_checks(Result& result, long expected, const std::vector<OrderCheck>& checks) {
     long delivered = 0, out_of_order = 0, duplicates = 0, unrecognised = 0;
     for (const OrderCheck& check : checks) {
@@ -482,12 +492,7 @@ Result run_throughput(const Common& common, const ThroughputOptions& options) {
     for (const OrderCheck& check : checks) {
         delivered += check.delivered();
     }
-    add(result, "published_per_s", published / seconds, rate_text(published / seconds));
-    add(result, "delivered_per_s", delivered / seconds, rate_text(delivered / seconds));
-    const double megabytes =
-        static_cast<double>(delivered) * static_cast<double>(options.size) / 1e6;
-    add(result, "MB_per_s", megabytes / seconds, fixed(megabytes / seconds, 1) + " MB/s");
-    add(result, "seconds", seconds, fixed(seconds, 3) + " s");
+    add_rates(result, published, seconds, delivered, seconds, options.size);
     add_checks(result, expected, checks);
     if (options.topics.noise_filters > 0) {
         add(result, "noise_setup_s", noise.setup_seconds, fixed(noise.setup_seconds, 3) + " s");

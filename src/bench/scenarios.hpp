@@ -109,6 +109,10 @@ class BenchClient;
 class OrderCheck;
 void add(Result& result, std::string key, double value, std::string shown);
 void fail(Result& result, const std::string& problem);  // the first problem is kept
+// published_per_s (over `publish_seconds`), delivered_per_s, MB_per_s and seconds (over
+// `seconds`), for payloads of `size` bytes: the throughput figures every 1->N run reports.
+void add_rates(Result& result, long published, double publish_seconds, long delivered,
+               double seconds, std::size_t size);
 // delivered, lost, out_of_order and duplicates of `checks` against `expected` deliveries; the
 // result fails on any loss, disorder, repeat or unrecognised payload.
 void add_checks(Result& result, long expected, const std::vector<OrderCheck>& checks);
