@@ -116,8 +116,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     }
     void connect(detail::Connected done);
     std::error_code queue_subscription(std::string_view filter, bool subscribe);
-    void subscription_queued(detail::Done done);
-    void flush_queued(detail::Done done);
+    void complete_after_drain(detail::Done done, bool made_again);
     struct SubscriptionChange {
         std::string filter;
         bool subscribe;
@@ -164,6 +163,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     void schedule_reconnect();
     void session_back(bool restored, std::vector<std::string> topics);
     void reconcile_subscriptions(bool first, const std::set<std::string>& kept);
+    void post_drain_once();
     void drain_posted();
     void drain_inbox();
     void keep_offline(std::string_view frames);
@@ -272,9 +272,14 @@ std::error_code Client::Impl::publish_now(std::string_view topic, std::string_vi
         post_drain = !std::exchange(inbox_drain_posted_, true);
     }
     if (post_drain) {
-        asio::post(strand_, [self = shared_from_this()] { self->drain_posted(); });
+        post_drain_once();
     }
     return {};
+}
+
+// The first frame into an empty inbox asks the strand for one drain; later ones ride on it.
+void Client::Impl::post_drain_once() {
+    asio::post(strand_, [self = shared_from_this()] { self->drain_posted(); });
 }
 
 ClientStats Client::Impl::stats() const {
@@ -359,21 +364,23 @@ std::error_code Client::Impl::queue_subscription(std::string_view filter, bool s
         post_drain = !std::exchange(inbox_drain_posted_, true);
     }
     if (post_drain) {
-        asio::post(strand_, [self = shared_from_this()] { self->drain_posted(); });
+        post_drain_once();
     }
     return {};
 }
 
-// The strand's side of a subscription: its frame and its change to the set went together
-// through the inbox (drain_inbox), so this only completes it.
-void Client::Impl::subscription_queued(detail::Done done) {
+// The strand's side of an operation whose frames went through the inbox (a publish, a
+// subscription and its change to the set, a flush): complete once they are written, at once
+// when there is no session yet or it is lost (kept for it), or not_connected when the client
+// is leaving.
+void Client::Impl::complete_after_drain(detail::Done done, bool made_again) {
     drain_inbox();
-    if (state_ == State::closing || state_ == State::closed) {
-        done.complete(client_errc::not_connected);
-    } else if (!session_open()) {
-        done.complete({});  // made (or undone) when the session is back
+    if (session_open()) {
+        complete_when_written(std::move(done), made_again);
+    } else if (state_ == State::connecting || state_ == State::lost) {
+        done.complete({});
     } else {
-        complete_when_written(std::move(done), true);
+        done.complete(client_errc::not_connected);
     }
 }
 
@@ -393,31 +400,16 @@ void Client::Impl::apply_subscriptions(std::vector<SubscriptionChange>& changes)
     changes.clear();
 }
 
-// An async_publish's frame went into the inbox with publish()'s, in the caller's order; this
-// completes it once everything up to it is written, or kept for the session.
+// An async_publish's frame went into the inbox with publish()'s, in the caller's order. Kept
+// for the session but alone bigger than the offline buffer, it is dropped at once.
 void Client::Impl::publish_queued(std::size_t frame_size, detail::Done done) {
-    drain_inbox();
-    if (session_open()) {
-        complete_when_written(std::move(done));
-    } else if (state_ == State::connecting || state_ == State::lost) {
-        done.complete(frame_size > options_.offline_buffer_bytes
-                          ? make_error_code(client_errc::buffer_full)  // dropped at once
-                          : std::error_code{});
-    } else {
-        done.complete(client_errc::not_connected);
+    if ((state_ == State::connecting || state_ == State::lost) &&
+        frame_size > options_.offline_buffer_bytes) {
+        drain_inbox();
+        done.complete(client_errc::buffer_full);
+        return;
     }
-}
-
-// Completes once everything queued before it is written (or, without a session, kept).
-void Client::Impl::flush_queued(detail::Done done) {
-    drain_inbox();
-    if (session_open()) {
-        complete_when_written(std::move(done));
-    } else {
-        done.complete(state_ == State::connecting || state_ == State::lost
-                          ? std::error_code{}
-                          : make_error_code(client_errc::not_connected));
-    }
+    complete_after_drain(std::move(done), false);
 }
 
 void Client::Impl::disconnect(detail::Done done) {
@@ -961,13 +953,13 @@ void Client::start_subscribe(std::string filter, bool subscribe, detail::Done do
         return;
     }
     asio::dispatch(executor_, [impl = impl_, done = std::move(done)]() mutable {
-        impl->subscription_queued(std::move(done));
+        impl->complete_after_drain(std::move(done), true);
     });
 }
 
 void Client::start_flush(detail::Done done) {
     asio::dispatch(executor_, [impl = impl_, done = std::move(done)]() mutable {
-        impl->flush_queued(std::move(done));
+        impl->complete_after_drain(std::move(done), false);
     });
 }
 

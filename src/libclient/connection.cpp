@@ -173,14 +173,6 @@ void Connection::send_frame(std::string_view frame) {
     flush();
 }
 
-void Connection::send_message(std::string_view topic, std::string_view data) {
-    const std::size_t before = pending_.size();
-    pending_.append("PUBLISH ");
-    append_message_frame(pending_, topic, data);
-    queued_total_ += pending_.size() - before;
-    flush();
-}
-
 void Connection::send_encoded(std::string& frames) {
     queued_total_ += frames.size();
     if (pending_.empty()) {

@@ -73,7 +73,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // Resolves and connects, then sends the CONNECT frame. The outcome is reported.
     void connect(const std::string& host, std::uint16_t port, const std::string& connect_frame);
     void send_frame(std::string_view frame);
-    void send_message(std::string_view topic, std::string_view data);
     // Frames already encoded, delimiters included. Takes them: `frames` is left empty (with
     // a buffer to reuse).
     void send_encoded(std::string& frames);
