@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <ctime>
 
 #include "pubsubx/protocol.hpp"
 
@@ -66,7 +67,49 @@ void append_escaped(std::string& out, std::string_view text) {
     }
 }
 
+void Logger::begin_line(std::string& line, Severity severity) {
+    switch (style_) {
+        case LogStyle::plain:
+            break;
+        case LogStyle::timestamped:
+            append_timestamp(line);
+            break;
+        case LogStyle::journal:
+            // sd-daemon(3)'s priority prefixes: the journal strips them and keeps the priority.
+            line.append(severity == Severity::error     ? "<3>"
+                        : severity == Severity::warning ? "<4>"
+                                                        : "<6>");
+            break;
+    }
+    line.append(severity == Severity::error     ? "ERROR: "
+                : severity == Severity::warning ? "WARNING: "
+                                                : "INFO: ");
+}
+
+void Logger::append_timestamp(std::string& line) {
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    if (now.tv_sec != stamped_second_) {
+        std::tm utc{};
+        ::gmtime_r(&now.tv_sec, &utc);
+        char text[32];
+        const std::size_t length = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S.", &utc);
+        stamp_prefix_.assign(text, length);
+        stamped_second_ = now.tv_sec;
+    }
+    const auto millis = static_cast<unsigned>(now.tv_nsec / 1'000'000);
+    line.append(stamp_prefix_);
+    line.push_back(static_cast<char>('0' + millis / 100));
+    line.push_back(static_cast<char>('0' + millis / 10 % 10));
+    line.push_back(static_cast<char>('0' + millis % 10));
+    line.append("Z ");
+}
+
 void Logger::write_line(std::string_view line) {
+    if (sink_ != nullptr) {
+        sink_->write_line(line);
+        return;
+    }
     if (!pending_.empty() && !write_pending()) {
         if (pending_.size() + line.size() <= kMaxPendingBytes) {
             pending_.append(line);
@@ -116,6 +159,9 @@ void Logger::keep_tail(std::string_view tail) {
 }
 
 void Logger::flush(std::chrono::milliseconds timeout) {
+    if (sink_ != nullptr) {
+        sink_->flush(timeout);
+    }
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!pending_.empty() && !write_pending()) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -162,6 +162,11 @@ class Broker {
     const Topic* find_topic(std::string_view name) const { return routing_.find(name); }
     const BrokerStats& stats() const { return stats_; }
     const BrokerConfig& config() const { return config_; }
+    // SIGHUP: the limits that may change while clients are connected take `limits`' values.
+    // Each applies where it is next checked: a queue at its next message, a lost client's
+    // retention from its loss on (a client lost before keeps its deadline), the count of
+    // lost clients at the next loss. max_topic_levels stays: filters are indexed by it.
+    void update_limits(const BrokerConfig& limits);
     // Walks every structure and returns a description of the first broken invariant (the
     // fuzzer and the tests call it), or an empty string. O(everything): not for the server.
     std::string check_consistency() const;

@@ -23,6 +23,11 @@ QueueAccounting::QueueAccounting(const BrokerConfig& config, Logger& logger, Bro
       queue_bound_(config.max_queue_bytes == 0 ? std::numeric_limits<std::size_t>::max()
                                                : config.max_queue_bytes) {}
 
+void QueueAccounting::refresh_queue_bound() {
+    queue_bound_ = config_.max_queue_bytes == 0 ? std::numeric_limits<std::size_t>::max()
+                                                : config_.max_queue_bytes;
+}
+
 std::size_t QueueAccounting::lost_clients_share_of_cap() const {
     return config_.max_total_queue_bytes / 4 * 3;
 }

@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/signal_set.hpp>
@@ -29,238 +28,21 @@
 #include "pubsubx/version.hpp"
 #include "security/password_checker.hpp"
 #include "security/users_file.hpp"
+#include "log_file.hpp"
 #include "server.hpp"
+#include "settings.hpp"
 #include "store/durable_store.hpp"
 #include "tls/server_context.hpp"
 
 namespace {
 
 using pubsubx::server::endpoint_text;
-
-struct CommandLine {
-    pubsubx::server::ServerOptions server;
-    pubsubx::BrokerConfig broker;
-    double lost_timeout_seconds = 60.0;
-    double slow_consumer_grace_seconds = 10.0;
-    double connect_timeout_seconds = 10.0;
-    double write_timeout_seconds = 30.0;
-    double sys_interval_seconds = 10.0;
-    std::string data_dir;  // empty: nothing is kept across restarts
-    pubsubx::store::Durability durability = pubsubx::store::Durability::normal;
-    std::vector<std::string> cluster_servers;  // empty: a single broker
-    pubsubx::cluster::ClusterSettings cluster;
-    double cluster_lease_seconds = 10.0;
-    double handover_window_seconds = 0.05;
-    std::string users_file;  // empty: no accounts, anyone may connect under a free name
-    bool allow_anonymous = false;
-    std::optional<std::uint16_t> tls_port;  // none: no TLS
-    pubsubx::tls::ServerTlsFiles tls;
-    bool no_plain = false;
-    bool verbose = false;
-    bool quiet = false;
-};
-
-// The longest duration any time option takes: one year. It is far from overflowing when a
-// steady_clock time point (nanoseconds since boot, in 64 bits: 292 years) is added to it.
-constexpr double kMaxSeconds = 365.0 * 24 * 3600;
+using pubsubx::server::LogTimestamps;
+using pubsubx::server::Settings;
 
 // A positive option never becomes 0 (which means "off" or "keep nothing") by rounding.
 pubsubx::Clock::duration seconds(double count) {
-    const auto duration =
-        std::chrono::duration_cast<pubsubx::Clock::duration>(std::chrono::duration<double>(count));
-    return count > 0 && duration == pubsubx::Clock::duration::zero() ? pubsubx::Clock::duration{1}
-                                                                     : duration;
-}
-
-// Checked before CLI11 converts the text: its own range checks let NaN through, and a value
-// past what the clock holds used to overflow silently into "keep nothing".
-std::string check_seconds(const std::string& text) {
-    char* end = nullptr;
-    errno = 0;
-    const double value = std::strtod(text.c_str(), &end);
-    if (errno == ERANGE && value == 0.0) {
-        return "'" + text + "' is too small a number of seconds (use 0 for none)";
-    }
-    if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value) || value < 0 ||
-        value > kMaxSeconds) {
-        return "'" + text + "' is not a number of seconds from 0 to 31536000 (one year)";
-    }
-    return {};
-}
-
-CLI::Option* add_seconds(CLI::App& app, const std::string& name, double& value,
-                         const std::string& help) {
-    return app.add_option(name, value, help + "; at most 31536000 (one year)")
-        ->check(CLI::Validator{check_seconds, "SECONDS"})
-        ->capture_default_str();
-}
-
-// An interval between publications of the statistics is off or at least 10 ms: a shorter one
-// would keep the broker busy publishing them. Runs after check_seconds.
-std::string check_sys_interval(const std::string& text) {
-    const double value = std::strtod(text.c_str(), nullptr);
-    if (value != 0 && value < 0.01) {
-        return "'" + text + "' is too short an interval: 0 (off) or at least 0.01 seconds";
-    }
-    return {};
-}
-
-void add_limit(CLI::App& app, const std::string& name, std::size_t& value,
-               const std::string& help) {
-    app.add_option(name, value, help + " (0: no limit)")->capture_default_str();
-}
-
-// --tls-port and the options that go with it (docs/security.md).
-void define_tls_options(CLI::App& app, CommandLine& line) {
-    auto* tls_port =
-        app.add_option("--tls-port", line.tls_port,
-                       "Also listen for TLS connections on this port (0: any free port); needs "
-                       "--tls-cert and --tls-key")
-            ->check(CLI::Range(0, 65535));
-    auto* cert = app.add_option("--tls-cert", line.tls.certificate_chain,
-                                "With --tls-port: the server's certificate chain (PEM: the "
-                                "certificate, then any intermediates); reloaded on SIGHUP")
-                     ->check(CLI::ExistingFile)
-                     ->needs(tls_port);
-    auto* key = app.add_option("--tls-key", line.tls.private_key,
-                               "With --tls-port: the certificate's private key (PEM, not "
-                               "encrypted); reloaded on SIGHUP")
-                    ->check(CLI::ExistingFile)
-                    ->needs(tls_port);
-    tls_port->needs(cert, key);
-    auto* ca = app.add_option("--tls-ca", line.tls.client_ca,
-                              "With --tls-port: CA certificates (PEM) that client certificates "
-                              "must chain to; a client may then present one, and an expired "
-                              "or untrusted one is refused")
-                   ->check(CLI::ExistingFile)
-                   ->needs(tls_port);
-    auto* require =
-        app.add_flag("--tls-require-client-cert", line.tls.require_client_certificate,
-                     "Mutual TLS: a TLS client without a certificate from --tls-ca is refused")
-            ->needs(ca);
-    app.add_flag("--tls-name-from-cert", line.server.tls_names_from_certificates,
-                 "With --tls-require-client-cert: a TLS client's CONNECT name must be its "
-                 "certificate's common name or one of its DNS names, else 'ERROR: Not "
-                 "authorized'")
-        ->needs(require);
-    app.add_flag("--no-plain", line.no_plain,
-                 "TLS only: no plain port (needs --tls-port; PORT is then ignored)")
-        ->needs(tls_port);
-}
-
-void define_options(CLI::App& app, CommandLine& line) {
-    app.add_option("port", line.server.port, "TCP port to listen on (0: any free port)")
-        ->check(CLI::Range(0, 65535))
-        ->capture_default_str();
-    define_tls_options(app, line);
-    app.add_option("--bind", line.server.bind_address,
-                   "Address to listen on (0.0.0.0 or :: accepts remote clients)")
-        ->capture_default_str();
-    add_seconds(app, "--lost-timeout", line.lost_timeout_seconds,
-                "Seconds a lost client's subscriptions and messages are kept (0: none)");
-    add_limit(app, "--max-queue", line.broker.max_queue_bytes,
-              "Bytes queued per client; when full, the oldest messages are dropped");
-    add_limit(app, "--max-total-queue", line.broker.max_total_queue_bytes,
-              "Bytes queued for all clients together (lost clients: at most 3/4 of it); when "
-              "reached, the receiving client's oldest messages are dropped");
-    add_limit(app, "--max-frame", line.server.max_frame,
-              "Largest frame accepted, in bytes; a longer one closes the connection");
-    add_limit(app, "--max-connections", line.server.max_connections,
-              "Open connections; beyond it a new one gets 'ERROR: Server is full' and is closed; "
-              "lowered to fit the file descriptor limit");
-    add_limit(app, "--max-topics", line.broker.max_topics_per_client,
-              "Subscriptions per client; beyond it SUBSCRIBE gets an error frame");
-    add_limit(app, "--max-topic-length", line.broker.max_topic_length,
-              "Bytes in a topic name; a longer one gets an error frame");
-    app.add_option("--max-topic-levels", line.broker.max_topic_levels,
-                   "Levels in a wildcard filter (`+`, `#`); a deeper one gets an error frame "
-                   "(1 to 1024; exact topics are not limited)")
-        ->check(CLI::Range(1, 1024))
-        ->capture_default_str();
-    add_limit(app, "--max-lost-clients", line.broker.max_lost_clients,
-              "Lost clients kept at once; beyond it the longest-lost one is removed");
-    add_seconds(app, "--slow-consumer-grace", line.slow_consumer_grace_seconds,
-                "Seconds a connected client's queue may overflow before it is cut off and "
-                "becomes lost (0: never)");
-    add_seconds(app, "--connect-timeout", line.connect_timeout_seconds,
-                "Seconds a new connection has to send CONNECT (0: no limit)");
-    add_seconds(app, "--write-timeout", line.write_timeout_seconds,
-                "Seconds a write may wait for a peer that stopped reading before its "
-                "connection is closed and its client lost (0: no limit)");
-    add_seconds(app, "--sys-interval", line.sys_interval_seconds,
-                "Seconds between publications of the broker's statistics on $SYS/broker/... "
-                "topics (0: none; else at least 0.01)")
-        ->check(CLI::Validator{check_sys_interval, ""});
-    app.add_option("--keepalive", line.server.keepalive_idle_seconds,
-                   "Idle seconds before TCP keepalive probes a silent connection (0: off)")
-        ->check(CLI::Range(0, 32767))
-        ->capture_default_str();
-    app.add_flag("--require-secret", line.broker.require_secret,
-                 "Refuse CONNECTs without a session-resume secret (CONNECT <name> <secret>)");
-    app.add_option("--data-dir", line.data_dir,
-                   "Directory of the durable store: clients, their subscriptions and the "
-                   "messages of lost clients survive a restart or a crash (default: none, "
-                   "nothing is kept)");
-    app.add_option("--durability", line.durability,
-                   "With --data-dir: 'normal' loses nothing on a crash of the server, 'full' "
-                   "also nothing committed on a power cut (docs/durability.md)")
-        ->transform(CLI::CheckedTransformer(
-            std::map<std::string, pubsubx::store::Durability>{
-                {"normal", pubsubx::store::Durability::normal},
-                {"full", pubsubx::store::Durability::full}},
-            CLI::ignore_case))
-        ->default_str("normal");
-    auto* cluster =
-        app.add_option("--cluster", line.cluster_servers,
-                       "Act as one broker with the other nodes on these NATS servers "
-                       "(nats://host:port, comma-separated; nats-server with JetStream, -js)")
-            ->delimiter(',');
-    app.add_option("--cluster-name", line.cluster.cluster,
-                   "With --cluster: the cluster's name (clusters on one NATS stay apart)")
-        ->needs(cluster)
-        ->capture_default_str();
-    app.add_option("--node-name", line.cluster.node,
-                   "With --cluster: this node's name, unique in the cluster (default: "
-                   "<host name>-<port>)")
-        ->needs(cluster);
-    add_seconds(app, "--cluster-lease", line.cluster_lease_seconds,
-                "With --cluster: seconds after which a node that stopped is gone and its "
-                "names are free")
-        ->needs(cluster);
-    add_seconds(app, "--handover-window", line.handover_window_seconds,
-                "With --cluster: seconds a node waits for messages still on their way before "
-                "it hands a client over to another node")
-        ->needs(cluster);
-    auto* users = app.add_option("--users", line.users_file,
-                                 "Users file: only its users may connect, each with its password "
-                                 "and topic permissions (pubsubx-passwd makes it; re-read on "
-                                 "SIGHUP; docs/security.md)");
-    app.add_flag("--allow-anonymous", line.allow_anonymous,
-                 "With --users: names not in the file connect too, with the anonymous "
-                 "permissions ('*' lines)")
-        ->needs(users);
-    auto* verbose = app.add_flag("-v,--verbose", line.verbose, "Log every message");
-    app.add_flag("-q,--quiet", line.quiet, "Log errors only")->excludes(verbose);
-    app.set_version_flag("--version", std::string{"pubsubx-server "} + pubsubx::kVersion);
-}
-
-// The options in seconds become durations, and a 0 frame limit means none.
-void apply_durations(CommandLine& line) {
-    line.broker.lost_timeout = seconds(line.lost_timeout_seconds);
-    line.broker.slow_consumer_grace = seconds(line.slow_consumer_grace_seconds);
-    line.server.connect_timeout = seconds(line.connect_timeout_seconds);
-    line.server.write_timeout = seconds(line.write_timeout_seconds);
-    line.server.sys_interval = seconds(line.sys_interval_seconds);
-    line.server.plain = !line.no_plain;
-    line.cluster.servers = line.cluster_servers;
-    line.cluster.lease = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::max(seconds(line.cluster_lease_seconds),
-                 pubsubx::Clock::duration{std::chrono::milliseconds{300}}));
-    line.cluster.handover_window = std::chrono::duration_cast<std::chrono::milliseconds>(
-        seconds(line.handover_window_seconds));
-    if (line.server.max_frame == 0) {
-        line.server.max_frame = std::numeric_limits<std::size_t>::max();
-    }
+    return pubsubx::server::duration_from_seconds(count);
 }
 
 std::string server_stats_text(const pubsubx::server::ServerStats& stats, bool tls) {
@@ -352,25 +134,21 @@ rlim_t raise_descriptor_limit() {
 
 // A --max-connections the descriptor limit cannot hold is lowered, in one log line. 0 (no
 // limit) stays: past the descriptor limit a client is still told the server is full.
+// Quietly at SIGHUP (`logger` null): the start said so, and the limit has not changed since.
 void fit_connections_to_descriptors(std::size_t& max_connections, rlim_t descriptor_limit,
-                                    pubsubx::Logger& logger) {
+                                    pubsubx::Logger* logger) {
     if (descriptor_limit == RLIM_INFINITY || max_connections == 0) {
         return;
     }
     const rlim_t room =
         descriptor_limit > kDescriptorHeadroom ? descriptor_limit - kDescriptorHeadroom : 1;
     if (max_connections > room) {
-        logger.always("--max-connections lowered from ", max_connections, " to ", room,
-                      ": the file descriptor limit is ", descriptor_limit, " (ulimit -n)");
+        if (logger != nullptr) {
+            logger->always("--max-connections lowered from ", max_connections, " to ", room,
+                           ": the file descriptor limit is ", descriptor_limit, " (ulimit -n)");
+        }
         max_connections = static_cast<std::size_t>(room);
     }
-}
-
-pubsubx::LogLevel log_level(const CommandLine& line) {
-    if (line.quiet) {
-        return pubsubx::LogLevel::quiet;
-    }
-    return line.verbose ? pubsubx::LogLevel::verbose : pubsubx::LogLevel::info;
 }
 
 std::string store_figures_text(const pubsubx::StoreFigures& figures) {
@@ -451,31 +229,120 @@ void reload_tls(pubsubx::tls::ServerContext& tls, const pubsubx::tls::ServerTlsF
     }
 }
 
+// The journal adds its own timestamp: JOURNAL_STREAM names the stream it reads
+// ("device:inode"), and the line goes to the journal when standard output is that stream.
+bool journal_reads(int fd) {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    struct stat status {};
+    if (stream == nullptr || fstat(fd, &status) != 0) {
+        return false;
+    }
+    unsigned long long device = 0;
+    unsigned long long inode = 0;
+    return std::sscanf(stream, "%llu:%llu", &device, &inode) == 2 && device == status.st_dev &&
+           inode == status.st_ino;
+}
+
+pubsubx::LogStyle log_style(const Settings& line) {
+    switch (line.log_timestamps) {
+        case LogTimestamps::off:
+            return pubsubx::LogStyle::plain;
+        case LogTimestamps::on:
+            return pubsubx::LogStyle::timestamped;
+        case LogTimestamps::automatic:
+            break;
+    }
+    return line.log_file.empty() && journal_reads(STDOUT_FILENO) ? pubsubx::LogStyle::journal
+                                                                 : pubsubx::LogStyle::timestamped;
+}
+
+pubsubx::cluster::ClusterSettings cluster_settings(const Settings& line) {
+    pubsubx::cluster::ClusterSettings cluster;
+    cluster.servers = line.cluster_servers;
+    cluster.cluster = line.cluster_name;
+    cluster.node = line.node_name;
+    cluster.lease = std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
+        seconds(line.cluster_lease_seconds), pubsubx::Clock::duration{std::chrono::milliseconds{300}}));
+    cluster.handover_window =
+        std::chrono::duration_cast<std::chrono::milliseconds>(seconds(line.handover_window_seconds));
+    return cluster;
+}
+
+// SIGHUP with --log-file: logrotate moved the file away; a new one is opened at its path.
+void reopen_log_file(pubsubx::server::LogFile& log_file, pubsubx::Logger& logger) {
+    std::string reopen_error;
+    if (log_file.reopen(reopen_error)) {
+        logger.always("SIGHUP: log file ", log_file.path(), " reopened");
+    } else {
+        logger.error("SIGHUP: ", reopen_error, "; logging on to the file open before");
+    }
+}
+
+// SIGHUP with --config: the file is read again with the same command line. The settings that
+// can change at run time take their new values, each said in a line; a change to any other
+// is named as waiting for a restart; a file that cannot be used changes nothing.
+void reload_settings(const std::vector<std::string>& arguments, Settings& in_force,
+                     pubsubx::Broker& broker, pubsubx::server::Server& server,
+                     pubsubx::Logger& logger) {
+    Settings read;
+    std::string error;
+    if (!pubsubx::server::reread_settings(arguments, read, error)) {
+        logger.error("SIGHUP: configuration not reloaded, the settings in force stay: ", error);
+        return;
+    }
+    fit_connections_to_descriptors(read.server.max_connections, raise_descriptor_limit(), nullptr);
+    const auto changes = pubsubx::server::compare_settings(in_force, read);
+    for (const auto& change : changes) {
+        if (change.at_run_time) {
+            logger.always("SIGHUP: ", change.key, " changed from ", change.in_force, " to ",
+                          change.read);
+            in_force.effective[change.key] = change.read;
+        } else {
+            logger.warning("SIGHUP: ", change.key, " is ", change.read, " in ",
+                           in_force.config_file, " but stays ", change.in_force,
+                           " until a restart");
+        }
+    }
+    if (changes.empty()) {
+        logger.always("SIGHUP: configuration ", in_force.config_file, " read again, no change");
+    }
+    pubsubx::server::keep_run_time_settings(in_force, read);
+    logger.set_level(in_force.log_level());
+    logger.set_style(log_style(in_force));
+    broker.update_limits(in_force.broker);
+    server.update_limits(in_force.server);
+    server.apply_effects();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{
-        "PubSubX broker: publish/subscribe over TCP, keeping the messages of lost "
-        "clients until they reconnect"};
-    CommandLine line;
-    define_options(app, line);
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& failure) {
-        // --help and --version end here with 0; every command-line error is exit code 2.
-        return app.exit(failure) == 0 ? 0 : 2;
+    const std::vector<std::string> arguments(argv, argv + argc);
+    Settings line;
+    if (const auto exit_code = pubsubx::server::read_settings(arguments, line)) {
+        return *exit_code;
     }
-
-    apply_durations(line);
     // A log reader that went away must not kill the broker: its writes fail with EPIPE and the
     // Logger counts the lines it drops.
     std::signal(SIGPIPE, SIG_IGN);
     // A reload asked for while the server starts (the store may take a while to load) must not
     // end it: SIGHUP is handled once the server runs.
     std::signal(SIGHUP, SIG_IGN);
-    const NonBlockingLog non_blocking_log{STDOUT_FILENO};
-    pubsubx::Logger logger{log_level(line), STDOUT_FILENO};
-    fit_connections_to_descriptors(line.server.max_connections, raise_descriptor_limit(), logger);
+    const NonBlockingLog non_blocking_log{line.log_file.empty() ? STDOUT_FILENO : -1};
+    pubsubx::Logger logger{line.log_level(), STDOUT_FILENO};
+    logger.set_style(log_style(line));
+    std::unique_ptr<pubsubx::server::LogFile> log_file;
+    if (!line.log_file.empty()) {
+        std::string log_error;
+        log_file = pubsubx::server::LogFile::open(line.log_file, log_error);
+        if (log_file == nullptr) {
+            logger.error("Cannot log: ", log_error);
+            logger.flush(std::chrono::seconds{1});
+            return 1;
+        }
+        logger.set_sink(log_file.get());
+    }
+    fit_connections_to_descriptors(line.server.max_connections, raise_descriptor_limit(), &logger);
     pubsubx::Broker broker{line.broker, logger};
 
     // The io_context is destroyed before the broker: sessions still owned by its handlers
@@ -537,13 +404,13 @@ int main(int argc, char** argv) {
     }
     std::unique_ptr<pubsubx::cluster::ClusterNode> cluster;
     if (!line.cluster_servers.empty()) {
-        if (line.cluster.node.empty()) {
+        if (line.node_name.empty()) {
             const auto listening =
                 line.server.plain ? server->local_endpoint() : server->tls_local_endpoint();
-            line.cluster.node = host_name() + "-" + std::to_string(listening.port());
+            line.node_name = host_name() + "-" + std::to_string(listening.port());
         }
         cluster = std::make_unique<pubsubx::cluster::ClusterNode>(
-            io, broker, logger, line.cluster, [&server] { server->apply_effects(); });
+            io, broker, logger, cluster_settings(line), [&server] { server->apply_effects(); });
         std::string cluster_error;
         if (!cluster->start(cluster_error)) {
             logger.error("Cannot join the cluster: ", cluster_error);
@@ -621,16 +488,25 @@ int main(int argc, char** argv) {
     if (store != nullptr) {
         maintain_store_now_and_then();
     }
-    // SIGHUP re-reads the users file and reloads the TLS certificate and key (without a
-    // handler, SIGHUP would end the server).
+    // SIGHUP reopens the log file, re-reads the configuration file's run-time settings and the
+    // users file, and reloads the TLS certificate and key (without a handler, SIGHUP would end
+    // the server).
     asio::signal_set reload_signal{io, SIGHUP};
     std::function<void()> wait_for_reload_signal = [&] {
         reload_signal.async_wait([&](const std::error_code& wait_error, int) {
             if (wait_error) {
                 return;
             }
-            if (line.users_file.empty() && tls == nullptr) {
-                logger.info("SIGHUP: nothing to reload (no --users, no --tls-port)");
+            if (log_file != nullptr) {
+                reopen_log_file(*log_file, logger);
+            }
+            if (!line.config_file.empty()) {
+                reload_settings(arguments, line, broker, *server, logger);
+            }
+            if (line.users_file.empty() && tls == nullptr && line.config_file.empty() &&
+                log_file == nullptr) {
+                logger.info(
+                    "SIGHUP: nothing to reload (no --config, --log-file, --users or --tls-port)");
             }
             if (!line.users_file.empty()) {
                 reload_users(line.users_file, broker, logger);

@@ -81,6 +81,14 @@ Server::~Server() {
     }
 }
 
+void Server::update_limits(const ServerOptions& limits) {
+    options_.max_frame = limits.max_frame;
+    options_.max_connections = limits.max_connections;
+    options_.connect_timeout = limits.connect_timeout;
+    options_.write_timeout = limits.write_timeout;
+    sweep_period_ = sweep_period(options_);  // from the next sweep on
+}
+
 void Server::start() {
     reserve_spare_descriptor();
     if (acceptor_.is_open()) {

@@ -23,6 +23,7 @@
 #include "pubsubx/name_gate.hpp"
 #include "pubsubx/server_stats.hpp"
 #include "pubsubx/sys_topics.hpp"
+#include "server_options.hpp"
 #include "session.hpp"
 
 namespace pubsubx::tls {
@@ -33,26 +34,6 @@ namespace pubsubx::server {
 
 // "127.0.0.1:12000" or "[::1]:12000", as the log lines name an address.
 std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint);
-
-// The connection-level limits (docs/robustness.md). For each of them 0 means "no limit".
-struct ServerOptions {
-    std::string bind_address = "127.0.0.1";
-    std::uint16_t port = 12000;
-    bool plain = true;  // false: --no-plain, TLS only (the plain port is not opened)
-    // --tls-name-from-cert: a TLS client's CONNECT name must be in its certificate.
-    bool tls_names_from_certificates = false;
-    std::size_t max_frame = 1024 * 1024;
-    std::size_t max_connections = 65'536;
-    // A connection that has not sent a valid CONNECT by then is closed (slowloris).
-    Clock::duration connect_timeout = std::chrono::seconds{10};
-    // A write the peer has not taken within this time means it stopped reading: it is lost.
-    Clock::duration write_timeout = std::chrono::seconds{30};
-    // TCP keepalive: idle seconds before the first probe (3 probes, idle/3 apart).
-    int keepalive_idle_seconds = 60;
-    // How often the broker publishes its statistics on $SYS/broker/... (sys_topics.hpp); zero:
-    // never, and then there is no timer at all.
-    Clock::duration sys_interval = std::chrono::seconds{10};
-};
 
 class Server {
   public:
@@ -72,6 +53,10 @@ class Server {
     bool tls_names_from_certificates() const { return options_.tls_names_from_certificates; }
     void start();
     void stop();
+    // SIGHUP: the connection limits that may change at run time take `limits`' values:
+    // max_frame at the next read, max_connections at the next accept, the timeouts for
+    // connections accepted and writes started from now on.
+    void update_limits(const ServerOptions& limits);
     // At a stop with a durable store: every write in flight ends, its unsent messages back in
     // their client's queue once the cancelled writes complete (run the io_context's ready
     // handlers), and no write starts again.

@@ -80,6 +80,9 @@ class QueueAccounting {
     std::string check_consistency(std::size_t held, std::size_t lost_held,
                                   std::size_t lost_holders) const;
 
+    // The configuration's max_queue_bytes changed (SIGHUP).
+    void refresh_queue_bound();
+
   private:
     std::size_t bound_for(const Client& client) const;
     bool fits_without_drops(const Client& client, std::size_t frame_size) const;
