@@ -1,8 +1,9 @@
 // The one logging path of the project: `INFO: ...` and `ERROR: ...` lines, as the original
-// PubSubX prints them, after an RFC 3339 timestamp unless the style says otherwise. Each line is handed to the kernel whole with write(2), at once, so a
-// reader of a pipe sees it at once. Logging never stops the broker: a line the log cannot take
-// now (a non-blocking pipe that is full, a reader that went away) waits in a small buffer or
-// is dropped and counted, and a line is never torn by the next one.
+// PubSubX prints them, after an RFC 3339 timestamp unless the style says otherwise. Each line is
+// handed to the kernel whole with write(2), at once, so a reader of a pipe sees it at once. Logging
+// never stops the broker: a line the log cannot take now (a non-blocking pipe that is full, a
+// reader that went away) waits in a small buffer or is dropped and counted, and a line is never
+// torn by the next one.
 #pragma once
 
 #include <unistd.h>

@@ -4,11 +4,36 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <utility>
 
 namespace pubsubx::server {
+
+struct LogFile::Shared {
+    std::mutex mutex;
+    std::condition_variable wake_writer;
+    std::condition_variable written;
+    std::string pending;   // lines handed over, not yet taken by the writer
+    int fd = -1;           // the file the writer writes to: the writer's own once it runs
+    int next_fd = -1;      // reopened, for the writer to take between batches
+    bool writing = false;  // the writer holds lines it took and has not written
+    bool stopping = false;
+    bool stopped = false;
+    std::atomic<std::uint64_t> lines_dropped{0};
+
+    ~Shared() {
+        for (const int open_fd : {fd, next_fd}) {
+            if (open_fd >= 0) {
+                ::close(open_fd);
+            }
+        }
+    }
+};
 
 namespace {
 
@@ -20,8 +45,19 @@ int open_for_appending(const std::string& path, std::string& error) {
     return fd;
 }
 
-std::uint64_t count_lines(std::string_view bytes) {
-    return static_cast<std::uint64_t>(std::count(bytes.begin(), bytes.end(), '\n'));
+// Writes all of `bytes` to `fd`; false when the file refused them (ENOSPC, EIO, ...).
+bool write_all(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t written = ::write(fd, bytes.data(), bytes.size());
+        if (written < 0 && errno == EINTR) {
+            continue;
+        }
+        if (written <= 0) {
+            return false;
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(written));
+    }
+    return true;
 }
 
 }  // namespace
@@ -34,38 +70,39 @@ std::unique_ptr<LogFile> LogFile::open(const std::string& path, std::string& err
     return std::unique_ptr<LogFile>{new LogFile{path, fd}};
 }
 
-LogFile::LogFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {
-    writer_ = std::thread{[this] { run(); }};
+LogFile::LogFile(std::string path, int fd)
+    : path_(std::move(path)), shared_(std::make_shared<Shared>()) {
+    shared_->fd = fd;
+    std::thread{[shared = shared_] { write_until_stopped(shared); }}.detach();
 }
 
 LogFile::~LogFile() {
-    {
-        const std::lock_guard lock{mutex_};
-        stopping_ = true;
-    }
-    wake_writer_.notify_one();
-    writer_.join();
-    ::close(fd_);
-    if (next_fd_ >= 0) {
-        ::close(next_fd_);
-    }
+    std::unique_lock lock{shared_->mutex};
+    shared_->stopping = true;
+    shared_->wake_writer.notify_one();
+    shared_->written.wait_for(lock, std::chrono::seconds{1}, [this] { return shared_->stopped; });
 }
 
 void LogFile::write_line(std::string_view line) {
     {
-        const std::lock_guard lock{mutex_};
-        if (pending_.size() + line.size() > kMaxPendingBytes) {
-            lines_dropped_.fetch_add(1, std::memory_order_relaxed);
+        const std::lock_guard lock{shared_->mutex};
+        if (shared_->pending.size() + line.size() > kMaxPendingBytes) {
+            shared_->lines_dropped.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        pending_.append(line);
+        shared_->pending.append(line);
     }
-    wake_writer_.notify_one();
+    shared_->wake_writer.notify_one();
+}
+
+std::uint64_t LogFile::lines_dropped() const {
+    return shared_->lines_dropped.load(std::memory_order_relaxed);
 }
 
 void LogFile::flush(std::chrono::milliseconds timeout) {
-    std::unique_lock lock{mutex_};
-    written_.wait_for(lock, timeout, [this] { return pending_.empty() && !writing_; });
+    std::unique_lock lock{shared_->mutex};
+    shared_->written.wait_for(lock, timeout,
+                              [this] { return shared_->pending.empty() && !shared_->writing; });
 }
 
 bool LogFile::reopen(std::string& error) {
@@ -75,58 +112,50 @@ bool LogFile::reopen(std::string& error) {
     }
     int unused_fd = -1;
     {
-        const std::lock_guard lock{mutex_};
+        const std::lock_guard lock{shared_->mutex};
         // The writer may be in a write to the old file: it changes files between batches.
-        unused_fd = std::exchange(next_fd_, fd);
+        unused_fd = std::exchange(shared_->next_fd, fd);
     }
-    wake_writer_.notify_one();
+    shared_->wake_writer.notify_one();
     if (unused_fd >= 0) {
         ::close(unused_fd);  // two reopens before the writer woke: the first one is unused
     }
     return true;
 }
 
-void LogFile::run() {
+void LogFile::write_until_stopped(const std::shared_ptr<Shared>& shared) {
     std::string batch;
-    std::unique_lock lock{mutex_};
+    std::unique_lock lock{shared->mutex};
     for (;;) {
-        wake_writer_.wait(lock,
-                          [this] { return stopping_ || next_fd_ >= 0 || !pending_.empty(); });
-        if (next_fd_ >= 0) {
-            ::close(fd_);
-            fd_ = std::exchange(next_fd_, -1);
+        shared->wake_writer.wait(lock, [&] {
+            return shared->stopping || shared->next_fd >= 0 || !shared->pending.empty();
+        });
+        if (shared->next_fd >= 0) {
+            ::close(shared->fd);
+            shared->fd = std::exchange(shared->next_fd, -1);
         }
-        if (pending_.empty()) {
-            if (stopping_) {
-                return;  // with everything written
+        if (shared->pending.empty()) {
+            if (shared->stopping) {
+                break;  // with everything written
             }
             continue;
         }
-        batch.swap(pending_);
-        writing_ = true;
+        batch.swap(shared->pending);
+        shared->writing = true;
+        const int fd = shared->fd;
         lock.unlock();
-        if (!write_all(fd_, batch)) {
-            lines_dropped_.fetch_add(count_lines(batch), std::memory_order_relaxed);
+        if (!write_all(fd, batch)) {
+            shared->lines_dropped.fetch_add(
+                static_cast<std::uint64_t>(std::count(batch.begin(), batch.end(), '\n')),
+                std::memory_order_relaxed);
         }
         batch.clear();
         lock.lock();
-        writing_ = false;
-        written_.notify_all();
+        shared->writing = false;
+        shared->written.notify_all();
     }
-}
-
-bool LogFile::write_all(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-        const ssize_t written = ::write(fd, bytes.data(), bytes.size());
-        if (written < 0 && errno == EINTR) {
-            continue;
-        }
-        if (written <= 0) {
-            return false;
-        }
-        bytes.remove_prefix(static_cast<std::size_t>(written));
-    }
-    return true;
+    shared->stopped = true;
+    shared->written.notify_all();
 }
 
 }  // namespace pubsubx::server

@@ -23,12 +23,12 @@
 #include <system_error>
 
 #include "cluster/cluster_node.hpp"
+#include "log_file.hpp"
 #include "pubsubx/broker.hpp"
 #include "pubsubx/log.hpp"
 #include "pubsubx/version.hpp"
 #include "security/password_checker.hpp"
 #include "security/users_file.hpp"
-#include "log_file.hpp"
 #include "server.hpp"
 #include "settings.hpp"
 #include "store/durable_store.hpp"
@@ -261,10 +261,11 @@ pubsubx::cluster::ClusterSettings cluster_settings(const Settings& line) {
     cluster.servers = line.cluster_servers;
     cluster.cluster = line.cluster_name;
     cluster.node = line.node_name;
-    cluster.lease = std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
-        seconds(line.cluster_lease_seconds), pubsubx::Clock::duration{std::chrono::milliseconds{300}}));
-    cluster.handover_window =
-        std::chrono::duration_cast<std::chrono::milliseconds>(seconds(line.handover_window_seconds));
+    cluster.lease = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(seconds(line.cluster_lease_seconds),
+                 pubsubx::Clock::duration{std::chrono::milliseconds{300}}));
+    cluster.handover_window = std::chrono::duration_cast<std::chrono::milliseconds>(
+        seconds(line.handover_window_seconds));
     return cluster;
 }
 

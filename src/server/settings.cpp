@@ -247,7 +247,6 @@ void define_options(CLI::App& app, Settings& line) {
     app.set_version_flag("--version", std::string{"pubsubx-server "} + kVersion);
 }
 
-
 // The options in seconds become durations, and a 0 frame limit means none.
 void apply_durations(Settings& line) {
     line.broker.lost_timeout = seconds(line.lost_timeout_seconds);
@@ -335,8 +334,9 @@ class KeyLines {
         for (auto at = message.find(option); at != std::string::npos;
              at = message.find(option, at + 1)) {
             const std::size_t end = at + option.size();
-            if (end == message.size() || (std::isalnum(static_cast<unsigned char>(message[end])) == 0 &&
-                                          message[end] != '-' && message[end] != '_')) {
+            if (end == message.size() ||
+                (std::isalnum(static_cast<unsigned char>(message[end])) == 0 &&
+                 message[end] != '-' && message[end] != '_')) {
                 return true;
             }
         }
@@ -432,7 +432,8 @@ Parsed parse(const std::vector<std::string>& arguments, Settings& settings) {
     } catch (const CLI::CallForVersion&) {
         throw;
     } catch (const CLI::ParseError& failure) {
-        const std::string where = path.empty() ? "" : key_lines.locate(failure.what(), arguments, path);
+        const std::string where =
+            path.empty() ? "" : key_lines.locate(failure.what(), arguments, path);
         if (where.empty()) {
             throw;
         }
@@ -517,10 +518,10 @@ bool reread_settings(const std::vector<std::string>& arguments, Settings& settin
 
 const std::vector<std::string>& run_time_keys() {
     static const std::vector<std::string> keys{
-        "verbose",         "quiet",          "log-timestamps",      "max-queue",
-        "max-total-queue", "max-topics",     "max-topic-length",    "max-lost-clients",
-        "lost-timeout",    "max-frame",      "slow-consumer-grace", "max-connections",
-        "connect-timeout", "write-timeout",  "require-secret"};
+        "verbose",         "quiet",         "log-timestamps",      "max-queue",
+        "max-total-queue", "max-topics",    "max-topic-length",    "max-lost-clients",
+        "lost-timeout",    "max-frame",     "slow-consumer-grace", "max-connections",
+        "connect-timeout", "write-timeout", "require-secret"};
     return keys;
 }
 
@@ -531,8 +532,8 @@ std::vector<SettingChange> compare_settings(const Settings& in_force, const Sett
         const auto old = in_force.effective.find(key);
         const std::string was = old == in_force.effective.end() ? "" : old->second;
         if (was != value) {
-            changes.push_back({key, was, value,
-                               std::find(keys.begin(), keys.end(), key) != keys.end()});
+            changes.push_back(
+                {key, was, value, std::find(keys.begin(), keys.end(), key) != keys.end()});
         }
     }
     return changes;

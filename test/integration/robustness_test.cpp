@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <memory>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -442,6 +443,7 @@ TEST_CASE("a log reader that stops reading neither blocks the server nor gets to
         CHECK(frame->starts_with("t " + std::to_string(received) + " "));
         ++received;
     }
+    const std::regex kWholeLine{R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|ERROR): )"};
     const std::size_t seen = server.output().size();
     server.send_signal(SIGUSR1);
     REQUIRE(server.wait_for_output("INFO: Counters: ", 5000ms, seen));
@@ -452,7 +454,8 @@ TEST_CASE("a log reader that stops reading neither blocks the server nor gets to
     for (std::size_t from = 0; from < log.size();) {
         const std::size_t end = log.find('\n', from);
         const std::string line = log.substr(from, end - from);
-        CHECK_MESSAGE((line.starts_with("INFO: ") || line.starts_with("ERROR: ")), line);
+        // Whole lines only: each one starts with its timestamp and level.
+        CHECK_MESSAGE(std::regex_search(line, kWholeLine), line);
         if (end == std::string::npos) {
             break;
         }
