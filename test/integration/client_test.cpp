@@ -285,6 +285,11 @@ TEST_CASE("pub -l to a broker that is slow to read delivers all, past --answer-t
     ChildProcess pub{
         client_path(), {"pub", "-p", port, "-t", "lines", "-l", "--answer-timeout", "1"}, true};
     REQUIRE(server.wait_for_output("Client 'pub-"));
+    // The log line comes before the answer to pub's CONNECT, and pub reads no input before it
+    // has that answer: a round trip of another client proves the answer went out.
+    TestClient other{server.port()};
+    other.connect_as("other");
+    other.barrier();
     server.send_signal(SIGSTOP);  // the broker reads nothing while the input arrives and ends
     std::string input;
     for (int i = 0; i < 200000; ++i) {
