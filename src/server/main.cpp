@@ -24,6 +24,7 @@
 #include <system_error>
 
 #include "cluster/cluster_node.hpp"
+#include "http/http_service.hpp"
 #include "pubsubx/broker.hpp"
 #include "pubsubx/log.hpp"
 #include "pubsubx/version.hpp"
@@ -459,6 +460,8 @@ int main(int argc, char** argv) {
         "clients until they reconnect"};
     CommandLine line;
     define_options(app, line);
+    pubsubx::http::HttpOptions http_options;  // --http-port, --http-bind (src/http/)
+    pubsubx::http::define_http_options(app, http_options);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& failure) {
@@ -511,6 +514,16 @@ int main(int argc, char** argv) {
         } catch (const std::system_error& failure) {
             logger.error("Cannot listen for TLS on ", endpoint_text({address, *line.tls_port}),
                          ": ", failure.code().message());
+            return 1;
+        }
+    }
+    // --http-port: bound now, so that a port in use stops the start before the store opens.
+    std::unique_ptr<pubsubx::http::HttpService> http;
+    if (http_options.port) {
+        http = std::make_unique<pubsubx::http::HttpService>(
+            io, http_options, logger, [&server] { return server->sys_snapshot(); });
+        if (!http->listen()) {
+            logger.flush(std::chrono::seconds{1});
             return 1;
         }
     }
@@ -652,6 +665,9 @@ int main(int argc, char** argv) {
             reload_signal.cancel();
             log_flush_timer.cancel();
             store_timer.cancel();
+            if (http != nullptr) {
+                http->stop();  // the timer, and the HTTP thread joined
+            }
             server->stop();
             if (cluster != nullptr) {
                 cluster->stop();  // gives up its lease and interest; its clients stay here
@@ -685,6 +701,9 @@ int main(int argc, char** argv) {
     }
     if (tls != nullptr && line.server.plain) {
         logger.always("TLS listening on ", endpoint_text(server->tls_local_endpoint()));
+    }
+    if (http != nullptr) {
+        http->start();
     }
     io.run();
     if (cluster != nullptr) {
