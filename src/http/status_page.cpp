@@ -94,6 +94,9 @@ constexpr std::string_view kPage = R"html(<!DOCTYPE html>
     <div class="card warn"><div class="label">Dropped</div>
       <div class="value" id="v-dropped">&ndash;</div>
       <div class="sub">messages never delivered</div></div>
+    <div class="card"><div class="label">Uptime</div>
+      <div class="value" id="v-uptime-card">&ndash;</div>
+      <div class="sub">since <span id="v-started">&ndash;</span></div></div>
   </div>
   <div class="charts">
     <div class="card chart">
@@ -110,7 +113,7 @@ constexpr std::string_view kPage = R"html(<!DOCTYPE html>
     </div>
   </div>
   <footer>Updated every second from <a href="/status.json">/status.json</a>;
-    the last 10 minutes. Prometheus: <a href="/metrics">/metrics</a>.
+    up to the last 10 minutes. Prometheus: <a href="/metrics">/metrics</a>.
     <span id="v-updated"></span></footer>
 </main>
 <script>
@@ -141,15 +144,21 @@ function duration(s) {
   if (m) return m + " min " + r + " s";
   return r + " s";
 }
-function niceMax(v) {
+function niceMax(v, base) {
   if (v <= 0) return 1;
+  if (base) {  // bytes: a round number of KiB, MiB, ...
+    let scale = 1;
+    while (v / scale >= 1000) scale *= base;
+    return niceMax(v / scale) * scale;
+  }
   const p = Math.pow(10, Math.floor(Math.log10(v)));
   for (const f of [1, 2, 2.5, 5, 10]) if (f * p >= v) return f * p;
   return 10 * p;
 }
 
-// One chart: two series (in, out) against the uptime, the last WINDOW_SECONDS.
-function draw(canvas, points, inIndex, outIndex, label) {
+// One chart: two series (in, out) against the uptime, over the last WINDOW_SECONDS (or
+// since the first point, when the broker or the page is younger; at least a minute).
+function draw(canvas, points, inIndex, outIndex, label, base) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth, height = canvas.clientHeight;
   canvas.width = width * ratio; canvas.height = height * ratio;
@@ -159,12 +168,13 @@ function draw(canvas, points, inIndex, outIndex, label) {
   const left = 62, right = 10, top = 8, bottom = 24;
   const w = width - left - right, h = height - top - bottom;
   const end = points.length ? points[points.length - 1][0] : 0;
-  const start = end - WINDOW_SECONDS;
+  const span = Math.min(WINDOW_SECONDS, Math.max(60, points.length ? end - points[0][0] : 0));
+  const start = end - span;
   const shown = points.filter(p => p[0] >= start);
   let peak = 0;
   for (const p of shown) peak = Math.max(peak, p[inIndex], p[outIndex]);
-  const max = niceMax(peak * 1.1);
-  const x = t => left + (t - start) / WINDOW_SECONDS * w;
+  const max = niceMax(peak * 1.1, base);
+  const x = t => left + (t - start) / span * w;
   const y = v => top + h - v / max * h;
   g.font = "11px system-ui, sans-serif";
   g.lineWidth = 1;
@@ -177,9 +187,11 @@ function draw(canvas, points, inIndex, outIndex, label) {
     g.fillText(label(v), left - 8, yy);
   }
   g.textAlign = "center"; g.textBaseline = "top";
-  for (let m = 10; m >= 0; m -= 2) {
-    const t = end - m * 60;
-    g.fillText(m ? "-" + m + " min" : "now", Math.min(x(t), left + w - 14), top + h + 7);
+  for (let i = 5; i >= 0; i--) {
+    const ago = span * i / 5;
+    const text = i === 0 ? "now" : ago >= 120 ? "-" + (ago / 60).toFixed(ago % 60 ? 1 : 0) + " min"
+                                             : "-" + Math.round(ago) + " s";
+    g.fillText(text, Math.min(x(end - ago), left + w - 14), top + h + 7);
   }
   for (const [index, name] of [[inIndex, "--in"], [outIndex, "--out"]]) {
     if (shown.length < 1) break;
@@ -199,6 +211,8 @@ function render(s) {
   last = s;
   $("v-version").textContent = s.version;
   $("v-uptime").textContent = duration(s.uptime_seconds);
+  $("v-uptime-card").textContent = duration(s.uptime_seconds);
+  $("v-started").textContent = new Date(s.start_time_seconds * 1000).toLocaleString("en-GB");
   $("v-msgs-in").textContent = rate(s.messages_in_per_second);
   $("v-msgs-out").textContent = rate(s.messages_out_per_second);
   $("v-bytes-in").textContent = bytes(s.bytes_in_per_second);
@@ -215,7 +229,7 @@ function render(s) {
   $("v-queued").textContent = bytes(s.queued_bytes);
   $("v-dropped").textContent = count(s.dropped);
   draw($("chart-messages"), s.rates, 1, 2, rate);
-  draw($("chart-bytes"), s.rates, 3, 4, v => bytes(v));
+  draw($("chart-bytes"), s.rates, 3, 4, v => bytes(v), 1024);
 }
 
 function status(text, cls) {
