@@ -3,7 +3,8 @@
 
 # Debian packages the build and the test suite use.
 PUBSUBX_PACKAGES=(g++ meson ninja-build pkg-config cmake libasio-dev libcli11-dev doctest-dev
-    libsqlite3-dev libssl-dev libnats-dev nats-server openssl)
+    libsqlite3-dev libssl-dev libnats-dev nats-server openssl
+    libcpp-httplib-dev python3-prometheus-client chromium chromium-driver)
 
 ensure_packages() {
     local missing=() package

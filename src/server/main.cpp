@@ -23,6 +23,7 @@
 #include <system_error>
 
 #include "cluster/cluster_node.hpp"
+#include "http/http_service.hpp"
 #include "log_file.hpp"
 #include "pubsubx/broker.hpp"
 #include "pubsubx/log.hpp"
@@ -382,6 +383,16 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
+    // --http-port: bound now, so that a port in use stops the start before the store opens.
+    std::unique_ptr<pubsubx::http::HttpService> http;
+    if (line.http.port) {
+        http = std::make_unique<pubsubx::http::HttpService>(
+            io, line.http, logger, [&server] { return server->sys_snapshot(); });
+        if (!http->listen()) {
+            logger.flush(std::chrono::seconds{1});
+            return 1;
+        }
+    }
     std::unique_ptr<pubsubx::store::DurableStore> store;
     if (!line.data_dir.empty()) {
         // A store file past RLIMIT_FSIZE must fail a write (a full disk), not kill the server.
@@ -529,6 +540,9 @@ int main(int argc, char** argv) {
             reload_signal.cancel();
             log_flush_timer.cancel();
             store_timer.cancel();
+            if (http != nullptr) {
+                http->stop();  // the timer, and the HTTP thread joined
+            }
             server->stop();
             if (cluster != nullptr) {
                 cluster->stop();  // gives up its lease and interest; its clients stay here
@@ -562,6 +576,9 @@ int main(int argc, char** argv) {
     }
     if (tls != nullptr && line.server.plain) {
         logger.always("TLS listening on ", endpoint_text(server->tls_local_endpoint()));
+    }
+    if (http != nullptr) {
+        http->start();
     }
     io.run();
     if (cluster != nullptr) {

@@ -85,6 +85,8 @@ class Server {
     ServerStats& stats() { return stats_; }
     std::size_t max_frame() const { return options_.max_frame; }
     std::size_t session_count() const { return session_count_; }
+    // Every figure at this moment: for the $SYS topics and the HTTP metrics.
+    SysSnapshot sys_snapshot() const;
     // Idle sessions own no read buffer: they wait for readability, then read into this one.
     std::span<char> read_buffer() { return read_buffer_; }
     // Carries out what the broker core asked for since the last call (effects.hpp): the one
@@ -120,7 +122,6 @@ class Server {
     void sweep_deadlines();
     void start_sys_timer();
     void publish_sys_topics();
-    SysSnapshot sys_snapshot() const;
 
     asio::io_context& io_;
     ServerOptions options_;

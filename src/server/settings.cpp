@@ -234,6 +234,7 @@ void define_options(CLI::App& app, Settings& line) {
                  "permissions ('*' lines)")
         ->needs(users);
     define_log_options(app, line);
+    http::define_http_options(app, line.http);
     app.set_config("--config", "",
                    "TOML file of settings: each option by its long name (lost-timeout = 60, "
                    "bind = \"0.0.0.0\", port = 12000); the command line wins; run-time "

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "http/http_options.hpp"
 #include "pubsubx/core/config.hpp"
 #include "pubsubx/log.hpp"
 #include "server_options.hpp"
@@ -46,6 +47,7 @@ struct Settings {
     LogTimestamps log_timestamps = LogTimestamps::automatic;
     std::string config_file;  // empty: the command line alone
     bool print_config = false;
+    http::HttpOptions http;  // --http-port, --http-bind (src/http/)
     // Every key's value as the configuration file would set it, as read: what SIGHUP compares.
     std::map<std::string, std::string> effective;
 

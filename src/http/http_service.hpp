@@ -1,0 +1,55 @@
+// --http-port: a timer on the event loop gathers the broker's figures once a second into an
+// immutable MetricsSnapshot (with the rate history) and publishes it for the HTTP thread.
+// The figures come through a getter, so this room does not depend on the server's.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "http_options.hpp"
+#include "http_server.hpp"
+#include "metrics_snapshot.hpp"
+#include "pubsubx/log.hpp"
+#include "pubsubx/sys_topics.hpp"
+#include "snapshot_board.hpp"
+
+namespace pubsubx::http {
+
+class HttpService {
+  public:
+    using Figures = std::function<SysSnapshot()>;
+    // `figures` is called on the event loop only, once a second once started.
+    HttpService(asio::io_context& io, HttpOptions options, Logger& logger, Figures figures);
+    ~HttpService();
+    HttpService(const HttpService&) = delete;
+    HttpService& operator=(const HttpService&) = delete;
+
+    // Binds the port; on failure logs "Cannot listen for HTTP on ..." and returns false.
+    bool listen();
+    // Publishes the first snapshot, starts the HTTP thread and the timer, logs where it
+    // listens.
+    void start();
+    // Stops the timer and the thread (joined).
+    void stop();
+    std::uint16_t port() const { return server_.port(); }
+
+  private:
+    void publish();
+    void schedule();
+    std::string where(std::uint16_t port) const;
+
+    HttpOptions options_;
+    Logger& logger_;
+    Figures figures_;
+    asio::steady_timer timer_;
+    std::chrono::steady_clock::time_point started_;
+    double start_time_seconds_;
+    RateHistory history_;
+    SnapshotBoard board_;
+    HttpServer server_;  // after board_: its thread reads it
+};
+
+}  // namespace pubsubx::http
