@@ -19,7 +19,7 @@ else
     scripts/package "$debs"
 fi
 source scripts/lib.sh
-ensure_packages lintian man-db groff-base
+ensure_packages lintian man-db groff-base dpkg-dev
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pubsubx-check-package.XXXXXX")
 trap 'rm -rf "$work"' EXIT
