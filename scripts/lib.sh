@@ -4,7 +4,7 @@
 # Debian packages the build and the test suite use.
 PUBSUBX_PACKAGES=(g++ meson ninja-build pkg-config cmake libasio-dev libcli11-dev doctest-dev
     libsqlite3-dev libssl-dev libnats-dev nats-server openssl
-    libcpp-httplib-dev python3-prometheus-client chromium chromium-driver)
+    libcpp-httplib-dev python3-prometheus-client chromium chromium-driver scdoc)
 
 ensure_packages() {
     local missing=() package
