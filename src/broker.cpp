@@ -65,14 +65,7 @@ Broker::Broker(BrokerConfig config, Logger& logger)
 Broker::~Broker() = default;
 
 void Broker::update_limits(const BrokerConfig& limits) {
-    config_.lost_timeout = limits.lost_timeout;
-    config_.max_queue_bytes = limits.max_queue_bytes;
-    config_.max_total_queue_bytes = limits.max_total_queue_bytes;
-    config_.max_topics_per_client = limits.max_topics_per_client;
-    config_.max_topic_length = limits.max_topic_length;
-    config_.max_lost_clients = limits.max_lost_clients;
-    config_.slow_consumer_grace = limits.slow_consumer_grace;
-    config_.require_secret = limits.require_secret;
+    adopt_run_time_limits(config_, limits);
     accounting_.refresh_queue_bound();
 }
 

@@ -3,11 +3,15 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "status_page.hpp"
 
@@ -17,8 +21,74 @@ namespace {
 
 // /healthz fails when the event loop published nothing for this long: the loop is stuck.
 constexpr auto kHealthyWithin = std::chrono::seconds{5};
-// Worker threads: a browser's keep-alive connection holds one while it stays open.
-constexpr std::size_t kWorkers = 4;
+// How long stop() waits for the requests in progress.
+constexpr auto kStopWait = std::chrono::seconds{1};
+
+// httplib hands each accepted connection to its task queue. This one runs them on `workers`
+// threads with at most `waiting` more in line; beyond that the listener's own thread serves
+// the connection, and accepts nothing meanwhile. So the connections httplib holds, each a
+// descriptor of the broker's process, stay bounded however many clients come (a browser's
+// keep-alive connection holds a worker while it stays open).
+class BoundedQueue final : public httplib::TaskQueue {
+  public:
+    BoundedQueue(std::size_t workers, std::size_t waiting) : max_waiting_(waiting) {
+        for (std::size_t i = 0; i < workers; ++i) {
+            threads_.emplace_back([this] { work(); });
+        }
+    }
+    ~BoundedQueue() override { shutdown(); }
+
+    void enqueue(std::function<void()> task) override {
+        {
+            const std::lock_guard lock{mutex_};
+            if (!stopping_ && waiting_.size() < max_waiting_) {
+                waiting_.push_back(std::move(task));
+                wake_.notify_one();
+                return;
+            }
+        }
+        task();
+    }
+
+    // httplib calls it when its listener stops: the tasks in line still run, then the workers
+    // end.
+    void shutdown() override {
+        {
+            const std::lock_guard lock{mutex_};
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        for (auto& thread : threads_) {
+            if (thread.joinable()) {
+                thread.join();
+            }
+        }
+    }
+
+  private:
+    void work() {
+        for (;;) {
+            std::function<void()> task;
+            {
+                std::unique_lock lock{mutex_};
+                wake_.wait(lock, [this] { return stopping_ || !waiting_.empty(); });
+                if (waiting_.empty()) {
+                    return;
+                }
+                task = std::move(waiting_.front());
+                waiting_.pop_front();
+            }
+            task();
+        }
+    }
+
+    const std::size_t max_waiting_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<std::function<void()>> waiting_;
+    bool stopping_ = false;
+    std::vector<std::thread> threads_;
+};
 
 void no_snapshot(httplib::Response& response) {
     response.status = 503;
@@ -28,14 +98,21 @@ void no_snapshot(httplib::Response& response) {
 }  // namespace
 
 struct HttpServer::Impl {
+    explicit Impl(std::shared_ptr<const SnapshotBoard> snapshots) : board(std::move(snapshots)) {}
+
+    std::shared_ptr<const SnapshotBoard> board;
     httplib::Server server;
     std::thread thread;
-    std::atomic<bool> finished{false};
+    std::mutex mutex;
+    std::condition_variable finished_changed;
+    bool finished = false;  // the listener and its workers have all ended
 };
 
-HttpServer::HttpServer(const SnapshotBoard& board) : impl_(std::make_unique<Impl>()) {
+HttpServer::HttpServer(std::shared_ptr<const SnapshotBoard> snapshots)
+    : impl_(std::make_shared<Impl>(std::move(snapshots))) {
     httplib::Server& server = impl_->server;
-    server.new_task_queue = [] { return new httplib::ThreadPool(kWorkers); };
+    const SnapshotBoard& board = *impl_->board;
+    server.new_task_queue = [] { return new BoundedQueue(kWorkers, kWaitingConnections); };
     // httplib's default sets SO_REUSEPORT, which would let a second broker share the port
     // silently: only SO_REUSEADDR, so that a port in use is an error and a restart is not.
     server.set_socket_options([](socket_t sock) {
@@ -113,22 +190,39 @@ bool HttpServer::listen(const std::string& address, std::uint16_t port, std::str
 }
 
 void HttpServer::start() {
-    impl_->thread = std::thread([impl = impl_.get()] {
+    impl_->thread = std::thread([impl = impl_] {
         impl->server.listen_after_bind();
+        const std::lock_guard lock{impl->mutex};
         impl->finished = true;
+        impl->finished_changed.notify_all();
     });
 }
 
-void HttpServer::stop() {
+bool HttpServer::stop() {
     if (!impl_->thread.joinable()) {
-        return;
+        return true;
     }
     // httplib's stop() does nothing before its thread has begun listening: wait for that.
-    while (!impl_->server.is_running() && !impl_->finished) {
+    for (;;) {
+        {
+            const std::lock_guard lock{impl_->mutex};
+            if (impl_->server.is_running() || impl_->finished) {
+                break;
+            }
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds{1});
     }
     impl_->server.stop();
-    impl_->thread.join();
+    std::unique_lock lock{impl_->mutex};
+    const bool finished =
+        impl_->finished_changed.wait_for(lock, kStopWait, [this] { return impl_->finished; });
+    lock.unlock();
+    if (finished) {
+        impl_->thread.join();
+    } else {
+        impl_->thread.detach();  // it holds impl_, and with it the board, until it ends
+    }
+    return finished;
 }
 
 }  // namespace pubsubx::http

@@ -3,6 +3,7 @@
 // file that includes httplib.h (a slow header): the rest of the program sees this class.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -13,8 +14,8 @@ namespace pubsubx::http {
 
 class HttpServer {
   public:
-    // `board` must outlive the server.
-    explicit HttpServer(const SnapshotBoard& board);
+    // The handlers hold `board`: a thread left behind at stop() can still read it.
+    explicit HttpServer(std::shared_ptr<const SnapshotBoard> board);
     ~HttpServer();  // stops
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
@@ -25,11 +26,23 @@ class HttpServer {
     std::uint16_t port() const { return port_; }
     // Serves on its own thread until stop().
     void start();
-    void stop();
+    // Stops accepting and waits up to a second for the requests in progress. False when a
+    // client was still holding a worker then (one that sends its request a byte at a time):
+    // the threads are left to end on their own, so that the broker's shutdown never waits on
+    // an HTTP client.
+    bool stop();
+
+    // Descriptors the HTTP server holds at the most: the listening socket, a connection per
+    // worker, the connections waiting for one, and the one the listener serves itself when
+    // they are all taken (then it accepts no more: later clients wait in the kernel's backlog,
+    // costing the process nothing). The broker's --max-connections leaves room for them.
+    static constexpr std::size_t kWorkers = 4;
+    static constexpr std::size_t kWaitingConnections = 8;
+    static constexpr std::size_t kMaxDescriptors = 1 + kWorkers + kWaitingConnections + 1;
 
   private:
     struct Impl;
-    std::unique_ptr<Impl> impl_;
+    std::shared_ptr<Impl> impl_;  // shared with the thread, which may outlive this object
     std::uint16_t port_ = 0;
 };
 

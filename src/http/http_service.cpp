@@ -19,6 +19,7 @@ HttpService::HttpService(asio::io_context& io, HttpOptions options, Logger& logg
       start_time_seconds_(
           std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
               .count()),
+      board_(std::make_shared<SnapshotBoard>()),
       server_(board_) {}
 
 HttpService::~HttpService() {
@@ -55,7 +56,9 @@ void HttpService::start() {
 
 void HttpService::stop() {
     timer_.cancel();
-    server_.stop();
+    if (!server_.stop()) {
+        logger_.warning("HTTP: a client still sending its request was not waited for");
+    }
 }
 
 void HttpService::schedule() {
@@ -79,7 +82,7 @@ void HttpService::publish() {
     snapshot->version = kVersion;
     history_.add(snapshot->figures, snapshot->uptime_seconds);
     snapshot->rates = history_.points();
-    board_.publish(std::move(snapshot));
+    board_->publish(std::move(snapshot));
 }
 
 }  // namespace pubsubx::http

@@ -48,8 +48,8 @@ class HttpService {
     std::chrono::steady_clock::time_point started_;
     double start_time_seconds_;
     RateHistory history_;
-    SnapshotBoard board_;
-    HttpServer server_;  // after board_: its thread reads it
+    std::shared_ptr<SnapshotBoard> board_;  // shared with the HTTP server's threads
+    HttpServer server_;
 };
 
 }  // namespace pubsubx::http

@@ -312,7 +312,7 @@ std::string render_prometheus(const MetricsSnapshot& snapshot) {
                 figures.server.bytes_sent);
 
     out.family("pubsubx_messages_dropped_total", "counter",
-               "Messages a client will never receive, by reason: queue_full (its --max-queue "
+               "Messages dropped from a client's queue, by reason: queue_full (its --max-queue "
                "overflowed), total_queue_full (--max-total-queue was reached), "
                "connection_closed (frames unsent when its connection closed).");
     const std::uint64_t global = figures.broker.dropped_global_cap;

@@ -37,11 +37,18 @@ struct LogFile::Shared {
 
 namespace {
 
+// Opened without blocking, since it is opened on the event loop: a FIFO that nobody reads
+// would block the open for good (it fails with ENXIO instead). The writes then block, on the
+// writer's thread.
 int open_for_appending(const std::string& path, std::string& error) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    const int fd =
+        ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
     if (fd < 0) {
-        error = "cannot open log file " + path + ": " + std::strerror(errno);
+        error = "cannot open log file " + path + ": " +
+                (errno == ENXIO ? std::string{"a FIFO with no reader"} : std::strerror(errno));
+        return fd;
     }
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     return fd;
 }
 

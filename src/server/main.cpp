@@ -137,12 +137,14 @@ rlim_t raise_descriptor_limit() {
 // limit) stays: past the descriptor limit a client is still told the server is full.
 // Quietly at SIGHUP (`logger` null): the start said so, and the limit has not changed since.
 void fit_connections_to_descriptors(std::size_t& max_connections, rlim_t descriptor_limit,
-                                    pubsubx::Logger* logger) {
+                                    const Settings& line, pubsubx::Logger* logger) {
     if (descriptor_limit == RLIM_INFINITY || max_connections == 0) {
         return;
     }
-    const rlim_t room =
-        descriptor_limit > kDescriptorHeadroom ? descriptor_limit - kDescriptorHeadroom : 1;
+    // --http-port's server holds a bounded number of descriptors of its own.
+    const rlim_t headroom =
+        kDescriptorHeadroom + (line.http.port ? pubsubx::http::HttpServer::kMaxDescriptors : 0);
+    const rlim_t room = descriptor_limit > headroom ? descriptor_limit - headroom : 1;
     if (max_connections > room) {
         if (logger != nullptr) {
             logger->always("--max-connections lowered from ", max_connections, " to ", room,
@@ -292,12 +294,19 @@ void reload_settings(const std::vector<std::string>& arguments, Settings& in_for
         logger.error("SIGHUP: configuration not reloaded, the settings in force stay: ", error);
         return;
     }
-    fit_connections_to_descriptors(read.server.max_connections, raise_descriptor_limit(), nullptr);
+    const std::size_t asked_connections = read.server.max_connections;
+    fit_connections_to_descriptors(read.server.max_connections, raise_descriptor_limit(), read,
+                                   nullptr);
     const auto changes = pubsubx::server::compare_settings(in_force, read);
     for (const auto& change : changes) {
         if (change.at_run_time) {
+            const bool lowered =
+                change.key == "max-connections" && read.server.max_connections != asked_connections;
             logger.always("SIGHUP: ", change.key, " changed from ", change.in_force, " to ",
-                          change.read);
+                          change.read,
+                          lowered ? " (in force: " + std::to_string(read.server.max_connections) +
+                                        ", what the file descriptor limit holds)"
+                                  : std::string{});
             in_force.effective[change.key] = change.read;
         } else {
             logger.warning("SIGHUP: ", change.key, " is ", change.read, " in ",
@@ -344,7 +353,8 @@ int main(int argc, char** argv) {
         }
         logger.set_sink(log_file.get());
     }
-    fit_connections_to_descriptors(line.server.max_connections, raise_descriptor_limit(), &logger);
+    fit_connections_to_descriptors(line.server.max_connections, raise_descriptor_limit(), line,
+                                   &logger);
     pubsubx::Broker broker{line.broker, logger};
 
     // The io_context is destroyed before the broker: sessions still owned by its handlers

@@ -82,10 +82,7 @@ Server::~Server() {
 }
 
 void Server::update_limits(const ServerOptions& limits) {
-    options_.max_frame = limits.max_frame;
-    options_.max_connections = limits.max_connections;
-    options_.connect_timeout = limits.connect_timeout;
-    options_.write_timeout = limits.write_timeout;
+    adopt_run_time_limits(options_, limits);
     sweep_period_ = sweep_period(options_);  // from the next sweep on
 }
 

@@ -31,4 +31,12 @@ struct ServerOptions {
     Clock::duration sys_interval = std::chrono::seconds{10};
 };
 
+// The connection limits that may change at run time (SIGHUP) take `from`'s values.
+inline void adopt_run_time_limits(ServerOptions& into, const ServerOptions& from) {
+    into.max_frame = from.max_frame;
+    into.max_connections = from.max_connections;
+    into.connect_timeout = from.connect_timeout;
+    into.write_timeout = from.write_timeout;
+}
+
 }  // namespace pubsubx::server

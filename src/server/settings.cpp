@@ -59,9 +59,21 @@ std::string check_sys_interval(const std::string& text) {
     return {};
 }
 
+// CLI11 converts a size with strtoull, which reads "-1" or a number past 64 bits as the largest
+// one: "no limit". Only digits are a count.
+std::string check_count(const std::string& text) {
+    if (text.empty() || text.size() > 19 ||
+        text.find_first_not_of("0123456789") != std::string::npos) {
+        return "'" + text + "' is not a whole number from 0 to 9999999999999999999";
+    }
+    return {};
+}
+
 void add_limit(CLI::App& app, const std::string& name, std::size_t& value,
                const std::string& help) {
-    app.add_option(name, value, help + " (0: no limit)")->capture_default_str();
+    app.add_option(name, value, help + " (0: no limit)")
+        ->check(CLI::Validator{check_count, "COUNT"})
+        ->capture_default_str();
 }
 
 // An option that takes one of a few words. Its value stays the word (a transformer would
@@ -283,6 +295,10 @@ class KeyLines {
                 return false;
             }
             const std::string key = unquoted(trimmed(line.substr(0, line.find('='))));
+            if (const std::string why = unreadable_value(line); !why.empty()) {
+                error = path + " line " + std::to_string(number) + ": '" + key + "': " + why;
+                return false;
+            }
             const auto [where, added] = lines_.emplace(key, number);
             if (!added) {
                 error = path + " line " + std::to_string(number) + ": '" + key +
@@ -318,6 +334,40 @@ class KeyLines {
     }
 
   private:
+    // What CLI11 2.1's reader would get wrong in a `key = value` line, silently: a `#` in a
+    // quoted value (it cuts the value there, taking the rest as a comment) and an array that
+    // goes on over several lines.
+    static std::string unreadable_value(const std::string& line) {
+        const auto equals = line.find('=');
+        if (equals == std::string::npos) {
+            return {};
+        }
+        const std::string value = trimmed(line.substr(equals + 1));
+        if (value.starts_with("[") && value.find(']') == std::string::npos) {
+            return "an array must be written on one line";
+        }
+        for (std::size_t at = 0; at < value.size(); ++at) {
+            const char quote = value[at];
+            if (quote == '#') {
+                return {};  // a comment after the value
+            }
+            if (quote != '"' && quote != '\'') {
+                continue;
+            }
+            const auto end = value.find(quote, at + 1);
+            if (value.substr(at, end == std::string::npos ? std::string::npos : end - at)
+                    .find('#') != std::string::npos) {
+                return "a '#' inside a quoted value is not read here (it would cut the value "
+                       "short): give this one on the command line";
+            }
+            if (end == std::string::npos) {
+                return {};
+            }
+            at = end;
+        }
+        return {};
+    }
+
     static std::string trimmed(const std::string& text) {
         const auto first = text.find_first_not_of(" \t\r");
         const auto last = text.find_last_not_of(" \t\r");
@@ -380,6 +430,9 @@ std::string printable_config(const CLI::App& app) {
             const CLI::Option* option = app.get_option_no_throw("--" + line.substr(0, equals));
             if (line.ends_with("=\"\"")) {
                 line = "#" + line.substr(0, line.size() - 2) + " (not set)";
+            } else if (line.find('#', equals) != std::string::npos) {
+                line =
+                    "#" + line + " (a '#' in a value is not read from a file: command line only)";
             } else if (option != nullptr && option->count() == 0 && !option->get_needs().empty()) {
                 line = "#" + line + " (the default)";
             }
@@ -465,20 +518,8 @@ void keep_run_time_settings(Settings& in_force, const Settings& read) {
     in_force.slow_consumer_grace_seconds = read.slow_consumer_grace_seconds;
     in_force.connect_timeout_seconds = read.connect_timeout_seconds;
     in_force.write_timeout_seconds = read.write_timeout_seconds;
-    BrokerConfig& broker = in_force.broker;
-    broker.lost_timeout = read.broker.lost_timeout;
-    broker.max_queue_bytes = read.broker.max_queue_bytes;
-    broker.max_total_queue_bytes = read.broker.max_total_queue_bytes;
-    broker.max_topics_per_client = read.broker.max_topics_per_client;
-    broker.max_topic_length = read.broker.max_topic_length;
-    broker.max_lost_clients = read.broker.max_lost_clients;
-    broker.slow_consumer_grace = read.broker.slow_consumer_grace;
-    broker.require_secret = read.broker.require_secret;
-    ServerOptions& server = in_force.server;
-    server.max_frame = read.server.max_frame;
-    server.max_connections = read.server.max_connections;
-    server.connect_timeout = read.server.connect_timeout;
-    server.write_timeout = read.server.write_timeout;
+    adopt_run_time_limits(in_force.broker, read.broker);
+    adopt_run_time_limits(in_force.server, read.server);
 }
 
 LogLevel Settings::log_level() const {

@@ -26,10 +26,11 @@ _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
 class Server:
     """pubsubx-server with its log read line by line on a thread (never blocking it)."""
 
-    def __init__(self, *args, wait_for_http=True):
+    def __init__(self, *args, wait_for_http=True, preexec_fn=None):
         self.args = [server_path(), *args]
         self.process = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=preexec_fn)
         self.lines = []
         self._queue = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)

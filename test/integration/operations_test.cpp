@@ -245,6 +245,20 @@ TEST_CASE("SIGHUP: a lower --max-connections refuses new connections beyond it")
     CHECK(third.read_frame() == "ERROR: Server is full, try again later");
 }
 
+TEST_CASE("SIGHUP: a max-connections past the descriptor limit is said as the value in force") {
+    TemporaryDirectory directory{"config"};
+    const std::string config = directory.path() + "/server.toml";
+    write_file(config, "max-connections = 10\n");
+    ServerProcess server{{"--config", config}, ChildLimits::descriptors_at({128, 128})};
+    write_file(config, "max-connections = 1000\n");
+    const std::size_t from = server.output().size();
+    server.send_signal(SIGHUP);
+    CHECK(
+        server.wait_for_output("SIGHUP: max-connections changed from 10 to 1000 (in force: 96, "
+                               "what the file descriptor limit holds)",
+                               5000ms, from));
+}
+
 TEST_CASE(
     "log lines carry an RFC 3339 timestamp and their level, or not with --log-timestamps off") {
     {
@@ -319,6 +333,24 @@ TEST_CASE("--log-file takes the log; SIGHUP reopens it after logrotate moved it 
     CHECK(every_line_stamped(rotated));
     CHECK(every_line_stamped(current));
     CHECK(server.output().empty());  // nothing on standard output
+}
+
+TEST_CASE("SIGHUP with a --log-file FIFO whose reader is gone does not stall the broker") {
+    TemporaryDirectory directory{"log"};
+    const std::string fifo = directory.path() + "/server.log";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    REQUIRE(reader >= 0);
+    const std::uint16_t port = free_port();  // the log, where the port is said, is the FIFO
+    ChildProcess server{binary_path("PUBSUBX_SERVER"), {std::to_string(port), "--log-file", fifo}};
+    REQUIRE(wait_until_accepting(port));
+    ::close(reader);             // the log's reader goes away
+    server.send_signal(SIGHUP);  // the reopen finds a FIFO with no reader
+    std::this_thread::sleep_for(200ms);
+    TestClient c{port};
+    c.connect_as("after-sighup");  // throws if the broker does not answer
+    server.send_signal(SIGTERM);
+    CHECK(server.wait_exit(5000ms) == 0);
 }
 
 TEST_CASE("a --log-file that cannot be opened stops the start with exit code 1") {

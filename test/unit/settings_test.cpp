@@ -61,7 +61,7 @@ TEST_CASE("a configuration file sets options by their long names; the command li
         "\"bind\" = \"0.0.0.0\"\n"
         "lost-timeout = 1.5\n"
         "max-queue = 4096\n"
-        "cluster = [\"nats://a:4222\", \"nats://b:4222\"]\n"
+        "cluster = [\"nats://a:4222\", \"nats://b:4222\"]  # two\n"
         "durability = \"FULL\"\n"
         "log-timestamps = \"off\"\n"
         "verbose = true\n"};
@@ -98,6 +98,20 @@ TEST_CASE("configuration errors name the file, the line and the key") {
           file.path + " line 1: tables are not used here: every key goes at the top level");
     file.write("just words\n");
     CHECK(reread_error(file).starts_with(file.path + " line 1: unknown key 'just words'"));
+    // What CLI11 2.1 would read wrongly, silently, is refused.
+    file.write("port = 0\ndata-dir = \"/srv/store#1\" # comment\n");
+    CHECK(reread_error(file).starts_with(file.path +
+                                         " line 2: 'data-dir': a '#' inside a quoted value"));
+    file.write("cluster = [\n  \"nats://a:4222\"\n]\n");
+    CHECK(reread_error(file) ==
+          file.path + " line 1: 'cluster': an array must be written on one line");
+    // A count is digits: strtoull would take -1 or 2^64 as the largest number, "no limit".
+    for (const std::string bad : {"-1", "99999999999999999999999", "1e6", "+5"}) {
+        CAPTURE(bad);
+        file.write("max-queue = " + bad + "\n");
+        CHECK(reread_error(file).starts_with(file.path + " line 1: 'max-queue': '" + bad +
+                                             "' is not a whole number"));
+    }
     file.write("verbose = true\nquiet = true\n");
     CHECK(reread_error(file) == "--verbose excludes --quiet");
     // The command line's own error is not the file's, though the file sets the key too.

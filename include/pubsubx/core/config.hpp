@@ -32,6 +32,19 @@ struct BrokerConfig {
     bool require_secret = false;
 };
 
+// The limits that may change while clients are connected (SIGHUP) take `from`'s values; the
+// others stay. max_topic_levels is not among them: filters are indexed by it.
+inline void adopt_run_time_limits(BrokerConfig& into, const BrokerConfig& from) {
+    into.lost_timeout = from.lost_timeout;
+    into.max_queue_bytes = from.max_queue_bytes;
+    into.max_total_queue_bytes = from.max_total_queue_bytes;
+    into.max_topics_per_client = from.max_topics_per_client;
+    into.max_topic_length = from.max_topic_length;
+    into.max_lost_clients = from.max_lost_clients;
+    into.slow_consumer_grace = from.slow_consumer_grace;
+    into.require_secret = from.require_secret;
+}
+
 struct BrokerStats {
     std::uint64_t published = 0;
     std::uint64_t delivered = 0;           // messages put into subscribers' queues
