@@ -21,8 +21,10 @@ namespace {
 
 // /healthz fails when the event loop published nothing for this long: the loop is stuck.
 constexpr auto kHealthyWithin = std::chrono::seconds{5};
-// How long stop() waits for the requests in progress.
-constexpr auto kStopWait = std::chrono::seconds{1};
+// An idle keep-alive connection (a browser showing the status page) is closed after this
+// long, and httplib notices a stop only then: stop() waits for it a little longer.
+constexpr int kKeepAliveSeconds = 1;
+constexpr auto kStopWait = std::chrono::milliseconds{1500};
 
 // httplib hands each accepted connection to its task queue. This one runs them on `workers`
 // threads with at most `waiting` more in line; beyond that the listener's own thread serves
@@ -119,7 +121,7 @@ HttpServer::HttpServer(std::shared_ptr<const SnapshotBoard> snapshots)
         int yes = 1;
         setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
-    server.set_keep_alive_timeout(2);
+    server.set_keep_alive_timeout(kKeepAliveSeconds);
     server.set_read_timeout(5, 0);
     server.set_write_timeout(5, 0);
 

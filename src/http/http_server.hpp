@@ -26,10 +26,10 @@ class HttpServer {
     std::uint16_t port() const { return port_; }
     // Serves on its own thread until stop().
     void start();
-    // Stops accepting and waits up to a second for the requests in progress. False when a
-    // client was still holding a worker then (one that sends its request a byte at a time):
-    // the threads are left to end on their own, so that the broker's shutdown never waits on
-    // an HTTP client.
+    // Stops accepting and waits up to 1.5 s for the connections in progress (an idle
+    // keep-alive connection ends within a second). False when a client was still holding a
+    // worker then (one that sends its request a byte at a time): the threads are left to end
+    // on their own, so that the broker's shutdown never waits on an HTTP client.
     bool stop();
 
     // Descriptors the HTTP server holds at the most: the listening socket, a connection per

@@ -57,7 +57,9 @@ void HttpService::start() {
 void HttpService::stop() {
     timer_.cancel();
     if (!server_.stop()) {
-        logger_.warning("HTTP: a client still sending its request was not waited for");
+        logger_.warning(
+            "HTTP: a connection still busy 1.5 s after the stop (a client sending "
+            "its request slowly) was not waited for");
     }
 }
 

@@ -1,6 +1,7 @@
 #include "log_file.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,18 +38,27 @@ struct LogFile::Shared {
 
 namespace {
 
-// Opened without blocking, since it is opened on the event loop: a FIFO that nobody reads
-// would block the open for good (it fails with ENXIO instead). The writes then block, on the
-// writer's thread.
-int open_for_appending(const std::string& path, std::string& error) {
-    const int fd =
-        ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
+// At start the open may wait (a FIFO's reader that starts after the server). At SIGHUP it is on
+// the event loop and must not: a FIFO nobody reads then fails with ENXIO instead of blocking
+// for good. The writes block either way, on the writer's thread.
+enum class OpenWait { may_wait, never };
+
+int open_for_appending(const std::string& path, OpenWait wait, std::string& error) {
+    const int flags =
+        O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (wait == OpenWait::never ? O_NONBLOCK : 0);
+    const int fd = ::open(path.c_str(), flags, 0640);
     if (fd < 0) {
+        const int failure = errno;
+        struct stat status {};
+        const bool fifo = ::stat(path.c_str(), &status) == 0 && S_ISFIFO(status.st_mode);
         error = "cannot open log file " + path + ": " +
-                (errno == ENXIO ? std::string{"a FIFO with no reader"} : std::strerror(errno));
+                (failure == ENXIO && fifo ? std::string{"a FIFO with no reader"}
+                                          : std::string{std::strerror(failure)});
         return fd;
     }
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    if (wait == OpenWait::never) {
+        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    }
     return fd;
 }
 
@@ -70,7 +80,7 @@ bool write_all(int fd, std::string_view bytes) {
 }  // namespace
 
 std::unique_ptr<LogFile> LogFile::open(const std::string& path, std::string& error) {
-    const int fd = open_for_appending(path, error);
+    const int fd = open_for_appending(path, OpenWait::may_wait, error);
     if (fd < 0) {
         return nullptr;
     }
@@ -113,7 +123,7 @@ void LogFile::flush(std::chrono::milliseconds timeout) {
 }
 
 bool LogFile::reopen(std::string& error) {
-    const int fd = open_for_appending(path_, error);
+    const int fd = open_for_appending(path_, OpenWait::never, error);
     if (fd < 0) {
         return false;
     }

@@ -295,7 +295,8 @@ void reload_settings(const std::vector<std::string>& arguments, Settings& in_for
         return;
     }
     const std::size_t asked_connections = read.server.max_connections;
-    fit_connections_to_descriptors(read.server.max_connections, raise_descriptor_limit(), read,
+    // The HTTP server in force (http-port changes only at a restart) holds its descriptors.
+    fit_connections_to_descriptors(read.server.max_connections, raise_descriptor_limit(), in_force,
                                    nullptr);
     const auto changes = pubsubx::server::compare_settings(in_force, read);
     for (const auto& change : changes) {

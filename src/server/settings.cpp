@@ -336,34 +336,39 @@ class KeyLines {
   private:
     // What CLI11 2.1's reader would get wrong in a `key = value` line, silently: a `#` in a
     // quoted value (it cuts the value there, taking the rest as a comment) and an array that
-    // goes on over several lines.
+    // goes on over several lines. The value is scanned as TOML reads it: quotes (with `\"`
+    // escapes in double quotes), a comment from a `#` outside them, brackets outside them.
     static std::string unreadable_value(const std::string& line) {
         const auto equals = line.find('=');
         if (equals == std::string::npos) {
             return {};
         }
         const std::string value = trimmed(line.substr(equals + 1));
-        if (value.starts_with("[") && value.find(']') == std::string::npos) {
-            return "an array must be written on one line";
-        }
+        char quote = 0;
+        int open_brackets = 0;
         for (std::size_t at = 0; at < value.size(); ++at) {
-            const char quote = value[at];
-            if (quote == '#') {
-                return {};  // a comment after the value
+            const char c = value[at];
+            if (quote != 0) {
+                if (c == '\\' && quote == '"') {
+                    ++at;  // an escaped character, a quote among them
+                } else if (c == quote) {
+                    quote = 0;
+                } else if (c == '#') {
+                    return "a '#' inside a quoted value is not read here (it would cut the "
+                           "value short): give this one on the command line";
+                }
+            } else if (c == '"' || c == '\'') {
+                quote = c;
+            } else if (c == '#') {
+                break;  // a comment after the value
+            } else if (c == '[') {
+                ++open_brackets;
+            } else if (c == ']') {
+                --open_brackets;
             }
-            if (quote != '"' && quote != '\'') {
-                continue;
-            }
-            const auto end = value.find(quote, at + 1);
-            if (value.substr(at, end == std::string::npos ? std::string::npos : end - at)
-                    .find('#') != std::string::npos) {
-                return "a '#' inside a quoted value is not read here (it would cut the value "
-                       "short): give this one on the command line";
-            }
-            if (end == std::string::npos) {
-                return {};
-            }
-            at = end;
+        }
+        if (value.starts_with("[") && open_brackets > 0) {
+            return "an array must be written on one line";
         }
         return {};
     }

@@ -38,10 +38,15 @@ class Server:
         self.port = None
         self.http_port = None
         if wait_for_http:
-            self.port = int(self.wait_for_line(
-                r"Server started, listening on 127\.0\.0\.1:(\d+)").group(1))
-            self.http_port = int(self.wait_for_line(
-                r"^INFO: HTTP listening on [^ ]+:(\d+)$").group(1))
+            try:
+                self.port = int(self.wait_for_line(
+                    r"Server started, listening on 127\.0\.0\.1:(\d+)").group(1))
+                self.http_port = int(self.wait_for_line(
+                    r"^INFO: HTTP listening on [^ ]+:(\d+)$").group(1))
+            except BaseException:
+                self.process.kill()  # a server that did not start as expected is not left behind
+                self.process.wait()
+                raise
 
     def _read(self):
         # Each line starts with its RFC 3339 timestamp; the tests match what follows it.

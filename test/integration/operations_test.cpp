@@ -259,6 +259,19 @@ TEST_CASE("SIGHUP: a max-connections past the descriptor limit is said as the va
                                5000ms, from));
 }
 
+TEST_CASE("SIGHUP fits max-connections to the HTTP server in force, not to the file's") {
+    TemporaryDirectory directory{"config"};
+    const std::string config = directory.path() + "/server.toml";
+    write_file(config, "http-port = 0\nmax-connections = 10\n");
+    ServerProcess server{{"--config", config}, ChildLimits::descriptors_at({128, 128})};
+    write_file(config, "max-connections = 1000\n");  // no http-port: only at a restart
+    const std::size_t from = server.output().size();
+    server.send_signal(SIGHUP);
+    // 128 descriptors, less 32 for the server's own and 14 for the HTTP server still running.
+    CHECK(server.wait_for_output("SIGHUP: max-connections changed from 10 to 1000 (in force: 82,",
+                                 5000ms, from));
+}
+
 TEST_CASE(
     "log lines carry an RFC 3339 timestamp and their level, or not with --log-timestamps off") {
     {
@@ -351,6 +364,21 @@ TEST_CASE("SIGHUP with a --log-file FIFO whose reader is gone does not stall the
     c.connect_as("after-sighup");  // throws if the broker does not answer
     server.send_signal(SIGTERM);
     CHECK(server.wait_exit(5000ms) == 0);
+}
+
+TEST_CASE("at start, a --log-file FIFO waits for its reader") {
+    TemporaryDirectory directory{"log"};
+    const std::string fifo = directory.path() + "/server.log";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const std::uint16_t port = free_port();
+    ChildProcess server{binary_path("PUBSUBX_SERVER"), {std::to_string(port), "--log-file", fifo}};
+    std::this_thread::sleep_for(300ms);  // the reader comes later, as a logger started after
+    const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    REQUIRE(reader >= 0);
+    CHECK(wait_until_accepting(port));
+    server.send_signal(SIGTERM);
+    CHECK(server.wait_exit(5000ms) == 0);
+    ::close(reader);
 }
 
 TEST_CASE("a --log-file that cannot be opened stops the start with exit code 1") {

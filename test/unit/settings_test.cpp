@@ -61,7 +61,7 @@ TEST_CASE("a configuration file sets options by their long names; the command li
         "\"bind\" = \"0.0.0.0\"\n"
         "lost-timeout = 1.5\n"
         "max-queue = 4096\n"
-        "cluster = [\"nats://a:4222\", \"nats://b:4222\"]  # two\n"
+        "cluster = [\"nats://a:4222\", \"nats://b:4222\"]  # two ] [\n"
         "durability = \"FULL\"\n"
         "log-timestamps = \"off\"\n"
         "verbose = true\n"};
@@ -105,6 +105,12 @@ TEST_CASE("configuration errors name the file, the line and the key") {
     file.write("cluster = [\n  \"nats://a:4222\"\n]\n");
     CHECK(reread_error(file) ==
           file.path + " line 1: 'cluster': an array must be written on one line");
+    file.write("cluster = [ # the servers ]\n  \"nats://a:4222\"\n]\n");
+    CHECK(reread_error(file) ==
+          file.path + " line 1: 'cluster': an array must be written on one line");
+    file.write("data-dir = \"/srv/a\\\"#b\"\n");  // the '#' comes after an escaped quote
+    CHECK(reread_error(file).starts_with(file.path +
+                                         " line 1: 'data-dir': a '#' inside a quoted value"));
     // A count is digits: strtoull would take -1 or 2^64 as the largest number, "no limit".
     for (const std::string bad : {"-1", "99999999999999999999999", "1e6", "+5"}) {
         CAPTURE(bad);
