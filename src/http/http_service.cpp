@@ -57,6 +57,7 @@ void HttpService::start() {
 void HttpService::stop() {
     timer_.cancel();
     if (!server_.stop()) {
+        left_threads_behind_ = true;
         logger_.warning(
             "HTTP: a connection still busy 1.5 s after the stop (a client sending "
             "its request slowly) was not waited for");

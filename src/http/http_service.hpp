@@ -32,8 +32,12 @@ class HttpService {
     // Publishes the first snapshot, starts the HTTP thread and the timer, logs where it
     // listens.
     void start();
-    // Stops the timer and the thread (joined).
+    // Stops the timer and the HTTP server's threads: joined, or left behind after 1.5 s with a
+    // client still sending its request (a WARNING says so).
     void stop();
+    // The HTTP threads were left running at stop(): the process must then end without running
+    // the static destructors (httplib's own data), which those threads may still read.
+    bool left_threads_behind() const { return left_threads_behind_; }
     std::uint16_t port() const { return server_.port(); }
 
   private:
@@ -50,6 +54,7 @@ class HttpService {
     RateHistory history_;
     std::shared_ptr<SnapshotBoard> board_;  // shared with the HTTP server's threads
     HttpServer server_;
+    bool left_threads_behind_ = false;
 };
 
 }  // namespace pubsubx::http

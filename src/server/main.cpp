@@ -552,7 +552,7 @@ int main(int argc, char** argv) {
             log_flush_timer.cancel();
             store_timer.cancel();
             if (http != nullptr) {
-                http->stop();  // the timer, and the HTTP thread joined
+                http->stop();  // the timer, and the HTTP threads (joined, or left behind)
             }
             server->stop();
             if (cluster != nullptr) {
@@ -597,5 +597,11 @@ int main(int argc, char** argv) {
         pubsubx::cluster::close_nats_library();
     }
     logger.flush(std::chrono::seconds{1});
+    if (http != nullptr && http->left_threads_behind()) {
+        // An HTTP client still holds one of httplib's threads, which may read httplib's static
+        // data: the process ends here, without the static destructors that would free it. The
+        // store is closed and the log flushed already.
+        std::_Exit(exit_code);
+    }
     return exit_code;
 }
