@@ -41,11 +41,6 @@ using pubsubx::server::endpoint_text;
 using pubsubx::server::LogTimestamps;
 using pubsubx::server::Settings;
 
-// A positive option never becomes 0 (which means "off" or "keep nothing") by rounding.
-pubsubx::Clock::duration seconds(double count) {
-    return pubsubx::server::duration_from_seconds(count);
-}
-
 std::string server_stats_text(const pubsubx::server::ServerStats& stats, bool tls) {
     return "connections_accepted=" + std::to_string(stats.connections_accepted) +
            " connections_refused=" + std::to_string(stats.connections_refused) +
@@ -264,11 +259,8 @@ pubsubx::cluster::ClusterSettings cluster_settings(const Settings& line) {
     cluster.servers = line.cluster_servers;
     cluster.cluster = line.cluster_name;
     cluster.node = line.node_name;
-    cluster.lease = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::max(seconds(line.cluster_lease_seconds),
-                 pubsubx::Clock::duration{std::chrono::milliseconds{300}}));
-    cluster.handover_window = std::chrono::duration_cast<std::chrono::milliseconds>(
-        seconds(line.handover_window_seconds));
+    cluster.lease = line.cluster_lease;
+    cluster.handover_window = line.handover_window;
     return cluster;
 }
 

@@ -22,10 +22,6 @@ namespace {
 // steady_clock time point (nanoseconds since boot, in 64 bits: 292 years) is added to it.
 constexpr double kMaxSeconds = 365.0 * 24 * 3600;
 
-Clock::duration seconds(double count) {
-    return duration_from_seconds(count);
-}
-
 // Checked before CLI11 converts the text: its own range checks let NaN through, and a value
 // past what the clock holds used to overflow silently into "keep nothing".
 std::string check_seconds(const std::string& text) {
@@ -262,12 +258,17 @@ void define_options(CLI::App& app, Settings& line) {
 
 // The options in seconds become durations, and a 0 frame limit means none.
 void apply_durations(Settings& line) {
-    line.broker.lost_timeout = seconds(line.lost_timeout_seconds);
-    line.broker.slow_consumer_grace = seconds(line.slow_consumer_grace_seconds);
-    line.server.connect_timeout = seconds(line.connect_timeout_seconds);
-    line.server.write_timeout = seconds(line.write_timeout_seconds);
-    line.server.sys_interval = seconds(line.sys_interval_seconds);
+    line.broker.lost_timeout = duration_from_seconds(line.lost_timeout_seconds);
+    line.broker.slow_consumer_grace = duration_from_seconds(line.slow_consumer_grace_seconds);
+    line.server.connect_timeout = duration_from_seconds(line.connect_timeout_seconds);
+    line.server.write_timeout = duration_from_seconds(line.write_timeout_seconds);
+    line.server.sys_interval = duration_from_seconds(line.sys_interval_seconds);
     line.server.plain = !line.no_plain;
+    line.cluster_lease = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(duration_from_seconds(line.cluster_lease_seconds),
+                 Clock::duration{std::chrono::milliseconds{300}}));
+    line.handover_window = std::chrono::duration_cast<std::chrono::milliseconds>(
+        duration_from_seconds(line.handover_window_seconds));
     if (line.server.max_frame == 0) {
         line.server.max_frame = std::numeric_limits<std::size_t>::max();
     }
@@ -275,7 +276,7 @@ void apply_durations(Settings& line) {
 
 // Where each key of a configuration file is, for errors that name its line. CLI11 reads the
 // file itself and keeps no line numbers, so the file is scanned once more for them: a
-// `key = value` line (in a `[table]`, `table.key`), or a bare word that is no TOML at all.
+// `key = value` line, or a bare word that is no TOML at all. A `[table]` is refused here.
 class KeyLines {
   public:
     // False and `error` when a key is set twice (CLI11 would keep one silently).
@@ -460,20 +461,15 @@ std::string config_file_argument(const std::vector<std::string>& arguments) {
     return {};
 }
 
-struct Parsed {
-    std::unique_ptr<CLI::App> app;
-    std::map<std::string, std::string> effective;
-};
-
-// Parses into `settings`; throws CLI::ParseError, with the file's line in the message of an
-// error that the configuration file caused.
-Parsed parse(const std::vector<std::string>& arguments, Settings& settings) {
-    Parsed parsed;
-    parsed.app = std::make_unique<CLI::App>(
+// Parses into `settings` (with its effective values) and returns the app that did it; throws
+// CLI::ParseError, with the file's line in the message of an error that the configuration
+// file caused.
+std::unique_ptr<CLI::App> parse(const std::vector<std::string>& arguments, Settings& settings) {
+    auto app = std::make_unique<CLI::App>(
         "PubSubX broker: publish/subscribe over TCP, keeping the messages of lost clients until "
         "they reconnect",
         "pubsubx-server");
-    define_options(*parsed.app, settings);
+    define_options(*app, settings);
     const std::string path = config_file_argument(arguments);
     KeyLines key_lines;
     std::string error;
@@ -483,7 +479,7 @@ Parsed parse(const std::vector<std::string>& arguments, Settings& settings) {
     // CLI11 takes the arguments in reverse, without the program's name.
     std::vector<std::string> reversed(arguments.rbegin(), arguments.rend() - 1);
     try {
-        parsed.app->parse(reversed);
+        app->parse(reversed);
     } catch (const CLI::CallForHelp&) {
         throw;
     } catch (const CLI::CallForAllHelp&) {
@@ -503,8 +499,8 @@ Parsed parse(const std::vector<std::string>& arguments, Settings& settings) {
     }
     apply_durations(settings);
     settings.config_file = path;
-    parsed.effective = effective_values(*parsed.app);
-    return parsed;
+    settings.effective = effective_values(*app);
+    return app;
 }
 
 }  // namespace
@@ -536,10 +532,9 @@ LogLevel Settings::log_level() const {
 
 std::optional<int> read_settings(const std::vector<std::string>& arguments, Settings& settings) {
     try {
-        const Parsed parsed = parse(arguments, settings);
-        settings.effective = parsed.effective;
+        const auto app = parse(arguments, settings);
         if (settings.print_config) {
-            std::cout << printable_config(*parsed.app);
+            std::cout << printable_config(*app);
             return 0;
         }
         return std::nullopt;
@@ -555,7 +550,7 @@ std::optional<int> read_settings(const std::vector<std::string>& arguments, Sett
 bool reread_settings(const std::vector<std::string>& arguments, Settings& settings,
                      std::string& error) {
     try {
-        settings.effective = parse(arguments, settings).effective;
+        parse(arguments, settings);
         return true;
     } catch (const CLI::ParseError& failure) {
         error = failure.what();

@@ -3,6 +3,7 @@
 // data and CLI11, no Asio: main.cpp turns them into the parts' own options.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -36,6 +37,8 @@ struct Settings {
     std::string node_name;  // empty: <host name>-<port>
     double cluster_lease_seconds = 10.0;
     double handover_window_seconds = 0.05;
+    std::chrono::milliseconds cluster_lease{10'000};  // from the seconds, at least 300 ms
+    std::chrono::milliseconds handover_window{50};    // from the seconds
     std::string users_file;  // empty: no accounts, anyone may connect under a free name
     bool allow_anonymous = false;
     std::optional<std::uint16_t> tls_port;  // none: no TLS

@@ -61,16 +61,22 @@ std::string try_topic(TestClient& client, std::size_t length) {
     return reply;
 }
 
-// Waits until the file at `path` holds `needle`; false if not within `timeout`.
-bool wait_for_file_text(const std::string& path, std::string_view needle, Millis timeout = 5000ms) {
+// Checks `done` every 20 ms until it holds; false if it did not within `timeout`.
+template <typename Condition>
+bool wait_until(Condition done, Millis timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (read_file(path).find(needle) == std::string::npos) {
+    while (!done()) {
         if (std::chrono::steady_clock::now() > deadline) {
             return false;
         }
         std::this_thread::sleep_for(20ms);
     }
     return true;
+}
+
+// Waits until the file at `path` holds `needle`; false if not within `timeout`.
+bool wait_for_file_text(const std::string& path, std::string_view needle, Millis timeout = 5000ms) {
+    return wait_until([&] { return read_file(path).find(needle) != std::string::npos; }, timeout);
 }
 
 // A loopback port nothing listens on now (the kernel's pick, released).
@@ -87,14 +93,7 @@ std::uint16_t free_port() {
 }
 
 bool wait_until_accepting(std::uint16_t port, Millis timeout = 5000ms) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!port_accepts_connections(port)) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
+    return wait_until([port] { return port_accepts_connections(port); }, timeout);
 }
 
 const std::regex kStampedLine{R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING|ERROR): )"};
