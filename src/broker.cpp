@@ -25,6 +25,12 @@ constexpr std::string_view kSystemTopicPublish{
 bool over_limit(std::size_t value, std::size_t limit) {
     return limit != 0 && value > limit;
 }
+
+// --max-topic-length, within what the broker can hold (0: no limit of the operator's).
+std::size_t topic_length_limit(const BrokerConfig& config) {
+    return config.max_topic_length == 0 ? kLongestTopicName
+                                        : std::min(config.max_topic_length, kLongestTopicName);
+}
 }  // namespace
 
 std::string seconds_text(Clock::duration duration) {
@@ -223,12 +229,12 @@ void Broker::log_in(Client& client, std::string_view password) {
 // The length first: an over-long invalid topic is logged by its size, so a peer cannot make
 // the log grow faster than it sends.
 bool Broker::topic_allowed(Client& client, std::string_view topic_name) {
-    if (over_limit(topic_name.size(), config_.max_topic_length)) {
+    if (topic_name.size() > topic_length_limit(config_)) {
         ++stats_.topics_refused;
         logger_.error("Client '", client.name(), "' used a topic of ", topic_name.size(),
-                      " bytes (the limit is ", config_.max_topic_length, ")");
+                      " bytes (the limit is ", topic_length_limit(config_), ")");
         send_error(client, "ERROR: Topic too long (the limit is " +
-                               std::to_string(config_.max_topic_length) + " bytes)");
+                               std::to_string(topic_length_limit(config_)) + " bytes)");
         return false;
     }
     if (!is_valid_topic(topic_name)) {
@@ -281,7 +287,7 @@ std::size_t Broker::max_filter_levels() const {
 // A stored subscription passes today's limits, which may be lower than when it was made.
 bool Broker::recoverable_filter(std::string_view filter) const {
     const TopicShape shape = topic_shape(filter);
-    return !over_limit(filter.size(), config_.max_topic_length) && is_valid_topic(filter) &&
+    return filter.size() <= topic_length_limit(config_) && is_valid_topic(filter) &&
            !shape.hash_not_last && !(shape.wildcard && shape.levels > max_filter_levels());
 }
 
@@ -652,7 +658,7 @@ std::optional<RecoveredClient> Broker::hand_over(std::string_view name, TimePoin
         state.secret = client->credentials()->secret;
     }
     for (const Subscription& subscription : client->subscriptions()) {
-        state.subscriptions.emplace_back(subscription.topic->name);
+        state.subscriptions.emplace_back(subscription.topic->name());
     }
     state.frames = client->outbound().messages();
     lifecycle_.remove(*client, "handed over to another node");
@@ -699,8 +705,8 @@ void Broker::refuse_not_allowed(Client& client, std::string_view verb,
 std::size_t Broker::end_forbidden_subscriptions(Client& client, const Rights& rights) {
     std::vector<std::string> forbidden;
     for (const Subscription& subscription : client.subscriptions()) {
-        if (!rights.may_subscribe(subscription.topic->name)) {
-            forbidden.emplace_back(subscription.topic->name);
+        if (!rights.may_subscribe(subscription.topic->name())) {
+            forbidden.emplace_back(subscription.topic->name());
         }
     }
     for (const std::string& filter : forbidden) {

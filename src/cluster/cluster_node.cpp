@@ -1045,7 +1045,7 @@ void ClusterNode::on_take_request(std::string_view reply, std::string_view paylo
     RecordWriter answer{kAccepted};
     answer.number(client->subscriptions().size());
     for (const Subscription& subscription : client->subscriptions()) {
-        answer.field(subscription.topic->name);
+        answer.field(subscription.topic->name());
     }
     outgoing_[name] = {from, secret, source,
                        Clock::now() + 2 * settings_.request_timeout + settings_.handover_window};

@@ -14,12 +14,12 @@ void RemoteInterest::add(std::uint64_t node, std::string_view topic_or_filter) {
     if (found == entries_.end()) {
         found = entries_.emplace(std::string{topic_or_filter}, Entry{}).first;
         Topic& record = found->second.record;
-        record.name = found->first;
-        record.is_filter = topic_shape(record.name).wildcard;
+        record.set_name(found->first);
+        record.is_filter = topic_shape(record.name()).wildcard;
         if (record.is_filter) {
-            filters_.insert(record.name, record);
+            filters_.insert(record.name(), record);
         } else {
-            found->second.subject = topic_subject(prefix_, record.name);
+            found->second.subject = topic_subject(prefix_, record.name());
         }
     }
     ++found->second.nodes;
@@ -55,7 +55,7 @@ void RemoteInterest::release(std::string_view topic_or_filter) {
         return;
     }
     if (found->second.record.is_filter) {
-        filters_.erase(found->second.record.name);
+        filters_.erase(found->second.record.name());
     }
     entries_.erase(found);
 }

@@ -78,7 +78,7 @@ void Lifecycle::reply_restored(Client& client) {
         if (i > 0) {
             reply.push_back(' ');
         }
-        reply.append(client.subscriptions_[i].topic->name);
+        reply.append(client.subscriptions_[i].topic->name());
     }
     reply.append(kDelimiter);
     accounting_.deliver_reply(client, reply);
@@ -268,7 +268,7 @@ std::string Lifecycle::check_consistency() const {
                 break;
             case ClientState::lost:
                 ++lost;
-                if (client->connection_ != nullptr || client->lost_->client != client.get()) {
+                if (client->connection() != nullptr || client->lost_->client != client.get()) {
                     return "lost client '" + client->name() +
                            "' has a connection or a foreign record";
                 }

@@ -38,17 +38,17 @@ bool Routing::subscribe(Client& client, std::string_view name) {
     if (found == topics_.end()) {
         found = topics_.emplace(std::string{name}, Topic{}).first;
         Topic& created = found->second;
-        created.name = found->first;
+        created.set_name(found->first);
         created.is_filter = topic_shape(name).wildcard;
         created.open_to_publish = publish_ban(name) == PublishBan::none;
         if (created.is_filter) {
-            filters_.insert(created.name, created);
+            filters_.insert(created.name(), created);
             routes_.forget_all();  // any cached route may match it
         } else {
-            routes_.forget(created.name);
+            routes_.forget(created.name());
         }
         if (cluster_ != nullptr) {
-            cluster_->interest_added(created.name);
+            cluster_->interest_added(created.name());
         }
     }
     Topic& topic = found->second;
@@ -93,15 +93,15 @@ void Routing::leave(Client& client, std::size_t index) {
     }
     if (topic.subscribers.empty()) {
         if (topic.is_filter) {
-            filters_.erase(topic.name);
+            filters_.erase(topic.name());
             routes_.forget_all();
         } else {
-            routes_.forget(topic.name);
+            routes_.forget(topic.name());
         }
         if (cluster_ != nullptr) {
-            cluster_->interest_removed(topic.name);
+            cluster_->interest_removed(topic.name());
         }
-        topics_.erase(topics_.find(topic.name));
+        topics_.erase(topics_.find(topic.name()));
     }
 }
 
@@ -126,7 +126,7 @@ std::string Routing::check_consistency() const {
     std::size_t subscribers = 0;
     for (const auto& [name, topic] : topics_) {
         subscribers += topic.subscribers.size();
-        if (topic.subscribers.empty() || topic.name != name) {
+        if (topic.subscribers.empty() || topic.name() != name) {
             return "topic '" + name + "' is empty or misnamed";
         }
         if (topic.is_filter != topic_shape(name).wildcard ||

@@ -107,6 +107,9 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     // Where the connection comes from, asked of the socket (only a CONNECT needs it).
     SourceAddress peer_source() const;
     std::size_t socket_unsent();
+    // The write completed and nothing more is queued.
+    void went_idle();
+    void release_idle_buffers();
 
     // TLS (src/tls/): the same phases and frames; only the bytes go through OpenSSL.
     void continue_handshake();
@@ -136,6 +139,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     bool write_in_flight_ = false;
     bool flush_posted_ = false;
     bool listed_ = false;  // in the server's list (the server may be destroyed first)
+    bool keeps_large_buffers_ = false;  // went idle holding large buffers (went_idle)
 };
 
 }  // namespace pubsubx::server

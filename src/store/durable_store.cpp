@@ -22,7 +22,7 @@ void add_client(StoreBatch& batch, const Client& client, bool with_queue, std::s
     const std::uint64_t has_secret = client_record(client, scratch);
     batch.add(StoreOp::Kind::save_client, client.id(), has_secret, scratch);
     for (const Subscription& subscription : client.subscriptions()) {
-        batch.add(StoreOp::Kind::subscribe, client.id(), 0, subscription.topic->name);
+        batch.add(StoreOp::Kind::subscribe, client.id(), 0, subscription.topic->name());
     }
     if (with_queue && client.outbound().message_bytes() > 0) {
         batch.add(StoreOp::Kind::keep_messages, client.id(), 0, client.outbound().messages());

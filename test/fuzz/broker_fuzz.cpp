@@ -108,7 +108,7 @@ class ModelStore final : public Persistence {
             }
             std::vector<std::string> topics;
             for (const Subscription& subscription : client.subscriptions()) {
-                topics.emplace_back(subscription.topic->name);
+                topics.emplace_back(subscription.topic->name());
             }
             if (topics != found->second.topics) {
                 fail("a client's subscriptions in the store differ");

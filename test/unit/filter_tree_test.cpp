@@ -52,8 +52,8 @@ class Filters {
   public:
     void add(const std::string& filter) {
         Topic& topic = records_[filter];
-        topic.name = records_.find(filter)->first;
-        tree_.insert(topic.name, topic);
+        topic.set_name(records_.find(filter)->first);
+        tree_.insert(topic.name(), topic);
     }
     void remove(const std::string& filter) {
         tree_.erase(filter);
@@ -64,8 +64,8 @@ class Filters {
         tree_.match(topic, found);
         std::set<std::string> names;
         for (const Topic* record : found) {
-            CHECK_MESSAGE(names.insert(std::string{record->name}).second,
-                          "matched twice: " << record->name);
+            CHECK_MESSAGE(names.insert(std::string{record->name()}).second,
+                          "matched twice: " << record->name());
         }
         return names;
     }

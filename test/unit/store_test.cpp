@@ -335,7 +335,7 @@ struct Expected {
 std::vector<std::string> topics_of(const Client& client) {
     std::vector<std::string> topics;
     for (const Subscription& subscription : client.subscriptions()) {
-        topics.emplace_back(subscription.topic->name);
+        topics.emplace_back(subscription.topic->name());
     }
     return topics;
 }

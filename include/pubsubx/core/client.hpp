@@ -80,14 +80,28 @@ struct Subscriber {
     std::uint32_t subscription;  // index in client->subscriptions()
 };
 
+// The longest topic name the broker takes, whatever --max-topic-length says (Topic keeps its
+// length in 32 bits).
+inline constexpr std::size_t kLongestTopicName = UINT32_MAX;
+
 // A topic or a wildcard filter that has subscribers.
 struct Topic {
-    std::string_view name;  // views the key of the topic map, stable while it exists
-    std::vector<Subscriber> subscribers;
+    // The name views the key of the topic map, stable while the topic exists. A pointer and a
+    // 32-bit length rather than a string_view: with the flags in the same word, a map node of
+    // an idle client's topic fits a smaller allocator size class (docs/performance.md).
+    std::string_view name() const { return {name_data, name_size}; }
+    void set_name(std::string_view name) {
+        name_data = name.data();
+        name_size = static_cast<std::uint32_t>(name.size());
+    }
+
+    const char* name_data = nullptr;
+    std::uint32_t name_size = 0;
     bool is_filter = false;  // has a wildcard level: it is in the filter tree too
     // Neither a filter nor under `$SYS`: a PUBLISH to a topic that has subscribers needs no
     // check of its own, it was checked when the topic was created.
     bool open_to_publish = true;
+    std::vector<Subscriber> subscribers;
 };
 
 // What the lifecycle keeps of a lost client: the list of these is in order of loss, which is
@@ -122,7 +136,7 @@ class Client {
     const Credentials* credentials() const { return credentials_.get(); }
     ClientState state() const { return state_; }
     bool connected() const { return state_ == ClientState::connected; }
-    Connection* connection() const { return connection_; }
+    Connection* connection() const { return connected() ? connection_ : nullptr; }
     const std::vector<Subscription>& subscriptions() const { return subscriptions_; }
     const OutboundQueue& outbound() const { return outbound_; }
     // Bytes taken for the write in flight: still held for this client until it completes.
@@ -147,21 +161,25 @@ class Client {
 
     std::string name_;
     std::uint64_t id_;
-    Connection* connection_ = nullptr;         // set exactly while connected
+    // What only one state needs. One word for both keeps the record of an idle client within
+    // a smaller allocator size class (docs/performance.md: memory per idle connection).
+    union {
+        Connection* connection_ = nullptr;     // while connected; null once detached
+        std::list<LostRecord>::iterator lost_;  // while lost
+    };
     std::vector<Subscription> subscriptions_;  // in subscription order: RESTORED lists them so
     OutboundQueue outbound_;
     std::size_t in_flight_bytes_ = 0;
     std::unique_ptr<Credentials> credentials_;  // null: anyone may resume this client
-    std::list<LostRecord>::iterator lost_;      // valid exactly while lost
     TimePoint overflow_since_{};                // first drop of the current overflow episode
+    // The last publish delivered to this client: a client whose filters overlap gets a
+    // message once.
+    std::uint64_t last_delivery_ = 0;
     std::uint32_t dropped_in_episode_ = 0;
     std::uint32_t in_flight_control_bytes_ = 0;  // the control frames in in_flight_bytes_
     // The accept or RESTORED reply still queued: it answers the CONNECT and does not count
     // as a backlog of unread error frames.
     std::uint32_t queued_reply_bytes_ = 0;
-    // The last publish delivered to this client: a client whose filters overlap gets a
-    // message once.
-    std::uint64_t last_delivery_ = 0;
     ClientState state_ = ClientState::connected;
     bool listed_slow_ = false;  // waiting to be cut off as a slow consumer
     // A write that completes with drops since its start did not catch up.
