@@ -138,7 +138,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     Phase phase_ = Phase::awaiting_connect;
     bool write_in_flight_ = false;
     bool flush_posted_ = false;
-    bool listed_ = false;  // in the server's list (the server may be destroyed first)
+    bool listed_ = false;               // in the server's list (the server may be destroyed first)
     bool keeps_large_buffers_ = false;  // went idle holding large buffers (went_idle)
 };
 

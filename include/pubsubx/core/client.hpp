@@ -164,7 +164,7 @@ class Client {
     // What only one state needs. One word for both keeps the record of an idle client within
     // a smaller allocator size class (docs/performance.md: memory per idle connection).
     union {
-        Connection* connection_ = nullptr;     // while connected; null once detached
+        Connection* connection_ = nullptr;      // while connected; null once detached
         std::list<LostRecord>::iterator lost_;  // while lost
     };
     std::vector<Subscription> subscriptions_;  // in subscription order: RESTORED lists them so
