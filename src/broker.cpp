@@ -390,7 +390,7 @@ void Broker::publish(Client& from, std::string_view topic_name, std::string_view
         return;
     }
     // The fast path: no filter exists, so only the topic's own subscribers can match.
-    const Topic* const topic = routing_.find(topic_name);
+    const Topic* const topic = routing_.find_published(topic_name);
     if (!may_publish(from, topic, topic_name)) {
         return;  // refused: not published
     }
@@ -413,7 +413,7 @@ void Broker::publish_among_filters(Client& from, std::string_view topic_name, st
                                    TimePoint now) {
     const Route* route = routing_.cached_route(topic_name);
     if (route == nullptr) {
-        const Topic* const topic = routing_.find(topic_name);
+        const Topic* const topic = routing_.find_published(topic_name);
         if (!may_publish(from, topic, topic_name)) {
             return;
         }

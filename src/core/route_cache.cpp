@@ -18,6 +18,7 @@ const Route& RouteCache::store(std::string_view topic, Route route) {
 void RouteCache::forget(std::string_view topic) {
     if (const auto found = routes_.find(topic); found != routes_.end()) {
         filters_ -= found->second.filters.size();
+        last_found_ = nullptr;
         routes_.erase(found);
     }
 }
@@ -26,6 +27,7 @@ void RouteCache::forget_all() {
     if (!routes_.empty()) {  // clearing walks every bucket, even of an empty map
         routes_.clear();
         filters_ = 0;
+        last_found_ = nullptr;
     }
 }
 

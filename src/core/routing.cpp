@@ -101,6 +101,9 @@ void Routing::leave(Client& client, std::size_t index) {
         if (cluster_ != nullptr) {
             cluster_->interest_removed(topic.name());
         }
+        if (last_published_ == &topic) {
+            last_published_ = nullptr;
+        }
         topics_.erase(topics_.find(topic.name()));
     }
 }

@@ -55,6 +55,28 @@ TEST_CASE_FIXTURE(Fixture, "subscribe and unsubscribe are idempotent") {
     CHECK(bob.received().empty());
 }
 
+// Routing::find_published remembers the last topic published to (issue 16): a topic that goes
+// and comes back, under the same name or another at the same address, must be found anew.
+TEST_CASE_FIXTURE(Fixture, "a topic published to again after it went and came back is found anew") {
+    FakeConnection alice{broker}, bob{broker}, carol{broker};
+    alice.send("CONNECT alice");
+    bob.send("CONNECT bob");
+    carol.send("CONNECT carol");
+    bob.send("SUBSCRIBE t");
+    alice.send("PUBLISH t 1");
+    bob.send("UNSUBSCRIBE t");
+    alice.send("PUBLISH t 2");  // no subscriber: published to nobody
+    carol.send("SUBSCRIBE u");  // may take the freed record's address
+    alice.send("PUBLISH t 3");
+    carol.send("SUBSCRIBE t");
+    alice.send("PUBLISH t 4");
+    alice.send("PUBLISH u 5");
+    alice.send("PUBLISH t 6");
+    CHECK(bob.received() == Frames{"OK: Conn accepted", "t 1"});
+    CHECK(carol.received() == Frames{"OK: Conn accepted", "t 4", "u 5", "t 6"});
+    CHECK(broker.check_consistency().empty());
+}
+
 TEST_CASE_FIXTURE(Fixture, "frames without an argument and unknown commands are not acted on") {
     FakeConnection alice{broker};
     alice.send("CONNECT alice");

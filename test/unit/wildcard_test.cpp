@@ -64,6 +64,26 @@ TEST_CASE_FIXTURE(WildcardFixture, "a client whose filters overlap gets each mes
     CHECK(broker.stats().delivered == 2);
 }
 
+// RouteCache::find remembers the last route found (issue 16): routes that change as filters
+// and topics come and go must be found anew.
+TEST_CASE_FIXTURE(WildcardFixture, "a cached route published to again follows filters and topics") {
+    sub.send("SUBSCRIBE a/+");
+    pub.send("PUBLISH a/b 1");
+    pub.send("PUBLISH a/b 2");
+    FakeConnection& other = connect("other");
+    other.send("SUBSCRIBE a/b");  // an exact topic: its own route entry goes
+    pub.send("PUBLISH a/b 3");
+    other.send("UNSUBSCRIBE a/b");
+    pub.send("PUBLISH a/b 4");
+    sub.send("UNSUBSCRIBE a/+");  // the last filter: every route goes
+    other.send("SUBSCRIBE a/#");
+    pub.send("PUBLISH a/b 5");
+    pub.send("PUBLISH a/c 6");
+    pub.send("PUBLISH a/b 7");
+    CHECK(sub.received() == Frames{"a/b 1", "a/b 2", "a/b 3", "a/b 4"});
+    CHECK(other.received() == Frames{"OK: Conn accepted", "a/b 3", "a/b 5", "a/c 6", "a/b 7"});
+}
+
 TEST_CASE_FIXTURE(WildcardFixture,
                   "a wildcard in a PUBLISH topic is refused; the connection stays") {
     for (const char* topic : {"a/+", "#", "+", "a/#", "+/b"}) {
