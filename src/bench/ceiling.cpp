@@ -40,6 +40,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,9 +49,11 @@
 #include <utility>
 #include <vector>
 
+#include "pubsubx/protocol.hpp"
+
 namespace {
 
-constexpr std::string_view kDelimiter{"\n\nx"};
+using pubsubx::kDelimiter;
 constexpr std::string_view kConnectAnswer{"OK: Conn accepted\n\nx"};
 constexpr std::string_view kConnect{"CONNECT "};
 constexpr std::string_view kSubscribe{"SUBSCRIBE "};
@@ -104,50 +107,6 @@ class FileDescriptor {
   private:
     int fd_ = -1;
 };
-
-// A delimiter may begin in the last one or two bytes of `tail`: the bytes of `bytes` up to
-// the end of the first delimiter that completes the frame in `tail`, or 0 if none does.
-std::size_t bytes_completing_tail(std::string_view tail, std::string_view bytes) {
-    for (std::size_t in_tail = std::min(kDelimiter.size() - 1, tail.size()); in_tail > 0;
-         --in_tail) {
-        const std::string_view rest = kDelimiter.substr(in_tail);
-        if (tail.ends_with(kDelimiter.substr(0, in_tail)) && bytes.starts_with(rest)) {
-            return rest.size();
-        }
-    }
-    const std::size_t at = bytes.find(kDelimiter);
-    return at == std::string_view::npos ? 0 : at + kDelimiter.size();
-}
-
-// Calls on_frame(frame) for every frame that `bytes` completes, in order, while it returns
-// true. Frames wholly inside `bytes` are views into it; only an unfinished frame is copied,
-// into `tail`, which never holds a whole delimiter.
-template <typename OnFrame>
-void split_frames(std::string& tail, std::string_view bytes, OnFrame&& on_frame) {
-    if (!tail.empty()) {
-        const std::size_t used = bytes_completing_tail(tail, bytes);
-        if (used == 0) {
-            tail.append(bytes);
-            return;
-        }
-        tail.append(bytes.substr(0, used));
-        tail.resize(tail.size() - kDelimiter.size());
-        if (!on_frame(std::string_view{tail})) {
-            return;
-        }
-        tail.clear();
-        bytes.remove_prefix(used);
-    }
-    std::size_t start = 0;
-    for (std::size_t end = bytes.find(kDelimiter); end != std::string_view::npos;
-         end = bytes.find(kDelimiter, start)) {
-        if (!on_frame(bytes.substr(start, end - start))) {
-            return;
-        }
-        start = end + kDelimiter.size();
-    }
-    tail.assign(bytes.substr(start));
-}
 
 enum class WriteOutcome { drained, socket_full, failed };
 
@@ -263,7 +222,8 @@ class SharedOutbox {
 template <typename Outbox>
 struct Connection {
     FileDescriptor socket;
-    std::string tail;  // an unfinished frame, carried to the next read
+    // The broker's own splitter: only an unfinished frame is copied, carried to the next read.
+    pubsubx::FrameSplitter splitter{std::numeric_limits<std::size_t>::max()};
     Outbox outbox;
     bool connected = false;  // its CONNECT was answered
     bool subscriber = false;
@@ -408,8 +368,8 @@ class Ceiling {
             return;
         }
         const std::string_view bytes{read_buffer_.data(), static_cast<std::size_t>(count)};
-        split_frames(connection.tail, bytes,
-                     [&](std::string_view frame) { return handle_frame(connection, frame); });
+        connection.splitter.feed(
+            bytes, [&](std::string_view frame) { return handle_frame(connection, frame); });
     }
 
     // False when the frame closed the connection.
