@@ -204,6 +204,27 @@ def table(results, labels, sizes, shapes):
     return "\n".join(lines)
 
 
+def goals_text(results, sizes, shapes):
+    """Issue 16's goals over the cells: at least 1.5x NATS and 0.7 of the ceiling."""
+    rates = defaultdict(list)
+    for row in results:
+        rates[(row["label"], row["size"], row["pubs"], row["subs"])].append(row)
+    lines = []
+    for peer, goal in (("nats", 1.5), ("ceiling", 0.7)):
+        ratios = {}
+        for size in sizes:
+            for pubs, subs in shapes:
+                ours = median_of(rates[("pubsubx", size, pubs, subs)], "delivered_per_s")
+                theirs = median_of(rates[(peer, size, pubs, subs)], "delivered_per_s")
+                if ours and theirs:
+                    ratios[f"{size} B {pubs}x{subs}"] = ours / theirs
+        if ratios:
+            short = [f"{cell} ({ratio:.2f})" for cell, ratio in ratios.items() if ratio < goal]
+            lines.append(f"PubSubX / {peer} >= {goal}: {len(ratios) - len(short)} of "
+                         f"{len(ratios)} cells" + (f"; short: {', '.join(short)}" if short else ""))
+    return "\n" + "\n".join(lines) if lines else ""
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", required=True)
@@ -263,6 +284,7 @@ def main():
     with open(os.path.join(args.out, "matrix.md"), "w") as out:
         out.write(text + "\n")
     print(text)
+    print(goals_text(results, args.size_list, args.shape_list))
     print(f"\nraw results and logs: {args.out}")
     ours = [r for r in results if r["label"] == "pubsubx"]
     return 0 if all(r.get("complete") and r.get("lost") == 0 for r in ours) else 1
