@@ -76,8 +76,8 @@ void Broker::update_limits(const BrokerConfig& limits) {
 }
 
 FrameResult Broker::handle_frame(Connection& connection, std::string_view frame, TimePoint now,
-                                 const SourceAddress& source) {
-    FrameResult result = act_on_frame(connection, frame, now, source);
+                                 const SourceAddress& source, FrameEnd end) {
+    FrameResult result = act_on_frame(connection, frame, now, source, end);
     // Cut off only now, never while a fan-out walks a topic's subscribers: losing a client may
     // remove topics and (with the lost-client cap) other clients.
     if (accounting_.has_cut_offs()) {
@@ -97,8 +97,21 @@ bool Broker::asked_to_close_slow(const Connection& connection) const {
         [&](const CloseRequest& request) { return request.connection == &connection; });
 }
 
+// "PUBLISH <topic> <data>" is delivered as "<topic> <data>": with the delimiter after the frame,
+// the delivery frame is there already, from the topic to the delimiter's end. Not when the frame
+// has no second space ("PUBLISH t" is delivered as "t ").
+std::string_view delivery_within(std::string_view frame, const Command& command, FrameEnd end) {
+    const char* const frame_end = frame.data() + frame.size();
+    if (end != FrameEnd::delimiter_follows ||
+        command.argument.data() + command.argument.size() == frame_end) {
+        return {};
+    }
+    return {command.argument.data(),
+            static_cast<std::size_t>(frame_end - command.argument.data()) + kDelimiter.size()};
+}
+
 FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame, TimePoint now,
-                                 const SourceAddress& source) {
+                                 const SourceAddress& source, FrameEnd end) {
     if (frame.empty()) {
         return {};  // the protocol says empty frames are ignored
     }
@@ -122,7 +135,9 @@ FrameResult Broker::act_on_frame(Connection& connection, std::string_view frame,
     }
     switch (command.kind) {
         case CommandKind::publish:
+            delivery_in_frame_ = delivery_within(frame, command, end);
             publish(*client, command.argument, command.data, now);
+            delivery_in_frame_ = {};
             break;
         case CommandKind::subscribe:
             subscribe(*client, command.argument);
@@ -365,12 +380,21 @@ void Broker::unsubscribe(Client& client, std::string_view topic_name) {
 // fast path of a publish.
 inline void Broker::deliver_to(const Topic& topic, std::string_view topic_name,
                                std::string_view data, TimePoint now) {
-    encoded_.clear();
-    append_message_frame(encoded_, topic_name, data);
+    const std::string_view encoded = delivery_frame(topic_name, data);
     for (const Subscriber& subscriber : topic.subscribers) {
-        accounting_.deliver(*subscriber.client, encoded_, now);
+        accounting_.deliver(*subscriber.client, encoded, now);
     }
     stats_.delivered += topic.subscribers.size();
+}
+
+// Inline: it is on the fast path of every publish.
+inline std::string_view Broker::delivery_frame(std::string_view topic_name, std::string_view data) {
+    if (!delivery_in_frame_.empty()) [[likely]] {
+        return delivery_in_frame_;
+    }
+    encoded_.clear();
+    append_message_frame(encoded_, topic_name, data);
+    return encoded_;
 }
 
 // Inline: it is on the fast path of every publish.
@@ -475,8 +499,7 @@ void Broker::deliver_to_all(const Topic* exact, const FilterTree::Matches& filte
         deliver_to(*filters.front(), topic_name, data, now);
         return;
     }
-    encoded_.clear();
-    append_message_frame(encoded_, topic_name, data);
+    const std::string_view encoded = delivery_frame(topic_name, data);
     // Several topics and filters match: a client subscribed to more than one of them gets the
     // message once.
     const std::uint64_t delivery = ++deliveries_;
@@ -485,7 +508,7 @@ void Broker::deliver_to_all(const Topic* exact, const FilterTree::Matches& filte
             Client& client = *subscriber.client;
             if (client.last_delivery_ != delivery) {
                 client.last_delivery_ = delivery;
-                accounting_.deliver(client, encoded_, now);
+                accounting_.deliver(client, encoded, now);
                 ++stats_.delivered;
             }
         }

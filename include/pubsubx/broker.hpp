@@ -44,6 +44,11 @@ struct FrameResult {
     std::string_view owed_frames;
 };
 
+// Whether the bytes right after a frame are its delimiter, as FrameSplitter guarantees for
+// the frames it hands out. Then a PUBLISH's delivery frame is already encoded: the frame
+// without its command word, up to and with the delimiter.
+enum class FrameEnd { unknown, delimiter_follows };
+
 class Broker {
   public:
     Broker(BrokerConfig config, Logger& logger);
@@ -55,7 +60,7 @@ class Broker {
     // it matters only for a CONNECT (the secret back-off), so the server looks it up only for
     // a connection that has no client yet.
     FrameResult handle_frame(Connection& connection, std::string_view frame, TimePoint now,
-                             const SourceAddress& source = {});
+                             const SourceAddress& source = {}, FrameEnd end = FrameEnd::unknown);
     // The connection ended without DISCONNECT: its client (if any) becomes lost.
     void connection_closed(Connection& connection, TimePoint now);
     // Moves the connection's queued frames into `out` for writing; they stay counted against
@@ -175,7 +180,10 @@ class Broker {
     enum class StoreKnows { yes, no };
     bool take_in(const RecoveredClient& client, TimePoint now, StoreKnows store_knows);
     FrameResult act_on_frame(Connection& connection, std::string_view frame, TimePoint now,
-                             const SourceAddress& source);
+                             const SourceAddress& source, FrameEnd end);
+    // The delivery frame of the publish being routed: the frame's own bytes when act_on_frame
+    // found them (encoded_ otherwise, encoded now).
+    std::string_view delivery_frame(std::string_view topic_name, std::string_view data);
     bool asked_to_close(const Connection& connection) const {
         return !effects_.close.empty() && asked_to_close_slow(connection);
     }
@@ -221,7 +229,9 @@ class Broker {
     QueueAccounting accounting_;
     Lifecycle lifecycle_;
     AdmissionControl admission_;
-    std::string encoded_;           // one publish's delivery frame, encoded once
+    std::string encoded_;  // one publish's delivery frame, encoded once
+    // While a client's PUBLISH is routed: its delivery frame within the frame read, or empty.
+    std::string_view delivery_in_frame_;
     FilterTree::Matches matched_;   // the filters matching a $SYS topic
     std::uint64_t deliveries_ = 0;  // publishes routed through overlapping filters
     std::string refusal_;           // the error frame of the last refused CONNECT

@@ -49,10 +49,11 @@ class FrameSplitter {
     explicit FrameSplitter(std::size_t max_frame) : max_frame_(max_frame) {}
 
     // Calls on_frame(std::string_view) for every frame completed by `bytes`, in order. The
-    // views are valid only during the call. Stops and returns frame_too_long when a frame
-    // (complete or not) exceeds max_frame bytes; the splitter is then unusable.
-    // on_frame may return false to stop early: the rest of `bytes` is kept, and only
-    // resume() may follow (a connection waiting for the cluster to settle its CONNECT).
+    // views are valid only during the call, and the frame's delimiter follows each in memory
+    // (FrameEnd::delimiter_follows: a PUBLISH's delivery frame is then already encoded). Stops and
+    // returns frame_too_long when a frame (complete or not) exceeds max_frame bytes; the splitter
+    // is then unusable. on_frame may return false to stop early: the rest of `bytes` is kept, and
+    // only resume() may follow (a connection waiting for the cluster to settle its CONNECT).
     template <typename OnFrame>
     Status feed(std::string_view bytes, OnFrame&& on_frame);
     // Goes on with the bytes kept when on_frame stopped a feed.
@@ -193,13 +194,14 @@ FrameSplitter::Status FrameSplitter::feed(std::string_view bytes, OnFrame&& on_f
             tail_.append(bytes);
             return unfinished_too_long(tail_) ? Status::frame_too_long : Status::ok;
         }
-        // The delimiter may have started inside the tail; the frame ends where it starts.
+        // The delimiter may have started inside the tail; the frame ends where it starts, and
+        // the delimiter stays after it.
         tail_.append(bytes.substr(0, used));
-        tail_.resize(tail_.size() - kDelimiter.size());
-        if (tail_.size() > max_frame_) {
+        const std::string_view frame{tail_.data(), tail_.size() - kDelimiter.size()};
+        if (frame.size() > max_frame_) {
             return Status::frame_too_long;
         }
-        const bool go_on = on_frame(std::string_view{tail_});
+        const bool go_on = on_frame(frame);
         tail_.clear();
         bytes.remove_prefix(used);
         if (!go_on) {

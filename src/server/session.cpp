@@ -148,13 +148,14 @@ void Session::on_readable(const std::error_code& error) {
 
 // Inlined into the splitter's loop: it runs for every frame.
 [[gnu::always_inline]] inline bool Session::handle_frame(std::string_view frame, TimePoint now,
-                                                         const SourceAddress& source) {
+                                                         const SourceAddress& source,
+                                                         FrameEnd end) {
     if (tls_ != nullptr && phase_ == Phase::awaiting_connect) [[unlikely]] {
         if (!admit_tls_name(frame)) {
             return false;
         }
     }
-    const FrameResult result = server_.broker().handle_frame(*this, frame, now, source);
+    const FrameResult result = server_.broker().handle_frame(*this, frame, now, source, end);
     if (phase_ == Phase::awaiting_connect && client() != nullptr) [[unlikely]] {
         phase_ = Phase::open;
         deadline_ = TimePoint::max();
@@ -183,8 +184,9 @@ void Session::handle_bytes(std::string_view bytes) {
     const TimePoint now = Clock::now();
     const SourceAddress source =
         phase_ == Phase::awaiting_connect ? peer_source() : SourceAddress{};
-    const auto status = splitter_.feed(
-        bytes, [&](std::string_view frame) { return handle_frame(frame, now, source); });
+    const auto status = splitter_.feed(bytes, [&](std::string_view frame) {
+        return handle_frame(frame, now, source, FrameEnd::delimiter_follows);
+    });
     if (status == FrameSplitter::Status::frame_too_long) {
         on_frame_too_long(now);
     }
@@ -225,9 +227,10 @@ void Session::on_admission_settled(std::string_view connect_frame, std::string_v
     }
     const TimePoint now = Clock::now();
     const SourceAddress source = peer_source();
-    if (handle_frame(connect_frame, now, source)) {
-        const auto status = splitter_.resume(
-            [&](std::string_view frame) { return handle_frame(frame, now, source); });
+    if (handle_frame(connect_frame, now, source, FrameEnd::unknown)) {
+        const auto status = splitter_.resume([&](std::string_view frame) {
+            return handle_frame(frame, now, source, FrameEnd::delimiter_follows);
+        });
         if (status == FrameSplitter::Status::frame_too_long) {
             on_frame_too_long(now);
         }

@@ -83,7 +83,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     void on_readable(const std::error_code& error);
     void handle_bytes(std::string_view bytes);
     // One frame to the broker; false once the connection reads no more frames for now.
-    bool handle_frame(std::string_view frame, TimePoint now, const SourceAddress& source);
+    bool handle_frame(std::string_view frame, TimePoint now, const SourceAddress& source,
+                      FrameEnd end);
     bool stop_reading(const FrameResult& result, std::string_view frame,
                       const SourceAddress& source);
     void await_name(std::string_view connect_frame, const SourceAddress& source);

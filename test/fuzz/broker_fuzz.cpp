@@ -286,8 +286,8 @@ class Simulation {
             connection.splitter.set_max_frame(std::min(kMaxFrame, kMaxFrameBeforeConnect));
         }
         const auto status = connection.splitter.feed(bytes, [&](std::string_view frame) {
-            const FrameResult result =
-                broker_.handle_frame(connection, frame, now_, connection.source);
+            const FrameResult result = broker_.handle_frame(
+                connection, frame, now_, connection.source, FrameEnd::delimiter_follows);
             if (connection.client() != nullptr) {
                 connection.splitter.set_max_frame(kMaxFrame);
             }

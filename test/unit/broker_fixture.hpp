@@ -22,7 +22,17 @@ class FakeConnection final : public Connection {
     explicit FakeConnection(Broker& broker, SourceAddress source = {})
         : broker_(broker), source_(source) {}
 
+    // As the server hands frames over: its delimiter follows the frame in memory.
     FrameResult send(std::string_view frame, TimePoint now = TimePoint{}) {
+        last_sent_.assign(frame).append(kDelimiter);
+        FrameResult result =
+            broker_.handle_frame(*this, std::string_view{last_sent_}.substr(0, frame.size()), now,
+                                 source_, FrameEnd::delimiter_follows);
+        apply_effects(broker_);
+        return result;
+    }
+    // A frame with nothing known after it (the broker encodes a PUBLISH's delivery frame).
+    FrameResult send_undelimited(std::string_view frame, TimePoint now = TimePoint{}) {
         FrameResult result = broker_.handle_frame(*this, frame, now, source_);
         apply_effects(broker_);
         return result;
@@ -84,6 +94,7 @@ class FakeConnection final : public Connection {
   private:
     Broker& broker_;
     SourceAddress source_;
+    std::string last_sent_;  // what send() handed over: results may view it until the next
 };
 
 // The server's expiry timer firing: expires, then takes the effects (the next arming).

@@ -55,6 +55,39 @@ TEST_CASE_FIXTURE(Fixture, "subscribe and unsubscribe are idempotent") {
     CHECK(bob.received().empty());
 }
 
+// The server hands frames over with their delimiter after them, and a PUBLISH's delivery frame
+// is then taken from the frame itself (issue 16); without it, the broker encodes it.
+TEST_CASE("a PUBLISH is delivered the same with or without its delimiter after it") {
+    Logger logger{LogLevel::quiet, std::tmpfile()};
+    BrokerConfig config = test_config();
+    config.max_queue_bytes = 1024 * 1024;
+    Broker broker{config, logger};
+    FakeConnection alice{broker}, bob{broker};
+    alice.send("CONNECT alice");
+    bob.send("CONNECT bob");
+    bob.send("SUBSCRIBE t");
+    bob.received();
+    const Frames publishes{"PUBLISH t data",
+                           "PUBLISH t",
+                           "PUBLISH t ",
+                           "PUBLISH t  two  spaces ",
+                           std::string{"PUBLISH t nul\0byte", 18},
+                           "PUBLISH t " + std::string(70'000, 'x')};
+    Frames expected;
+    for (const std::string& frame : publishes) {
+        expected.push_back(frame.substr(std::string_view{"PUBLISH "}.size()));
+    }
+    expected[1] = "t ";  // no second space: the data is empty and the frame gets one
+    for (const std::string& frame : publishes) {
+        alice.send(frame);
+    }
+    CHECK(bob.received() == expected);
+    for (const std::string& frame : publishes) {
+        alice.send_undelimited(frame);
+    }
+    CHECK(bob.received() == expected);
+}
+
 // Routing::find_published remembers the last topic published to (issue 16): a topic that goes
 // and comes back, under the same name or another at the same address, must be found anew.
 TEST_CASE_FIXTURE(Fixture, "a topic published to again after it went and came back is found anew") {
