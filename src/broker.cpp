@@ -9,6 +9,10 @@
 namespace pubsubx {
 
 namespace {
+// An encoded message frame of at least this many bytes is shared by its recipients' queues
+// (one buffer, gathered into each write) instead of copied into each (issue 16; the measured
+// reason for the figure is in docs/performance.md).
+constexpr std::size_t kShareFramesFrom = 4096;
 constexpr std::string_view kExpectedConnect{"ERROR: Expected CONNECT <name> as the first frame"};
 constexpr std::string_view kWildcardInPublish{
     "ERROR: Wildcards are not allowed in a PUBLISH topic"};
@@ -367,6 +371,14 @@ inline void Broker::deliver_to(const Topic& topic, std::string_view topic_name,
                                std::string_view data, TimePoint now) {
     encoded_.clear();
     append_message_frame(encoded_, topic_name, data);
+    if (encoded_.size() >= kShareFramesFrom) [[unlikely]] {
+        const SharedFrame shared = share_encoded();
+        for (const Subscriber& subscriber : topic.subscribers) {
+            accounting_.deliver_shared(*subscriber.client, shared, now);
+        }
+        stats_.delivered += topic.subscribers.size();
+        return;
+    }
     for (const Subscriber& subscriber : topic.subscribers) {
         accounting_.deliver(*subscriber.client, encoded_, now);
     }
@@ -477,6 +489,7 @@ void Broker::deliver_to_all(const Topic* exact, const FilterTree::Matches& filte
     }
     encoded_.clear();
     append_message_frame(encoded_, topic_name, data);
+    const SharedFrame shared = encoded_.size() >= kShareFramesFrom ? share_encoded() : nullptr;
     // Several topics and filters match: a client subscribed to more than one of them gets the
     // message once.
     const std::uint64_t delivery = ++deliveries_;
@@ -485,7 +498,11 @@ void Broker::deliver_to_all(const Topic* exact, const FilterTree::Matches& filte
             Client& client = *subscriber.client;
             if (client.last_delivery_ != delivery) {
                 client.last_delivery_ = delivery;
-                accounting_.deliver(client, encoded_, now);
+                if (shared != nullptr) {
+                    accounting_.deliver_shared(client, shared, now);
+                } else {
+                    accounting_.deliver(client, encoded_, now);
+                }
                 ++stats_.delivered;
             }
         }
@@ -535,12 +552,29 @@ void Broker::connection_closed(Connection& connection, TimePoint now) {
 }
 
 void Broker::take_outbound(Connection& connection, std::string& out) {
+    SharedFrames shared;
+    take_outbound(connection, out, shared);
+    if (!shared.empty()) {
+        std::string flat;
+        shared.append_flattened(flat, out);
+        out.swap(flat);
+    }
+}
+
+void Broker::take_outbound(Connection& connection, std::string& out, SharedFrames& shared) {
     Client* const client = connection.client();
     if (client == nullptr) {
         out.clear();
+        shared.clear();
         return;
     }
-    accounting_.take_for_write(*client, out);
+    accounting_.take_for_write(*client, out, shared);
+}
+
+// The encoded frame becomes a shared buffer (moved, not copied); encoded_ allocates afresh for
+// the next large one.
+SharedFrame Broker::share_encoded() {
+    return std::make_shared<const std::string>(std::move(encoded_));
 }
 
 void Broker::write_completed(Connection& connection, TimePoint now, std::size_t socket_unsent) {
