@@ -9,10 +9,14 @@
 namespace pubsubx {
 
 namespace {
-// An encoded message frame of at least this many bytes is shared by its recipients' queues
-// (one buffer, gathered into each write) instead of copied into each (issue 16; the measured
-// reason for the figure is in docs/performance.md).
-constexpr std::size_t kShareFramesFrom = 4096;
+// An encoded message frame of at least this many bytes, to more than one subscriber, is shared
+// by their queues (one buffer, gathered into each write) instead of copied into each (issue
+// 16). Measured with bench/matrix.py, sharing every frame from 1 KiB against copying: 1 KiB
+// lost in every shape (0.53x 1x1, 0.62x 1x10, 0.83x 1x100), 2 KiB won with 10 and 100
+// subscribers (1.30x, 1.18x), 4 and 8 KiB too (1.67x/1.23x, 1.15x/1.59x); 1x1 lost at every
+// size (0.66x-0.91x: a buffer and a shared_ptr allocated per message to save one copy), hence
+// a single subscriber keeps the copy.
+constexpr std::size_t kShareFramesFrom = 2048;
 constexpr std::string_view kExpectedConnect{"ERROR: Expected CONNECT <name> as the first frame"};
 constexpr std::string_view kWildcardInPublish{
     "ERROR: Wildcards are not allowed in a PUBLISH topic"};
@@ -371,7 +375,7 @@ inline void Broker::deliver_to(const Topic& topic, std::string_view topic_name,
                                std::string_view data, TimePoint now) {
     encoded_.clear();
     append_message_frame(encoded_, topic_name, data);
-    if (encoded_.size() >= kShareFramesFrom) [[unlikely]] {
+    if (encoded_.size() >= kShareFramesFrom && topic.subscribers.size() > 1) [[unlikely]] {
         const SharedFrame shared = share_encoded();
         for (const Subscriber& subscriber : topic.subscribers) {
             accounting_.deliver_shared(*subscriber.client, shared, now);
