@@ -54,12 +54,16 @@ std::size_t OutboundQueue::push_shared(const SharedFrame& frame, std::size_t max
     }
     std::size_t dropped = 0;
     make_room(frame->size(), max_bytes, dropped);
+    append_shared(frame);
+    return dropped;
+}
+
+void OutboundQueue::append_shared(const SharedFrame& frame) {
     if (rare_ == nullptr) {
         rare_ = std::make_unique<Rare>();
     }
     rare_->shared.placed.push_back({bytes_.size(), frame});
     rare_->shared.bytes += frame->size();
-    return dropped;
 }
 
 inline void OutboundQueue::make_room(std::size_t frame_size, std::size_t max_bytes,
@@ -240,7 +244,8 @@ std::size_t OutboundQueue::take_up_to(std::string& out, SharedFrames& shared,
     if (placed != nullptr) {
         SharedFrames& own = rare_->shared;
         for (std::size_t i = own.first; i < next_shared; ++i) {
-            shared.placed.push_back({own.placed[i].at - head_ + control, std::move(own.placed[i].frame)});
+            shared.placed.push_back(
+                {own.placed[i].at - head_ + control, std::move(own.placed[i].frame)});
             shared.bytes += shared.placed.back().frame->size();
         }
         own.bytes -= shared.bytes;
@@ -298,8 +303,9 @@ std::size_t OutboundQueue::drop_oldest_message() {
                 shared.clear();
                 release_rare_if_unused();
             } else if (shared.first >= kSpentEntries && 2 * shared.first >= shared.placed.size()) {
-                shared.placed.erase(shared.placed.begin(),
-                                    shared.placed.begin() + static_cast<std::ptrdiff_t>(shared.first));
+                shared.placed.erase(
+                    shared.placed.begin(),
+                    shared.placed.begin() + static_cast<std::ptrdiff_t>(shared.first));
                 shared.first = 0;
             }
             return dropped;

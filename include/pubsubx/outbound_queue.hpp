@@ -64,6 +64,9 @@ class OutboundQueue {
     std::size_t push(std::string_view encoded_frame, std::size_t max_bytes);
     // The same with a reference to a shared frame instead of a copy.
     std::size_t push_shared(const SharedFrame& frame, std::size_t max_bytes);
+    // Appends a message the caller knows to fit every bound (the common case: no drop loop).
+    void append(std::string_view encoded_frame) { bytes_.append(encoded_frame); }
+    void append_shared(const SharedFrame& frame);
     // Drops the oldest messages until at least `bytes` were freed or none are left; returns
     // {messages, bytes} dropped.
     struct Dropped {

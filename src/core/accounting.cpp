@@ -56,9 +56,9 @@ std::size_t QueueAccounting::bound_for(const Client& client) const {
     if (fits_without_drops(client, encoded_frame.size())) {
         // The common case, far from every bound: no room to compute, nothing to drop.
         if (shared != nullptr) {
-            queue.push_shared(*shared, std::numeric_limits<std::size_t>::max());
+            queue.append_shared(*shared);
         } else {
-            queue.push(encoded_frame, std::numeric_limits<std::size_t>::max());
+            queue.append(encoded_frame);
         }
         total_bytes_ += encoded_frame.size();
         if (client.state_ == ClientState::lost) {

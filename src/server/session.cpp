@@ -307,11 +307,11 @@ void Session::start_write() {
         start_gathered_write();
         return;
     }
-    asio::async_write(socket_, asio::buffer(writing_), WriteProgress{this},
-                      [self = shared_from_this()](const std::error_code& error,
-                                                  std::size_t written) {
-                          self->on_written(error, written);
-                      });
+    asio::async_write(
+        socket_, asio::buffer(writing_), WriteProgress{this},
+        [self = shared_from_this()](const std::error_code& error, std::size_t written) {
+            self->on_written(error, written);
+        });
 }
 
 // The write's inline bytes and shared frames in order, as one buffer sequence: Asio sends up
@@ -333,12 +333,11 @@ void Session::start_gathered_write() {
     if (at < bytes.size()) {
         rare.gather.emplace_back(bytes.data() + at, bytes.size() - at);
     }
-    asio::async_write(socket_, std::span<const asio::const_buffer>{rare.gather},
-                      WriteProgress{this},
-                      [self = shared_from_this()](const std::error_code& error,
-                                                  std::size_t written) {
-                          self->on_written(error, written);
-                      });
+    asio::async_write(
+        socket_, std::span<const asio::const_buffer>{rare.gather}, WriteProgress{this},
+        [self = shared_from_this()](const std::error_code& error, std::size_t written) {
+            self->on_written(error, written);
+        });
 }
 
 std::size_t Session::WriteProgress::operator()(const std::error_code& error, std::size_t) const {

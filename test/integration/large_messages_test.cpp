@@ -129,8 +129,8 @@ TEST_CASE("24 subscribers each get every large, medium and small message, byte f
 }
 
 TEST_CASE("a subscriber that stops reading keeps the newest messages, and the drops add up") {
-    ServerProcess server{{"--max-queue", "400000", "--slow-consumer-grace", "0",
-                          "--write-timeout", "0"}};
+    ServerProcess server{
+        {"--max-queue", "400000", "--slow-consumer-grace", "0", "--write-timeout", "0"}};
     auto reader = stalled_subscriber(server, "reader");
     TestClient publisher{server.port()};
     publisher.connect_as("pub");
@@ -178,8 +178,8 @@ TEST_CASE("a subscriber that drops while holding shared frames gets them all bac
     publish_range(publisher, kStallingMessages, kMessages);
     const std::size_t mark = server.output().size();
     sub->drop(true);
-    const long kept = logged_number(server, "Client 'sub' lost; keeping its 1 subscription(s) and ",
-                                    mark);
+    const long kept =
+        logged_number(server, "Client 'sub' lost; keeping its 1 subscription(s) and ", mark);
     INFO("kept ", kept);
     CHECK(kept >= 30);  // the write in flight dies with the connection, the queue is kept
     // Messages published while it is lost are queued for it as copies, after the others.
@@ -189,9 +189,14 @@ TEST_CASE("a subscriber that drops while holding shared frames gets them all bac
 
 TEST_CASE("with --data-dir, lost and connected clients keep their shared frames across a restart") {
     TemporaryDirectory dir{"large-messages"};
-    const std::vector<std::string> options{"--data-dir", (fs::path{dir.path()} / "data").string(),
-                                           "--write-timeout", "0", "--slow-consumer-grace", "0",
-                                           "--max-queue", "64000000"};
+    const std::vector<std::string> options{"--data-dir",
+                                           (fs::path{dir.path()} / "data").string(),
+                                           "--write-timeout",
+                                           "0",
+                                           "--slow-consumer-grace",
+                                           "0",
+                                           "--max-queue",
+                                           "64000000"};
     constexpr int kMessages = kStallingMessages + 30;
     constexpr int kLast = kMessages + 29;
     long kept = 0;
@@ -205,8 +210,8 @@ TEST_CASE("with --data-dir, lost and connected clients keep their shared frames 
         publish_range(publisher, kStallingMessages, kMessages);
         const std::size_t mark = server.output().size();
         lost->drop(true);
-        kept = logged_number(server, "Client 'lost' lost; keeping its 1 subscription(s) and ",
-                             mark);
+        kept =
+            logged_number(server, "Client 'lost' lost; keeping its 1 subscription(s) and ", mark);
         CHECK(kept >= 30);
         // Copies queued while it is lost, after its shared frames (flattened when it was lost).
         publish_range(publisher, kMessages, kLast + 1);

@@ -279,7 +279,8 @@ TEST_CASE("a long run of drops over mixed frames keeps the newest, in order") {
     std::vector<std::string> expected;  // every message pushed, in order
     std::size_t dropped = 0;
     for (int i = 0; i < 20'000; ++i) {
-        const std::string text = std::to_string(i) + std::string(static_cast<std::size_t>(i % 7) * 60, 'x');
+        const std::string text =
+            std::to_string(i) + std::string(static_cast<std::size_t>(i % 7) * 60, 'x');
         if (i % 3 == 0) {
             const SharedFrame shared = shared_frame(text);
             dropped += queue.push_shared(shared, bound);
