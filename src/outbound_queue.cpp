@@ -1,5 +1,7 @@
 #include "pubsubx/outbound_queue.hpp"
 
+#include <limits>
+
 #include "pubsubx/protocol.hpp"
 
 namespace pubsubx {
@@ -8,22 +10,71 @@ namespace {
 // An empty queue keeps at most this much capacity; more is returned to the allocator so that
 // an idle client costs little memory after a burst.
 constexpr std::size_t kIdleCapacity = 16 * 1024;
+// Taken or dropped entries at the front of SharedFrames::placed are erased once they are this
+// many and at least half of the list (amortised O(1) per frame).
+constexpr std::size_t kSpentEntries = 64;
 }  // namespace
+
+void SharedFrames::clear() {
+    placed.clear();
+    first = 0;
+    bytes = 0;
+}
+
+void SharedFrames::shift(std::ptrdiff_t delta) {
+    for (std::size_t i = first; i < placed.size(); ++i) {
+        placed[i].at = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(placed[i].at) + delta);
+    }
+}
+
+void SharedFrames::append_flattened(std::string& out, std::string_view inline_bytes,
+                                    std::size_t from) const {
+    std::size_t at = from;
+    for (std::size_t i = first; i < placed.size(); ++i) {
+        out.append(inline_bytes.substr(at, placed[i].at - at));
+        out.append(*placed[i].frame);
+        at = placed[i].at;
+    }
+    out.append(inline_bytes.substr(at));
+}
 
 std::size_t OutboundQueue::push(std::string_view encoded_frame, std::size_t max_bytes) {
     if (encoded_frame.size() > max_bytes) {
         return 1;
     }
     std::size_t dropped = 0;
-    while (message_bytes() + encoded_frame.size() > max_bytes) {
+    make_room(encoded_frame.size(), max_bytes, dropped);
+    bytes_.append(encoded_frame);
+    return dropped;
+}
+
+std::size_t OutboundQueue::push_shared(const SharedFrame& frame, std::size_t max_bytes) {
+    if (frame->size() > max_bytes) {
+        return 1;
+    }
+    std::size_t dropped = 0;
+    make_room(frame->size(), max_bytes, dropped);
+    append_shared(frame);
+    return dropped;
+}
+
+void OutboundQueue::append_shared(const SharedFrame& frame) {
+    if (rare_ == nullptr) {
+        rare_ = std::make_unique<Rare>();
+    }
+    rare_->shared.placed.push_back({bytes_.size(), frame});
+    rare_->shared.bytes += frame->size();
+}
+
+inline void OutboundQueue::make_room(std::size_t frame_size, std::size_t max_bytes,
+                                     std::size_t& dropped) {
+    while (message_bytes() + frame_size > max_bytes) {
         drop_oldest_message();
         ++dropped;
     }
     if (dropped > 0) {
         compact_if_worthwhile();
     }
-    bytes_.append(encoded_frame);
-    return dropped;
 }
 
 OutboundQueue::Dropped OutboundQueue::drop_oldest(std::size_t bytes) {
@@ -37,87 +88,180 @@ OutboundQueue::Dropped OutboundQueue::drop_oldest(std::size_t bytes) {
 }
 
 void OutboundQueue::push_control(std::string_view encoded_frames) {
-    if (control_ == nullptr) {
-        control_ = std::make_unique<std::string>();
+    if (rare_ == nullptr) {
+        rare_ = std::make_unique<Rare>();
     }
-    control_->append(encoded_frames);
+    rare_->control.append(encoded_frames);
 }
 
 void OutboundQueue::discard_control() {
-    control_.reset();
+    if (rare_ != nullptr) {
+        std::string{}.swap(rare_->control);
+        release_rare_if_unused();
+    }
 }
 
 std::string OutboundQueue::take_control() {
     std::string frames;
-    if (control_ != nullptr) {
-        frames.swap(*control_);
-        control_.reset();
+    if (rare_ != nullptr) {
+        frames.swap(rare_->control);
+        release_rare_if_unused();
     }
     return frames;
 }
 
+std::string_view OutboundQueue::messages() const {
+    flatten();
+    return std::string_view{bytes_}.substr(head_);
+}
+
+void OutboundQueue::flatten() const {
+    if (!has_shared()) {
+        return;
+    }
+    std::string flat;
+    flat.reserve(message_bytes());
+    rare_->shared.append_flattened(flat, bytes_, head_);
+    bytes_.swap(flat);
+    head_ = 0;
+    rare_->shared.clear();
+    release_rare_if_unused();
+}
+
 std::size_t OutboundQueue::message_count() const {
-    return count_frames(messages());
+    return count_frames(std::string_view{bytes_}.substr(head_)) +
+           (rare_ == nullptr ? 0 : rare_->shared.count());
 }
 
 std::size_t OutboundQueue::memory_held() const {
     // A std::string's capacity beyond its inline buffer is on the heap.
     const std::size_t inline_capacity = std::string{}.capacity();
     std::size_t held = bytes_.capacity() > inline_capacity ? bytes_.capacity() + 1 : 0;
-    if (control_ != nullptr) {
-        held += sizeof(std::string) + control_->capacity() + 1;
+    if (rare_ != nullptr) {
+        held += sizeof(Rare) + rare_->shared.placed.capacity() * sizeof(SharedFrames::Placed);
+        if (rare_->control.capacity() > inline_capacity) {
+            held += rare_->control.capacity() + 1;
+        }
+        // Shared frames count whole for every queue that holds them, as the bounds count them.
+        held += rare_->shared.bytes;
     }
     return held;
 }
 
 std::size_t OutboundQueue::take_all(std::string& out) {
+    SharedFrames shared;
+    const std::size_t control = take_all(out, shared);
+    if (!shared.empty()) {
+        std::string flat;
+        shared.append_flattened(flat, out);
+        out.swap(flat);
+    }
+    return control;
+}
+
+std::size_t OutboundQueue::take_all(std::string& out, SharedFrames& shared) {
     out.clear();
+    shared.clear();
     const std::size_t control = control_bytes();
-    if (control_ != nullptr) {
+    if (control > 0) {
         // The control frames take the place of the dropped prefix in the message buffer,
         // whose pages are already in use: a restored backlog is moved once, not copied into
         // a new buffer (measured: the drain of 10,000 restored messages took 0.2 ms longer).
-        bytes_.replace(0, head_, *control_);
-        control_.reset();
+        rare_->shared.shift(static_cast<std::ptrdiff_t>(control) -
+                            static_cast<std::ptrdiff_t>(head_));
+        bytes_.replace(0, head_, rare_->control);
         out.swap(bytes_);
     } else if (head_ == 0) {
         out.swap(bytes_);
     } else {
         out.append(bytes_, head_);
+        if (rare_ != nullptr) {
+            rare_->shared.shift(-static_cast<std::ptrdiff_t>(head_));
+        }
         bytes_.clear();
     }
     head_ = 0;
+    if (rare_ != nullptr) {
+        shared = std::move(rare_->shared);
+        rare_.reset();
+    }
     return control;
 }
 
 std::size_t OutboundQueue::take_up_to(std::string& out, std::size_t max_bytes) {
+    SharedFrames shared;
+    const std::size_t control = take_up_to(out, shared, max_bytes);
+    if (!shared.empty()) {
+        std::string flat;
+        shared.append_flattened(flat, out);
+        out.swap(flat);
+    }
+    return control;
+}
+
+std::size_t OutboundQueue::take_up_to(std::string& out, SharedFrames& shared,
+                                      std::size_t max_bytes) {
     if (message_bytes() <= max_bytes) {
-        return take_all(out);
+        return take_all(out, shared);
     }
     out.clear();
+    shared.clear();
     const std::size_t control = control_bytes();
-    if (control_ != nullptr) {
-        out.swap(*control_);
-        control_.reset();
+    if (control > 0) {
+        out.swap(rare_->control);
+        std::string{}.swap(rare_->control);
     }
-    // The end of the last whole message within max_bytes, or of the first one.
-    const std::string_view queued = std::string_view{bytes_}.substr(head_);
-    std::size_t end = 0;
-    for (std::size_t at = find_delimiter(queued); at != std::string_view::npos;
-         at = find_delimiter(queued, at + kDelimiter.size())) {
-        const std::size_t frame_end = at + kDelimiter.size();
-        if (frame_end > max_bytes && end > 0) {
+    // The whole messages, inline or shared, in order, that fit in max_bytes, or the first one.
+    const std::string_view queued{bytes_};
+    const SharedFrames* const placed = has_shared() ? &rare_->shared : nullptr;
+    std::size_t next_shared = placed == nullptr ? 0 : placed->first;
+    const std::size_t shared_end = placed == nullptr ? 0 : placed->placed.size();
+    std::size_t at = head_;
+    std::size_t taken = 0;
+    for (;;) {
+        std::size_t size = 0;
+        const bool is_shared = next_shared < shared_end && placed->placed[next_shared].at == at;
+        if (is_shared) {
+            size = placed->placed[next_shared].frame->size();
+        } else {
+            const std::size_t end = find_delimiter(queued, at);
+            if (end == std::string_view::npos) {
+                break;
+            }
+            size = end + kDelimiter.size() - at;
+        }
+        if (taken + size > max_bytes && taken > 0) {
             break;
         }
-        end = frame_end;
+        taken += size;
+        if (is_shared) {
+            ++next_shared;
+        } else {
+            at += size;
+        }
     }
-    out.append(queued.substr(0, end));
-    head_ += end;
+    out.append(queued.substr(head_, at - head_));
+    if (placed != nullptr) {
+        SharedFrames& own = rare_->shared;
+        for (std::size_t i = own.first; i < next_shared; ++i) {
+            shared.placed.push_back(
+                {own.placed[i].at - head_ + control, std::move(own.placed[i].frame)});
+            shared.bytes += shared.placed.back().frame->size();
+        }
+        own.bytes -= shared.bytes;
+        own.first = next_shared;
+        if (own.empty()) {
+            own.clear();
+        }
+    }
+    head_ = at;
     compact_if_worthwhile();
+    release_rare_if_unused();
     return control;
 }
 
 void OutboundQueue::return_unsent(std::string_view encoded_frames) {
+    flatten();  // rare: at a stop with a durable store
     if (head_ >= encoded_frames.size()) {
         head_ -= encoded_frames.size();
         bytes_.replace(head_, encoded_frames.size(), encoded_frames);
@@ -130,7 +274,7 @@ void OutboundQueue::return_unsent(std::string_view encoded_frames) {
 void OutboundQueue::clear() {
     bytes_.clear();
     head_ = 0;
-    control_.reset();
+    rare_.reset();
 }
 
 void OutboundQueue::release_memory_if_empty() {
@@ -148,12 +292,34 @@ void OutboundQueue::release_all_memory_if_empty() {
 }
 
 std::size_t OutboundQueue::drop_oldest_message() {
+    if (has_shared()) {
+        SharedFrames& shared = rare_->shared;
+        SharedFrames::Placed& oldest = shared.placed[shared.first];
+        if (oldest.at == head_) {
+            const std::size_t dropped = oldest.frame->size();
+            oldest.frame.reset();
+            shared.bytes -= dropped;
+            if (++shared.first == shared.placed.size()) {
+                shared.clear();
+                release_rare_if_unused();
+            } else if (shared.first >= kSpentEntries && 2 * shared.first >= shared.placed.size()) {
+                shared.placed.erase(
+                    shared.placed.begin(),
+                    shared.placed.begin() + static_cast<std::ptrdiff_t>(shared.first));
+                shared.first = 0;
+            }
+            return dropped;
+        }
+    }
     const std::size_t end = find_delimiter(bytes_, head_);
     // Every queued message ends with a delimiter, so one is always found while any is queued.
     const std::size_t next = end == std::string::npos ? bytes_.size() : end + kDelimiter.size();
     const std::size_t dropped = next - head_;
     head_ = next;
     if (head_ == bytes_.size()) {
+        if (rare_ != nullptr) {
+            rare_->shared.shift(-static_cast<std::ptrdiff_t>(head_));
+        }
         bytes_.clear();
         head_ = 0;
     }
@@ -163,13 +329,22 @@ std::size_t OutboundQueue::drop_oldest_message() {
 // Compacting costs a copy of the live bytes; doing it only once the dropped bytes are as many
 // keeps dropping O(1) amortised and the dead bytes at most the live ones (+ one frame).
 void OutboundQueue::compact_if_worthwhile() {
-    if (head_ == 0 || head_ < message_bytes()) {
+    if (head_ == 0 || head_ < bytes_.size() - head_) {
         return;
     }
     bytes_.erase(0, head_);
+    if (rare_ != nullptr) {
+        rare_->shared.shift(-static_cast<std::ptrdiff_t>(head_));
+    }
     head_ = 0;
     if (bytes_.capacity() > 2 * bytes_.size() + kSpareCapacity) {
         bytes_.shrink_to_fit();
+    }
+}
+
+void OutboundQueue::release_rare_if_unused() const {
+    if (rare_ != nullptr && rare_->control.empty() && rare_->shared.empty()) {
+        rare_.reset();
     }
 }
 

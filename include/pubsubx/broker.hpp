@@ -66,6 +66,9 @@ class Broker {
     // Moves the connection's queued frames into `out` for writing; they stay counted against
     // the client's bounds until write_completed.
     void take_outbound(Connection& connection, std::string& out);
+    // The same with large frames not copied: each is placed among out's bytes in `shared`
+    // (a gathered write), which must keep them until the write completes.
+    void take_outbound(Connection& connection, std::string& out, SharedFrames& shared);
     // `socket_unsent` is what the socket still holds unsent or unacknowledged, asked only
     // while the client's queue overflows (Client::in_overflow): an overflow episode ends
     // only once that is small too.
@@ -204,6 +207,8 @@ class Broker {
     void publish_among_filters(Client& from, std::string_view topic, std::string_view data,
                                TimePoint now);
     void count_publish(const Client& from, std::string_view topic, std::string_view data);
+    // A large delivery frame in a buffer of its own, for every queue it goes to.
+    SharedFrame share(std::string_view encoded);
     void deliver_to(const Topic& topic, std::string_view topic_name, std::string_view data,
                     TimePoint now);
     void deliver_to_all(const Topic* exact, const FilterTree::Matches& filters,

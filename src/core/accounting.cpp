@@ -46,12 +46,20 @@ std::size_t QueueAccounting::bound_for(const Client& client) const {
     return bound;
 }
 
-void QueueAccounting::deliver(Client& client, std::string_view encoded_frame, TimePoint now) {
+// `shared`, when given, holds the same bytes as `encoded_frame`: the queue keeps a reference.
+[[gnu::always_inline]] inline void QueueAccounting::queue_message(Client& client,
+                                                                  std::string_view encoded_frame,
+                                                                  const SharedFrame* shared,
+                                                                  TimePoint now) {
     OutboundQueue& queue = client.outbound_;
     const std::size_t before = queue.size();
     if (fits_without_drops(client, encoded_frame.size())) {
         // The common case, far from every bound: no room to compute, nothing to drop.
-        queue.push(encoded_frame, std::numeric_limits<std::size_t>::max());
+        if (shared != nullptr) {
+            queue.append_shared(*shared);
+        } else {
+            queue.append(encoded_frame);
+        }
         total_bytes_ += encoded_frame.size();
         if (client.state_ == ClientState::lost) {
             lost_bytes_ += encoded_frame.size();
@@ -71,7 +79,8 @@ void QueueAccounting::deliver(Client& client, std::string_view encoded_frame, Ti
         bound = bound_for(client);
     }
     const bool capped = bound < own_bound;
-    const std::size_t dropped = queue.push(encoded_frame, bound);
+    const std::size_t dropped =
+        shared != nullptr ? queue.push_shared(*shared, bound) : queue.push(encoded_frame, bound);
     changed(client, before);
     if (persistence_ != nullptr && client.state_ == ClientState::lost) {
         persist_push(client, encoded_frame, dropped, encoded_frame.size() <= bound);
@@ -82,6 +91,16 @@ void QueueAccounting::deliver(Client& client, std::string_view encoded_frame, Ti
     if (before == 0 && !queue.empty()) {
         became_non_empty(client);
     }
+}
+
+void QueueAccounting::deliver(Client& client, std::string_view encoded_frame, TimePoint now) {
+    queue_message(client, encoded_frame, nullptr, now);
+}
+
+// Only a connected client's queue holds references: a lost client's stays contiguous, for the
+// store and a handover (flattened when it became lost).
+void QueueAccounting::deliver_shared(Client& client, const SharedFrame& frame, TimePoint now) {
+    queue_message(client, *frame, client.state_ == ClientState::connected ? &frame : nullptr, now);
 }
 
 // A push within a bound: either the oldest messages went to make room for the new one, or the
@@ -165,9 +184,9 @@ void QueueAccounting::deliver_control(Client& client, std::string_view encoded_f
 
 // A write takes at most half the client's bound, so that the newest messages always find room
 // beside the write in flight instead of being dropped until it completes.
-void QueueAccounting::take_for_write(Client& client, std::string& out) {
-    const std::size_t control = client.outbound_.take_up_to(out, queue_bound_ / 2);
-    client.in_flight_bytes_ += out.size();
+void QueueAccounting::take_for_write(Client& client, std::string& out, SharedFrames& shared) {
+    const std::size_t control = client.outbound_.take_up_to(out, shared, queue_bound_ / 2);
+    client.in_flight_bytes_ += out.size() + shared.bytes;
     client.in_flight_control_bytes_ += static_cast<std::uint32_t>(control);
     client.dropped_since_write_start_ = false;
     client.queued_reply_bytes_ = 0;
@@ -229,6 +248,8 @@ void QueueAccounting::client_detached(Client& client, bool becomes_lost) {
     total_bytes_ -= before - client.outbound_.size();
     client.listed_slow_ = false;
     if (becomes_lost) {
+        // A lost client's queue is contiguous (the store, a handover, make_room_elsewhere).
+        client.outbound_.flatten();
         lost_bytes_ += client.outbound_.size();
         client.outbound_.release_memory_if_empty();
         if (client.outbound_.message_bytes() > 0) {

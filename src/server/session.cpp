@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
+#include <span>
 
 #include "server.hpp"
 #include "tls/connection.hpp"
@@ -279,12 +280,20 @@ void Session::start_write() {
     if (server_.stopping_writes() || (held_until_ != 0 && !release_hold_if_durable())) {
         return;
     }
-    server_.broker().take_outbound(*this, writing_);
-    if (closing_frame_ != nullptr) {
-        writing_.append(*closing_frame_);
-        closing_frame_.reset();
+    SharedFrames shared;
+    server_.broker().take_outbound(*this, writing_, shared);
+    if (!shared.empty()) [[unlikely]] {
+        rare().shared = std::move(shared);
     }
-    if (writing_.empty()) {
+    if (rare_ != nullptr && rare_->closing_frame) [[unlikely]] {
+        flatten_writing();  // the frames placed at the end would go after the closing frame
+        writing_.append(*rare_->closing_frame);
+        rare_->closing_frame.reset();
+    }
+    if (tls_ != nullptr) [[unlikely]] {
+        flatten_writing();
+    }
+    if (writing_.empty() && (rare_ == nullptr || rare_->shared.empty())) {
         if (phase_ == Phase::closing) {
             start_draining();
         }
@@ -297,22 +306,85 @@ void Session::start_write() {
         write_tls();
         return;
     }
-    // The completion condition runs after every partial write: the write deadline runs from
-    // the last progress, so a slow but live reader of a large backlog is not cut off.
+    if (rare_ != nullptr && !rare_->shared.empty()) [[unlikely]] {
+        start_gathered_write();
+        return;
+    }
     asio::async_write(
-        socket_, asio::buffer(writing_),
-        [this](const std::error_code& error, std::size_t) -> std::size_t {
-            // Stopping: a write between two steps ends here too (cancel() reaches only an
-            // operation waiting in the reactor).
-            if (error || server_.stopping_writes()) {
-                return 0;
-            }
-            set_write_deadline(Clock::now());
-            return kMaxWriteChunk;
-        },
+        socket_, asio::buffer(writing_), WriteProgress{this},
         [self = shared_from_this()](const std::error_code& error, std::size_t written) {
             self->on_written(error, written);
         });
+}
+
+// The write's inline bytes and shared frames in order, as one buffer sequence: Asio sends up
+// to 64 buffers per system call (writev), never copying the frames. The buffers live in rare_
+// until the write completes; Asio keeps only a view of them (a span), not a copy.
+void Session::start_gathered_write() {
+    Rare& rare = *rare_;
+    rare.gather.clear();
+    const std::string_view bytes{writing_};
+    std::size_t at = 0;
+    for (std::size_t i = rare.shared.first; i < rare.shared.placed.size(); ++i) {
+        const SharedFrames::Placed& placed = rare.shared.placed[i];
+        if (placed.at > at) {
+            rare.gather.emplace_back(bytes.data() + at, placed.at - at);
+        }
+        rare.gather.emplace_back(placed.frame->data(), placed.frame->size());
+        at = placed.at;
+    }
+    if (at < bytes.size()) {
+        rare.gather.emplace_back(bytes.data() + at, bytes.size() - at);
+    }
+    asio::async_write(
+        socket_, std::span<const asio::const_buffer>{rare.gather}, WriteProgress{this},
+        [self = shared_from_this()](const std::error_code& error, std::size_t written) {
+            self->on_written(error, written);
+        });
+}
+
+std::size_t Session::WriteProgress::operator()(const std::error_code& error, std::size_t) const {
+    // Stopping: a write between two steps ends here too (cancel() reaches only an operation
+    // waiting in the reactor).
+    if (error || session->server_.stopping_writes()) {
+        return 0;
+    }
+    session->set_write_deadline(Clock::now());
+    return kMaxWriteChunk;
+}
+
+Session::Rare& Session::rare() {
+    if (rare_ == nullptr) {
+        rare_ = std::make_unique<Rare>();
+    }
+    return *rare_;
+}
+
+std::size_t Session::write_size() const {
+    return writing_.size() + (rare_ == nullptr ? 0 : rare_->shared.bytes);
+}
+
+std::string_view Session::flatten_writing() {
+    if (rare_ != nullptr && !rare_->shared.empty()) {
+        std::string flat;
+        flat.reserve(write_size());
+        rare_->shared.append_flattened(flat, writing_);
+        writing_.swap(flat);
+        rare_->shared.clear();
+    }
+    return writing_;
+}
+
+// The references go as soon as the write is done: a frame's buffer lives only while some
+// queue or write holds it.
+void Session::release_shared_frames() {
+    if (rare_ != nullptr) {
+        rare_->shared.clear();
+        rare_->gather.clear();
+        if (!rare_->closing_frame) {
+            rare_.reset();
+        }
+    }
 }
 
 void Session::set_write_deadline(TimePoint now) {
@@ -326,14 +398,15 @@ void Session::on_written(const std::error_code& error, std::size_t written) {
         deadline_ = TimePoint::max();
     }
     if (server_.stopping_writes() &&
-        (error == asio::error::operation_aborted || (!error && written < writing_.size()))) {
+        (error == asio::error::operation_aborted || (!error && written < write_size()))) {
         // The server stops with a durable store: what did not go out is kept for the client.
-        server_.broker().write_interrupted(*this, writing_, written);
+        server_.broker().write_interrupted(*this, flatten_writing(), written);
+        release_shared_frames();
         return;
     }
     if (error) {
         // Every frame whose delimiter did not get out whole, even by a byte, was not received.
-        const std::string_view all{writing_};
+        const std::string_view all = flatten_writing();
         const std::size_t from =
             written >= kDelimiter.size() - 1 ? written - (kDelimiter.size() - 1) : 0;
         std::size_t frames = 0;
@@ -343,6 +416,7 @@ void Session::on_written(const std::error_code& error, std::size_t written) {
         }
         server_.stats().frames_unsent_at_close += frames;
     }
+    release_shared_frames();
     if (phase_ == Phase::closed || phase_ == Phase::draining) {
         return;
     }
@@ -401,9 +475,9 @@ void Session::close_after_flush(std::string_view error_frame, std::string_view o
         deadline_ = TimePoint::max();
     }
     if (!error_frame.empty() || !owed_frames.empty()) {
-        closing_frame_ = std::make_unique<std::string>(owed_frames);
+        std::string& closing_frame = rare().closing_frame.emplace(owed_frames);
         if (!error_frame.empty()) {
-            append_frame(*closing_frame_, error_frame);
+            append_frame(closing_frame, error_frame);
         }
     }
     flush();

@@ -7,9 +7,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "pubsubx/broker.hpp"
 #include "pubsubx/protocol.hpp"
@@ -127,8 +129,30 @@ class Session final : public std::enable_shared_from_this<Session>, public Conne
     Server& server_;
     FrameSplitter splitter_;
     std::string writing_;  // the bytes of the write in flight
-    // The frames that go out after everything queued when closing (rarely set).
-    std::unique_ptr<std::string> closing_frame_;
+    // What only some sessions hold at times, behind one pointer: an idle session's size counts
+    // (docs/performance.md).
+    struct Rare {
+        // The frames that go out after everything queued when closing.
+        std::optional<std::string> closing_frame;
+        // The write's large frames, placed among writing_'s bytes and kept alive until it
+        // completes, and the buffers that gather both (plain connections only).
+        SharedFrames shared;
+        std::vector<asio::const_buffer> gather;
+    };
+    // The completion condition of a write, called after every partial write: the write
+    // deadline runs from the last progress, so a slow but live reader of a large backlog is
+    // not cut off.
+    struct WriteProgress {
+        Session* session;
+        std::size_t operator()(const std::error_code& error, std::size_t) const;
+    };
+    Rare& rare();
+    std::size_t write_size() const;
+    // writing_ with the shared frames copied in (rare paths: a stop, an error, TLS).
+    std::string_view flatten_writing();
+    void release_shared_frames();
+    void start_gathered_write();
+    std::unique_ptr<Rare> rare_;
     TimePoint deadline_;
     Session* previous_session_ = nullptr;
     Session* next_session_ = nullptr;

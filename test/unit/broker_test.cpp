@@ -1038,3 +1038,61 @@ TEST_CASE_FIXTURE(LimitFixture, "an episode the last write left open ends once t
     CHECK(sub.close_reason.empty());
     CHECK(b.stats().slow_consumers_cut == 0);
 }
+
+// Issue 16: a large message is encoded once and shared by the queues of its subscribers.
+TEST_CASE_FIXTURE(LimitFixture, "large messages are shared by the queues, counted whole for each") {
+    config.max_queue_bytes = 64 * 1024;
+    Broker& b = make();
+    FakeConnection pub{b}, s1{b}, s2{b}, s3{b};
+    pub.send("CONNECT pub");
+    pub.received();
+    int i = 0;
+    for (FakeConnection* sub : {&s1, &s2, &s3}) {
+        sub->send("CONNECT s" + std::to_string(++i));
+        sub->send("SUBSCRIBE t");
+        sub->received();
+    }
+    const std::string big(10'000, 'b');  // frames of 10,005 bytes with "t " and the delimiter
+    pub.send("PUBLISH t " + big);
+    pub.send("PUBLISH t small");
+    pub.send("PUBLISH t " + big);
+    const std::size_t per_client = 2 * 10'005 + std::string{"t small\n\nx"}.size();
+    CHECK(b.total_queued_bytes() == 3 * per_client);
+    CHECK(b.find_client("s1")->outbound().shared_count() == 2);
+    CHECK(b.find_client("s1")->outbound().message_count() == 3);
+    CHECK(b.check_consistency().empty());
+
+    // A lost client's queue is copied into one buffer: the same bytes, the same totals.
+    s3.lose(t0);
+    CHECK(b.find_client("s3")->outbound().shared_count() == 0);
+    CHECK(b.total_queued_bytes() == 3 * per_client);
+    CHECK(b.check_consistency().empty());
+    CHECK(s1.received() == Frames{"t " + big, "t small", "t " + big});
+    CHECK(b.total_queued_bytes() == 2 * per_client);
+
+    // Under the bound the oldest go, shared or not: s2 does not read, 64 KiB hold six.
+    for (int k = 0; k < 8; ++k) {
+        pub.send("PUBLISH t " + std::to_string(k) + big.substr(1));
+    }
+    CHECK(b.find_client("s2")->outbound().message_count() == 6);
+    CHECK(b.find_client("s3")->outbound().shared_count() == 0);  // lost: copies
+    // s2 and s3 dropped their 3 earlier messages and the 2 oldest new ones, s1 (which had read
+    // the 3) the 2 oldest new ones.
+    CHECK(b.stats().dropped == 5 + 5 + 2);
+    CHECK(b.check_consistency().empty());
+    Frames expected;
+    for (int k = 2; k < 8; ++k) {
+        expected.push_back("t " + std::to_string(k) + big.substr(1));
+    }
+    CHECK(s2.received() == expected);
+    FakeConnection back{b};
+    back.send("CONNECT s3");
+    Frames restored = back.received();
+    REQUIRE(restored.size() == 8);
+    CHECK(restored[0] == "RESTORED s3");
+    CHECK(restored[1] == "t");
+    CHECK(Frames(restored.begin() + 2, restored.end()) == expected);
+    CHECK(s1.received() == expected);
+    CHECK(b.total_queued_bytes() == 0);
+    CHECK(b.check_consistency().empty());
+}

@@ -37,14 +37,18 @@ class QueueAccounting {
     // messages (its own first, then those of the longest-lost clients when a cap is the
     // limit) so that the newest is kept.
     void deliver(Client& client, std::string_view encoded_frame, TimePoint now);
+    // The same for a large frame shared by its recipients: a connected client's queue keeps a
+    // reference to it instead of a copy.
+    void deliver_shared(Client& client, const SharedFrame& frame, TimePoint now);
     // Queues control frames for a connected client: never dropped by any bound. Error frames
     // count towards kMaxControlBacklog; the reply to a CONNECT (deliver_reply) does not,
     // however long its topic list.
     void deliver_control(Client& client, std::string_view encoded_frames);
     void deliver_reply(Client& client, std::string_view encoded_frames);
 
-    // Moves the client's queue into `out` for writing; the bytes stay held until written.
-    void take_for_write(Client& client, std::string& out);
+    // Moves the client's queue into `out` for writing, its shared frames into `shared` (placed
+    // among out's bytes); the bytes stay held until written.
+    void take_for_write(Client& client, std::string& out, SharedFrames& shared);
     // Moves the client's unsent control frames out of the accounts, for a client that leaves
     // (the caller writes them; its messages stay queued).
     std::string take_control(Client& client);
@@ -84,6 +88,8 @@ class QueueAccounting {
     void refresh_queue_bound();
 
   private:
+    void queue_message(Client& client, std::string_view encoded_frame, const SharedFrame* shared,
+                       TimePoint now);
     std::size_t bound_for(const Client& client) const;
     bool fits_without_drops(const Client& client, std::size_t frame_size) const;
     void became_non_empty(Client& client);
