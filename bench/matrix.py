@@ -252,7 +252,12 @@ def parse_args():
     return args
 
 
+def stop_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # through main's finally: every broker is stopped
+
+
 def main():
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     args = parse_args()
     brokers = Brokers(args.out)
     commands = broker_commands(args)
