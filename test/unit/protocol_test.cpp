@@ -127,6 +127,28 @@ TEST_CASE("parse_command follows the original parsing rule") {
     }
 }
 
+// Every position of each of the two spaces gives what the original rule gives.
+TEST_CASE("parse_command splits at the first two spaces wherever they are") {
+    for (std::size_t word = 1; word <= 80; ++word) {
+        for (std::size_t argument = 1; argument <= 80; argument += 7) {
+            const std::string command(word, 'C');
+            const std::string topic(argument, 't');
+            const std::string frame = command + " " + topic + " da ta";
+            const Command parsed = parse_command(frame);
+            CAPTURE(word);
+            CAPTURE(argument);
+            CHECK(parsed.kind == CommandKind::unknown);
+            CHECK(parsed.argument == topic);
+            CHECK(parsed.data == "da ta");
+            CHECK(parse_command(command + " " + topic).data.empty());
+            CHECK(parse_command(command + " " + topic).argument == topic);
+        }
+    }
+    const std::string high_bytes = "PUBLISH \xa0\xff\x80 x";
+    CHECK(parse_command(high_bytes).argument == "\xa0\xff\x80");
+    CHECK(parse_command("PUBLISH" + std::string(100, 'x')).kind == CommandKind::unknown);
+}
+
 TEST_CASE("names are 1 to 64 printable bytes without spaces") {
     CHECK(is_valid_name("a"));
     CHECK(is_valid_name(std::string(64, 'n')));
