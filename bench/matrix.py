@@ -21,7 +21,9 @@ whichever is less: the most a subscriber may be behind stays within PubSubX's de
 --max-queue (2 MiB) and NATS's pending limit (64 MB), so no broker drops or cuts anyone off,
 and every broker runs with its defaults.
 
-Exit status: 0 when every PubSubX run delivered everything, 1 otherwise."""
+Medians and ratios use only runs that delivered everything; a cell where any run of either
+side did not is shown, and not counted towards a goal. Exit status: 0 when every run of every
+broker delivered everything, 1 otherwise."""
 import argparse
 import json
 import os
@@ -146,9 +148,18 @@ def run_cell(args, label, port, pid, size, pubs, subs):
     return row
 
 
+def complete(row):
+    return bool(row.get("complete")) and row.get("lost") == 0
+
+
 def median_of(rows, field):
-    values = [r[field] for r in rows if isinstance(r.get(field), (int, float))]
+    """The median over the complete runs: a stalled run's rate says nothing."""
+    values = [r[field] for r in rows if complete(r) and isinstance(r.get(field), (int, float))]
     return statistics.median(values) if values else None
+
+
+def all_complete(rows):
+    return bool(rows) and all(complete(r) for r in rows)
 
 
 def rate_text(value):
@@ -177,9 +188,11 @@ def figure(rows):
     return text
 
 
-def ratio_text(ours, theirs, goal):
-    if not ours or not theirs:
-        return "-"
+def ratio_text(ours_rows, theirs_rows, goal):
+    """PubSubX over a peer, from cells whose every run on both sides delivered everything."""
+    if not all_complete(ours_rows) or not all_complete(theirs_rows):
+        return "-" if not ours_rows or not theirs_rows else "(incomplete runs)"
+    ours, theirs = median_of(ours_rows, "delivered_per_s"), median_of(theirs_rows, "delivered_per_s")
     ratio = ours / theirs
     return f"{ratio:.2f}" + ("" if ratio >= goal else " (below)")
 
@@ -194,12 +207,11 @@ def table(results, labels, sizes, shapes):
     for size in sizes:
         for pubs, subs in shapes:
             rows = {label: by_cell[(label, size, pubs, subs)] for label in labels}
-            rates = {label: median_of(rows[label], "delivered_per_s") for label in labels}
             cells = [f"{size} B", f"{pubs}x{subs}", figure(rows["pubsubx"])]
             cells += [figure(rows[label]) for label in peers]
             cells.append(figure(rows.get("ceiling", [])) if "ceiling" in labels else "-")
-            cells.append(ratio_text(rates["pubsubx"], rates.get("nats"), 1.5))
-            cells.append(ratio_text(rates["pubsubx"], rates.get("ceiling"), 0.7))
+            cells.append(ratio_text(rows["pubsubx"], rows.get("nats", []), 1.5))
+            cells.append(ratio_text(rows["pubsubx"], rows.get("ceiling", []), 0.7))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -211,17 +223,25 @@ def goals_text(results, sizes, shapes):
         rates[(row["label"], row["size"], row["pubs"], row["subs"])].append(row)
     lines = []
     for peer, goal in (("nats", 1.5), ("ceiling", 0.7)):
-        ratios = {}
+        ratios, unmeasured = {}, []
         for size in sizes:
             for pubs, subs in shapes:
-                ours = median_of(rates[("pubsubx", size, pubs, subs)], "delivered_per_s")
-                theirs = median_of(rates[(peer, size, pubs, subs)], "delivered_per_s")
-                if ours and theirs:
-                    ratios[f"{size} B {pubs}x{subs}"] = ours / theirs
-        if ratios:
+                ours, theirs = rates[("pubsubx", size, pubs, subs)], rates[(peer, size, pubs, subs)]
+                cell = f"{size} B {pubs}x{subs}"
+                if not theirs:
+                    continue
+                if not all_complete(ours) or not all_complete(theirs):
+                    unmeasured.append(cell)
+                    continue
+                ratios[cell] = (median_of(ours, "delivered_per_s") /
+                                median_of(theirs, "delivered_per_s"))
+        if ratios or unmeasured:
             short = [f"{cell} ({ratio:.2f})" for cell, ratio in ratios.items() if ratio < goal]
             lines.append(f"PubSubX / {peer} >= {goal}: {len(ratios) - len(short)} of "
-                         f"{len(ratios)} cells" + (f"; short: {', '.join(short)}" if short else ""))
+                         f"{len(ratios) + len(unmeasured)} cells"
+                         + (f"; short: {', '.join(short)}" if short else "")
+                         + (f"; not measured (a run did not deliver everything): "
+                            f"{', '.join(unmeasured)}" if unmeasured else ""))
     return "\n" + "\n".join(lines) if lines else ""
 
 
@@ -291,8 +311,10 @@ def main():
     print(text)
     print(goals_text(results, args.size_list, args.shape_list))
     print(f"\nraw results and logs: {args.out}")
-    ours = [r for r in results if r["label"] == "pubsubx"]
-    return 0 if all(r.get("complete") and r.get("lost") == 0 for r in ours) else 1
+    failed = sorted({r["label"] for r in results if not complete(r)})
+    if failed:
+        print(f"runs that did not deliver everything: {', '.join(failed)} (see the table)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

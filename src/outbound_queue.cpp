@@ -21,6 +21,13 @@ void SharedFrames::clear() {
     bytes = 0;
 }
 
+void SharedFrames::erase_spent() {
+    if (first >= kSpentEntries && 2 * first >= placed.size()) {
+        placed.erase(placed.begin(), placed.begin() + static_cast<std::ptrdiff_t>(first));
+        first = 0;
+    }
+}
+
 void SharedFrames::shift(std::ptrdiff_t delta) {
     for (std::size_t i = first; i < placed.size(); ++i) {
         placed[i].at = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(placed[i].at) + delta);
@@ -252,6 +259,8 @@ std::size_t OutboundQueue::take_up_to(std::string& out, SharedFrames& shared,
         own.first = next_shared;
         if (own.empty()) {
             own.clear();
+        } else {
+            own.erase_spent();  // a queue that never empties must not keep them all
         }
     }
     head_ = at;
@@ -302,11 +311,8 @@ std::size_t OutboundQueue::drop_oldest_message() {
             if (++shared.first == shared.placed.size()) {
                 shared.clear();
                 release_rare_if_unused();
-            } else if (shared.first >= kSpentEntries && 2 * shared.first >= shared.placed.size()) {
-                shared.placed.erase(
-                    shared.placed.begin(),
-                    shared.placed.begin() + static_cast<std::ptrdiff_t>(shared.first));
-                shared.first = 0;
+            } else {
+                shared.erase_spent();
             }
             return dropped;
         }

@@ -28,6 +28,8 @@ struct SharedFrames {
     bool empty() const { return first == placed.size(); }
     std::size_t count() const { return placed.size() - first; }
     void clear();
+    // Erases the entries before `first` once they are many and at least half the list.
+    void erase_spent();
     // Moves every offset by `delta` (the inline bytes before them changed by that much).
     void shift(std::ptrdiff_t delta);
     // Appends the inline bytes from `from` on with the frames placed among them, in order.

@@ -381,8 +381,7 @@ class Ceiling {
             return accept_connect(connection, frame);
         }
         if (frame.starts_with(kPublish)) {
-            round_frames_.append(frame.substr(kPublish.size()));
-            round_frames_.append(kDelimiter);
+            append_delivery(frame.substr(kPublish.size()));
         } else if (frame.starts_with(kSubscribe)) {
             subscribe(connection);
         } else if (frame == kDisconnect) {
@@ -390,6 +389,20 @@ class Ceiling {
             return false;
         }
         return true;
+    }
+
+    // The broker's bytes for "PUBLISH <rest>": <rest> itself, but nothing when the topic is
+    // empty, and "<topic> " when there is no data field (protocol.md). The one search for
+    // the data field is what any broker must do to find where a topic ends.
+    void append_delivery(std::string_view rest) {
+        if (rest.empty() || rest.front() == ' ') {
+            return;
+        }
+        round_frames_.append(rest);
+        if (rest.find(' ') == std::string_view::npos) {
+            round_frames_.push_back(' ');
+        }
+        round_frames_.append(kDelimiter);
     }
 
     // The first frame must be CONNECT <name>; the name is neither checked nor remembered.

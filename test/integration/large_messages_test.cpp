@@ -17,9 +17,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Message i of a test: 64 KiB, 5 KiB (both shared, above the broker's threshold) or a few
-// bytes (copied), in turn, each with its number first and its own filler, so that a message
-// out of place or cut anywhere shows.
+// Message i of a test: 64 KiB, 5 KiB (both shared with two subscribers or more: above the broker's
+// threshold) or a few bytes (copied), in turn, each with its number first and its own filler, so
+// that a message out of place or cut anywhere shows.
 std::string payload(int i) {
     static constexpr std::size_t kSizes[] = {64 * 1024, 5 * 1024, 0};
     std::string data = "m" + std::to_string(i) + " ";
@@ -132,6 +132,8 @@ TEST_CASE("a subscriber that stops reading keeps the newest messages, and the dr
     ServerProcess server{
         {"--max-queue", "400000", "--slow-consumer-grace", "0", "--write-timeout", "0"}};
     auto reader = stalled_subscriber(server, "reader");
+    // A second subscriber, so that the large frames are shared (one subscriber gets copies).
+    auto other = stalled_subscriber(server, "other");
     TestClient publisher{server.port()};
     publisher.connect_as("pub");
     constexpr int kMessages = 300;  // 7 MB, far beyond the bound and the socket buffers
@@ -170,6 +172,7 @@ constexpr int kStallingMessages = 120;
 TEST_CASE("a subscriber that drops while holding shared frames gets them all back") {
     ServerProcess server{{"--max-queue", "64000000", "--write-timeout", "0"}};
     auto sub = stalled_subscriber(server, "sub");
+    auto other = stalled_subscriber(server, "other");  // the frames are shared, as above
     TestClient publisher{server.port()};
     publisher.connect_as("pub");
     // The first batch fills the kernel's buffers; the second arrives while a write is stuck.

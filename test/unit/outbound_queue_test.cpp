@@ -273,6 +273,28 @@ TEST_CASE("memory held counts shared frames whole and goes back to nothing when 
     CHECK(big.use_count() == 3);  // `shared` still holds the write's two
 }
 
+// Found in review: a queue that stays behind but never empties or drops (a reader that keeps
+// pace after a burst) kept an entry for every shared frame ever taken.
+TEST_CASE("a queue that never empties keeps no entries for the shared frames it gave out") {
+    const SharedFrame big = shared_frame(std::string(3000, 'B'));
+    OutboundQueue queue;
+    for (int i = 0; i < 20; ++i) {
+        queue.push_shared(big, 1 << 20);
+    }
+    std::string out;
+    SharedFrames shared;
+    for (int round = 0; round < 5000; ++round) {
+        for (int i = 0; i < 10; ++i) {
+            queue.push_shared(big, 1 << 20);
+        }
+        queue.take_up_to(out, shared, 10 * big->size());
+        REQUIRE(shared.count() == 10);
+    }
+    CHECK(queue.message_count() == 20);
+    CHECK(queue.message_bytes() == 20 * big->size());
+    CHECK(queue.memory_held() < 2 * queue.message_bytes() + 64 * 1024);
+}
+
 TEST_CASE("a long run of drops over mixed frames keeps the newest, in order") {
     const std::size_t bound = 4096;
     OutboundQueue queue;
