@@ -25,6 +25,11 @@ void SharedFrames::erase_spent() {
     if (first >= kSpentEntries && 2 * first >= placed.size()) {
         placed.erase(placed.begin(), placed.begin() + static_cast<std::ptrdiff_t>(first));
         first = 0;
+        // After a burst, a queue that keeps pace without emptying would keep the list's
+        // capacity for the whole burst (found in review).
+        if (placed.capacity() > 4 * placed.size() + kSpentEntries) {
+            placed.shrink_to_fit();
+        }
     }
 }
 

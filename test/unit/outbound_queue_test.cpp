@@ -295,6 +295,27 @@ TEST_CASE("a queue that never empties keeps no entries for the shared frames it 
     CHECK(queue.memory_held() < 2 * queue.message_bytes() + 64 * 1024);
 }
 
+// Found in the second review: after a burst, the list of shared frames kept its capacity
+// while the queue, never empty, kept pace one frame at a time.
+TEST_CASE("after a burst, a queue that never empties gives back the room its entries took") {
+    const SharedFrame big = shared_frame(std::string(2000, 'B'));
+    OutboundQueue queue;
+    for (int i = 0; i < 20'000; ++i) {
+        queue.push_shared(big, 1 << 30);
+    }
+    std::string out;
+    SharedFrames shared;
+    while (queue.message_count() > 3) {
+        queue.take_up_to(out, shared, big->size());
+    }
+    for (int i = 0; i < 20'000; ++i) {
+        queue.push_shared(big, 1 << 30);
+        queue.take_up_to(out, shared, big->size());
+    }
+    CHECK(queue.message_count() == 3);
+    CHECK(queue.memory_held() < 2 * queue.message_bytes() + 64 * 1024);
+}
+
 TEST_CASE("a long run of drops over mixed frames keeps the newest, in order") {
     const std::size_t bound = 4096;
     OutboundQueue queue;
