@@ -581,11 +581,7 @@ void Broker::connection_closed(Connection& connection, TimePoint now) {
 void Broker::take_outbound(Connection& connection, std::string& out) {
     SharedFrames shared;
     take_outbound(connection, out, shared);
-    if (!shared.empty()) {
-        std::string flat;
-        shared.append_flattened(flat, out);
-        out.swap(flat);
-    }
+    shared.merge_into(out);
 }
 
 void Broker::take_outbound(Connection& connection, std::string& out, SharedFrames& shared) {
@@ -598,10 +594,9 @@ void Broker::take_outbound(Connection& connection, std::string& out, SharedFrame
     accounting_.take_for_write(*client, out, shared);
 }
 
-// The encoded frame becomes a shared buffer (moved, not copied); encoded_ allocates afresh for
-// the next large one.
-// The delivery frame is encoded_ (moved, not copied) or the PUBLISH frame's own bytes (copied
-// once: the read buffer they are in is reused by the next read).
+// The delivery frame is encoded_ (moved, not copied: encoded_ allocates afresh for the next
+// large one) or the PUBLISH frame's own bytes (copied once: the read buffer they are in is
+// reused by the next read).
 SharedFrame Broker::share(std::string_view encoded) {
     if (encoded.data() == encoded_.data()) {
         return std::make_shared<const std::string>(std::move(encoded_));

@@ -41,13 +41,19 @@ void SharedFrames::shift(std::ptrdiff_t delta) {
 
 void SharedFrames::append_flattened(std::string& out, std::string_view inline_bytes,
                                     std::size_t from) const {
-    std::size_t at = from;
-    for (std::size_t i = first; i < placed.size(); ++i) {
-        out.append(inline_bytes.substr(at, placed[i].at - at));
-        out.append(*placed[i].frame);
-        at = placed[i].at;
+    for_each_piece(inline_bytes, from, [&](std::string_view piece) { out.append(piece); });
+}
+
+void SharedFrames::merge_into(std::string& inline_bytes, std::size_t from) {
+    if (empty()) {
+        inline_bytes.erase(0, from);
+        return;
     }
-    out.append(inline_bytes.substr(at));
+    std::string merged;
+    merged.reserve(inline_bytes.size() - from + bytes);
+    append_flattened(merged, inline_bytes, from);
+    inline_bytes.swap(merged);
+    clear();
 }
 
 std::size_t OutboundQueue::push(std::string_view encoded_frame, std::size_t max_bytes) {
@@ -71,11 +77,16 @@ std::size_t OutboundQueue::push_shared(const SharedFrame& frame, std::size_t max
 }
 
 void OutboundQueue::append_shared(const SharedFrame& frame) {
+    SharedFrames& shared = rare().shared;
+    shared.placed.push_back({bytes_.size(), frame});
+    shared.bytes += frame->size();
+}
+
+OutboundQueue::Rare& OutboundQueue::rare() {
     if (rare_ == nullptr) {
         rare_ = std::make_unique<Rare>();
     }
-    rare_->shared.placed.push_back({bytes_.size(), frame});
-    rare_->shared.bytes += frame->size();
+    return *rare_;
 }
 
 inline void OutboundQueue::make_room(std::size_t frame_size, std::size_t max_bytes,
@@ -100,10 +111,7 @@ OutboundQueue::Dropped OutboundQueue::drop_oldest(std::size_t bytes) {
 }
 
 void OutboundQueue::push_control(std::string_view encoded_frames) {
-    if (rare_ == nullptr) {
-        rare_ = std::make_unique<Rare>();
-    }
-    rare_->control.append(encoded_frames);
+    rare().control.append(encoded_frames);
 }
 
 void OutboundQueue::discard_control() {
@@ -131,12 +139,8 @@ void OutboundQueue::flatten() const {
     if (!has_shared()) {
         return;
     }
-    std::string flat;
-    flat.reserve(message_bytes());
-    rare_->shared.append_flattened(flat, bytes_, head_);
-    bytes_.swap(flat);
+    rare_->shared.merge_into(bytes_, head_);
     head_ = 0;
-    rare_->shared.clear();
     release_rare_if_unused();
 }
 
@@ -163,11 +167,7 @@ std::size_t OutboundQueue::memory_held() const {
 std::size_t OutboundQueue::take_all(std::string& out) {
     SharedFrames shared;
     const std::size_t control = take_all(out, shared);
-    if (!shared.empty()) {
-        std::string flat;
-        shared.append_flattened(flat, out);
-        out.swap(flat);
-    }
+    shared.merge_into(out);
     return control;
 }
 
@@ -203,11 +203,7 @@ std::size_t OutboundQueue::take_all(std::string& out, SharedFrames& shared) {
 std::size_t OutboundQueue::take_up_to(std::string& out, std::size_t max_bytes) {
     SharedFrames shared;
     const std::size_t control = take_up_to(out, shared, max_bytes);
-    if (!shared.empty()) {
-        std::string flat;
-        shared.append_flattened(flat, out);
-        out.swap(flat);
-    }
+    shared.merge_into(out);
     return control;
 }
 

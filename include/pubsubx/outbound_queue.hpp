@@ -32,10 +32,33 @@ struct SharedFrames {
     void erase_spent();
     // Moves every offset by `delta` (the inline bytes before them changed by that much).
     void shift(std::ptrdiff_t delta);
+    // Calls on_piece(std::string_view) for the inline bytes from `from` on and the frames
+    // placed among them, in order, skipping empty stretches of inline bytes.
+    template <typename OnPiece>
+    void for_each_piece(std::string_view inline_bytes, std::size_t from, OnPiece&& on_piece) const;
     // Appends the inline bytes from `from` on with the frames placed among them, in order.
     void append_flattened(std::string& out, std::string_view inline_bytes,
                           std::size_t from = 0) const;
+    // Replaces `inline_bytes` by its bytes from `from` on with the frames copied in, and
+    // forgets the frames: where a rare path needs one contiguous buffer.
+    void merge_into(std::string& inline_bytes, std::size_t from = 0);
 };
+
+template <typename OnPiece>
+void SharedFrames::for_each_piece(std::string_view inline_bytes, std::size_t from,
+                                  OnPiece&& on_piece) const {
+    std::size_t at = from;
+    for (std::size_t i = first; i < placed.size(); ++i) {
+        if (placed[i].at > at) {
+            on_piece(inline_bytes.substr(at, placed[i].at - at));
+        }
+        on_piece(std::string_view{*placed[i].frame});
+        at = placed[i].at;
+    }
+    if (at < inline_bytes.size()) {
+        on_piece(inline_bytes.substr(at));
+    }
+}
 
 // The encoded frames waiting to be written to one client, in one contiguous buffer so that a
 // small message costs a copy, not an allocation, and a whole backlog goes out in one write.
@@ -129,6 +152,7 @@ class OutboundQueue {
         SharedFrames shared;  // shared frames placed among bytes_ (offsets into bytes_)
     };
     bool has_shared() const { return rare_ != nullptr && !rare_->shared.empty(); }
+    Rare& rare();
     void make_room(std::size_t frame_size, std::size_t max_bytes, std::size_t& dropped);
     std::size_t drop_oldest_message();
     void compact_if_worthwhile();

@@ -323,19 +323,9 @@ void Session::start_write() {
 void Session::start_gathered_write() {
     Rare& rare = *rare_;
     rare.gather.clear();
-    const std::string_view bytes{writing_};
-    std::size_t at = 0;
-    for (std::size_t i = rare.shared.first; i < rare.shared.placed.size(); ++i) {
-        const SharedFrames::Placed& placed = rare.shared.placed[i];
-        if (placed.at > at) {
-            rare.gather.emplace_back(bytes.data() + at, placed.at - at);
-        }
-        rare.gather.emplace_back(placed.frame->data(), placed.frame->size());
-        at = placed.at;
-    }
-    if (at < bytes.size()) {
-        rare.gather.emplace_back(bytes.data() + at, bytes.size() - at);
-    }
+    rare.shared.for_each_piece(writing_, 0, [&](std::string_view piece) {
+        rare.gather.emplace_back(piece.data(), piece.size());
+    });
     asio::async_write(
         socket_, std::span<const asio::const_buffer>{rare.gather}, WriteProgress{this},
         [self = shared_from_this()](const std::error_code& error, std::size_t written) {
@@ -365,12 +355,8 @@ std::size_t Session::write_size() const {
 }
 
 std::string_view Session::flatten_writing() {
-    if (rare_ != nullptr && !rare_->shared.empty()) {
-        std::string flat;
-        flat.reserve(write_size());
-        rare_->shared.append_flattened(flat, writing_);
-        writing_.swap(flat);
-        rare_->shared.clear();
+    if (rare_ != nullptr) {
+        rare_->shared.merge_into(writing_);
     }
     return writing_;
 }
