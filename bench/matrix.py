@@ -188,19 +188,38 @@ def figure(rows):
     return text
 
 
-def ratio_text(ours_rows, theirs_rows, goal):
-    """PubSubX over a peer, from cells whose every run on both sides delivered everything."""
+INCOMPLETE = "incomplete"
+
+
+def ratio(ours_rows, theirs_rows):
+    """PubSubX over a peer in one cell: None without the peer's runs, INCOMPLETE unless every
+    run on both sides delivered everything."""
+    if not theirs_rows:
+        return None
     if not all_complete(ours_rows) or not all_complete(theirs_rows):
-        return "-" if not ours_rows or not theirs_rows else "(incomplete runs)"
-    ours, theirs = median_of(ours_rows, "delivered_per_s"), median_of(theirs_rows, "delivered_per_s")
-    ratio = ours / theirs
-    return f"{ratio:.2f}" + ("" if ratio >= goal else " (below)")
+        return INCOMPLETE
+    return median_of(ours_rows, "delivered_per_s") / median_of(theirs_rows, "delivered_per_s")
+
+
+def ratio_text(ours_rows, theirs_rows, goal):
+    value = ratio(ours_rows, theirs_rows) if ours_rows else None
+    if value is None:
+        return "-"
+    if value == INCOMPLETE:
+        return "(incomplete runs)"
+    return f"{value:.2f}" + ("" if value >= goal else " (below)")
+
+
+def runs_by_cell(results):
+    """(label, size, pubs, subs) -> that cell's runs of that broker."""
+    cells = defaultdict(list)
+    for row in results:
+        cells[(row["label"], row["size"], row["pubs"], row["subs"])].append(row)
+    return cells
 
 
 def table(results, labels, sizes, shapes):
-    by_cell = defaultdict(list)
-    for row in results:
-        by_cell[(row["label"], row["size"], row["pubs"], row["subs"])].append(row)
+    by_cell = runs_by_cell(results)
     peers = [label for label in labels if label not in ("pubsubx", "ceiling")]
     head = ["payload", "shape", "PubSubX"] + peers + ["ceiling", "vs NATS", "of ceiling"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -218,25 +237,21 @@ def table(results, labels, sizes, shapes):
 
 def goals_text(results, sizes, shapes):
     """Issue 16's goals over the cells: at least 1.5x NATS and 0.7 of the ceiling."""
-    rates = defaultdict(list)
-    for row in results:
-        rates[(row["label"], row["size"], row["pubs"], row["subs"])].append(row)
+    by_cell = runs_by_cell(results)
     lines = []
     for peer, goal in (("nats", 1.5), ("ceiling", 0.7)):
         ratios, unmeasured = {}, []
         for size in sizes:
             for pubs, subs in shapes:
-                ours, theirs = rates[("pubsubx", size, pubs, subs)], rates[(peer, size, pubs, subs)]
+                value = ratio(by_cell[("pubsubx", size, pubs, subs)],
+                              by_cell[(peer, size, pubs, subs)])
                 cell = f"{size} B {pubs}x{subs}"
-                if not theirs:
-                    continue
-                if not all_complete(ours) or not all_complete(theirs):
+                if value == INCOMPLETE:
                     unmeasured.append(cell)
-                    continue
-                ratios[cell] = (median_of(ours, "delivered_per_s") /
-                                median_of(theirs, "delivered_per_s"))
+                elif value is not None:
+                    ratios[cell] = value
         if ratios or unmeasured:
-            short = [f"{cell} ({ratio:.2f})" for cell, ratio in ratios.items() if ratio < goal]
+            short = [f"{cell} ({value:.2f})" for cell, value in ratios.items() if value < goal]
             lines.append(f"PubSubX / {peer} >= {goal}: {len(ratios) - len(short)} of "
                          f"{len(ratios) + len(unmeasured)} cells"
                          + (f"; short: {', '.join(short)}" if short else "")
